@@ -1,0 +1,271 @@
+"""NumPy backend: the O(rows x K) passes on the CPU.
+
+Each function is the reference twin of a CUDA kernel (``kernels/*.cu``) and names it. A chunk is
+a 2-D array of shape (n_rows, n_columns), float32 or float64, any memory order; NaN marks a null.
+Work is split into fixed blocks of :data:`BLOCK_ROWS` rows per column, run on a thread pool (NumPy
+releases the GIL in its loops) and reduced in block order, so results do not depend on the number
+of threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+
+from .. import _rng
+from .._model import (
+    SAMPLE_PROB_FLOOR,
+    STD_MULTIPLIER,
+    EStepParams,
+    Moments,
+    Stats,
+    TransformParams,
+)
+
+NAME = "numpy"
+# 16 Ki rows x K=10 float64 = 1.3 MB per temporary: stays in a core's L2 cache.
+BLOCK_ROWS = 16384
+
+T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    n = int(os.environ.get("GPUVGM_NUM_THREADS", "0")) or min(os.cpu_count() or 1, 16)
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="gpuvgm")
+
+
+def _map(fn: Callable[..., T], tasks: Iterable[tuple]) -> list[T]:
+    """``[fn(*t) for t in tasks]`` on the thread pool, in task order."""
+    tasks = list(tasks)
+    if len(tasks) <= 1:
+        return [fn(*t) for t in tasks]
+    return list(_pool().map(lambda t: fn(*t), tasks))
+
+
+def _blocks(n: int) -> list[slice]:
+    return [slice(i, min(i + BLOCK_ROWS, n)) for i in range(0, n, BLOCK_ROWS)]
+
+
+def _column(chunk: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Column ``j`` as contiguous float64 without its nulls, and the null mask (None if none)."""
+    x = np.ascontiguousarray(chunk[:, j], dtype=np.float64)
+    null = np.isnan(x)
+    if null.any():
+        return x[~null], null
+    return x, None
+
+
+def moments(chunk: np.ndarray) -> Moments:
+    """Pre-pass statistics of one chunk (count, mean, M2, min, max, nulls) per column.
+
+    Infinite values propagate into ``minimum``/``maximum`` so the caller can report them.
+    """
+    n_cols = chunk.shape[1]
+    out = Moments.empty(n_cols)
+    for j in range(n_cols):
+        x, null = _column(chunk, j)
+        n_null = 0 if null is None else int(null.sum())
+        if x.size == 0:
+            part = Moments.empty(1)
+            part.n_null[0] = n_null
+        else:
+            mean = x.mean()
+            m2 = float(np.dot(x - mean, x - mean)) if np.isfinite(mean) else np.inf
+            part = Moments(
+                count=np.array([x.size], dtype=np.float64),
+                mean=np.array([mean]),
+                m2=np.array([m2]),
+                minimum=np.array([x.min()]),
+                maximum=np.array([x.max()]),
+                n_null=np.array([n_null], dtype=np.float64),
+            )
+        out = _set_column(out, j, part)
+    return out
+
+
+def _set_column(m: Moments, j: int, part: Moments) -> Moments:
+    for name in ("count", "mean", "m2", "minimum", "maximum", "n_null"):
+        getattr(m, name)[j] = getattr(part, name)[0]
+    return m
+
+
+def _working(x: np.ndarray, shift: float, scale: float) -> np.ndarray:
+    return (x - shift) * (1.0 / scale)
+
+
+def _log_prob_block(xw: np.ndarray, means: np.ndarray, neg_half_prec: np.ndarray,
+                    log_consts: np.ndarray) -> np.ndarray:
+    """``l_k(x') = C_k - 0.5 * prec_k * (x' - m_k)**2``, shape (n, K)."""
+    l = xw[:, None] - means  # (n, K)
+    l *= l
+    l *= neg_half_prec
+    l += log_consts
+    return l
+
+
+def _estep_block(xw: np.ndarray, means: np.ndarray, neg_half_prec: np.ndarray,
+                 log_consts: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Statistics of one block: (K, 3) ``[sum r, sum r x', sum r x'^2]``, H and sum of log p(x)."""
+    l = _log_prob_block(xw, means, neg_half_prec, log_consts)  # (n, K)
+    mx = l.max(axis=1)  # (n,)
+    l -= mx[:, None]
+    r = np.exp(l)  # unnormalised, (n, K)
+    s = r.sum(axis=1)  # (n,)
+    r *= (1.0 / s)[:, None]  # responsibilities
+    log_s = np.log(s)
+    moments3 = np.empty((xw.size, 3))
+    moments3[:, 0] = 1.0
+    moments3[:, 1] = xw
+    np.multiply(xw, xw, out=moments3[:, 2])
+    stats = r.T @ moments3  # (K, 3)
+    # sum_k r log r = sum_k r (l - max) - log s, since log r_k = (l_k - max) - log s.
+    h = float(np.vdot(r, l)) - float(log_s.sum())
+    log_prob = float(mx.sum()) + float(log_s.sum())
+    return stats, h, log_prob
+
+
+def estep_stats(chunk: np.ndarray, params: EStepParams) -> Stats:
+    """Sufficient statistics of one chunk for the columns in ``params``.
+
+    NumPy twin of ``estep_stats`` in ``kernels/estep.cu``. Statistics are in the working frame.
+    """
+    n_cols = params.columns.size
+    out = Stats.zeros(n_cols, params.n_components)
+    tasks = []
+    for i, j in enumerate(params.columns):
+        x, _ = _column(chunk, int(j))
+        xw = _working(x, params.shift[i], params.scale[i])
+        out.count[i] = x.size
+        nhp = -0.5 * params.precisions[i]
+        for blk in _blocks(xw.size):
+            tasks.append((i, xw[blk], params.means[i], nhp, params.log_consts[i]))
+
+    results = _map(lambda i, *args: (i, _estep_block(*args)), tasks)
+    for i, (stats, h, log_prob) in results:
+        out.nk[i] += stats[:, 0]
+        out.s1[i] += stats[:, 1]
+        out.s2[i] += stats[:, 2]
+        out.h[i] += h
+        out.log_prob[i] += log_prob
+    return out
+
+
+def assign_stats(chunk: np.ndarray, centers: np.ndarray, params: EStepParams) -> Stats:
+    """Statistics of the hard assignment of each value to its nearest center (k-means labels).
+
+    ``centers``: (n_columns, K) in the working frame; ties go to the lowest index, as in
+    scikit-learn's k-means. NumPy twin of ``assign_stats`` in ``kernels/estep.cu``.
+    """
+    n_cols, k = centers.shape
+    out = Stats.zeros(n_cols, k)
+    for i, j in enumerate(params.columns):
+        x, _ = _column(chunk, int(j))
+        xw = _working(x, params.shift[i], params.scale[i])
+        out.count[i] = x.size
+        for blk in _blocks(xw.size):
+            xb = xw[blk]
+            label = np.argmin(np.abs(xb[:, None] - centers[i]), axis=1)
+            out.nk[i] += np.bincount(label, minlength=k)
+            out.s1[i] += np.bincount(label, weights=xb, minlength=k)
+            out.s2[i] += np.bincount(label, weights=xb * xb, minlength=k)
+    return out
+
+
+def log_resp(chunk: np.ndarray, params: EStepParams) -> np.ndarray:
+    """``log p(k | x)`` over all K components, shape (n_rows, n_columns, K); NaN for nulls."""
+    n = chunk.shape[0]
+    out = np.full((n, params.columns.size, params.n_components), np.nan)
+    for i, j in enumerate(params.columns):
+        x = np.asarray(chunk[:, int(j)], dtype=np.float64)
+        ok = ~np.isnan(x)
+        xw = _working(x[ok], params.shift[i], params.scale[i])
+        l = _log_prob_block(xw, params.means[i], -0.5 * params.precisions[i],
+                            params.log_consts[i])
+        mx = l.max(axis=1, keepdims=True)
+        l -= mx + np.log(np.exp(l - mx).sum(axis=1, keepdims=True))
+        out[ok, i] = l
+    return out
+
+
+def _transform_block(x: np.ndarray, u: np.ndarray | None, i: int,
+                     p: TransformParams) -> tuple[np.ndarray, np.ndarray, int]:
+    e = p.estep
+    valid = p.valid[i]
+    l = _log_prob_block(_working(x, e.shift[i], e.scale[i]), e.means[i],
+                        -0.5 * e.precisions[i], e.log_consts[i])  # (n, K)
+    if u is None:  # argmax over the valid components
+        comp = np.argmax(l[:, valid], axis=1)
+    else:
+        # RDT: p(k | x) over all K, restricted to the valid ones, + 1e-6; draw by inverting the CDF.
+        mx = l.max(axis=1, keepdims=True)
+        l -= mx
+        r = np.exp(l)
+        r *= (1.0 / r.sum(axis=1, keepdims=True))
+        w = r[:, valid] + SAMPLE_PROB_FLOOR
+        cdf = np.cumsum(w, axis=1)  # (n, n_valid)
+        target = u * cdf[:, -1]
+        comp = np.minimum((cdf <= target[:, None]).sum(axis=1), w.shape[1] - 1)
+    mean = p.means[i][valid][comp]
+    std = p.stds[i][valid][comp]
+    alpha = (x - mean) / (STD_MULTIPLIER * std)
+    n_clipped = int(np.count_nonzero(np.abs(alpha) > p.clip))
+    if n_clipped:
+        np.clip(alpha, -p.clip, p.clip, out=alpha)
+    return alpha, comp.astype(np.int32), n_clipped
+
+
+def transform(chunk: np.ndarray, params: TransformParams, row_offset: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mode-specific normalization of one chunk.
+
+    NumPy twin of ``transform`` in ``kernels/transform.cu``. Returns ``normalized`` (n, C) float64
+    (NaN for nulls), ``component`` (n, C) int32 (index among the column's valid components, -1 for
+    nulls), ``null`` (n, C) bool and ``n_clipped`` (C,) int64.
+    """
+    n = chunk.shape[0]
+    cols = params.estep.columns
+    normalized = np.full((n, cols.size), np.nan)
+    component = np.full((n, cols.size), -1, dtype=np.int32)
+    null = np.empty((n, cols.size), dtype=bool)
+    n_clipped = np.zeros(cols.size, dtype=np.int64)
+    tasks = []
+    for i, j in enumerate(cols):
+        x = np.asarray(chunk[:, int(j)], dtype=np.float64)
+        null[:, i] = np.isnan(x)
+        u = (_rng.uniform(params.seed, int(params.column_keys[i]), row_offset, n,
+                          _rng.STREAM_COMPONENT) if params.sample else None)
+        for blk in _blocks(n):
+            rows = np.flatnonzero(~null[blk, i]) + blk.start
+            tasks.append((i, rows, x[rows], None if u is None else u[rows]))
+
+    def run(i: int, rows: np.ndarray, x: np.ndarray, u: np.ndarray | None):
+        return i, rows, _transform_block(x, u, i, params)
+
+    for i, rows, (alpha, comp, clipped) in _map(run, tasks):
+        normalized[rows, i] = alpha
+        component[rows, i] = comp
+        n_clipped[i] += clipped
+    return normalized, component, null, n_clipped
+
+
+def inverse(normalized: np.ndarray, component: np.ndarray, params: TransformParams
+            ) -> np.ndarray:
+    """``x = 4 * std_c * alpha + mean_c`` per column, shape (n, C) float64; NaN where alpha is NaN.
+
+    ``component`` must already be validated (0 <= c < n_valid). NumPy twin of ``kernels/inverse.cu``.
+    """
+    n, n_cols = normalized.shape
+    out = np.empty((n, n_cols))
+    for i in range(n_cols):
+        valid = params.valid[i]
+        comp = np.clip(component[:, i], 0, None)
+        mean = params.means[i][valid][comp]
+        std = params.stds[i][valid][comp]
+        out[:, i] = STD_MULTIPLIER * std * normalized[:, i] + mean
+    return out

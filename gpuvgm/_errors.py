@@ -1,0 +1,36 @@
+"""The exceptions and warnings gpuvgm raises.
+
+Every error derives from :class:`GPUVGMError`; each also derives from the built-in exception a
+scikit-learn user would catch for the same problem (``ValueError`` for bad values, ``TypeError``
+for bad types), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class GPUVGMError(Exception):
+    """Base class of every error raised by gpuvgm."""
+
+
+class ParameterError(GPUVGMError, ValueError):
+    """A constructor parameter is outside its allowed range or set."""
+
+
+class DataError(GPUVGMError, ValueError):
+    """The data cannot be fitted or transformed (empty, infinite, all null, wrong columns...)."""
+
+
+class DataTypeError(GPUVGMError, TypeError):
+    """A column or an argument has a type gpuvgm cannot use (e.g. a string column)."""
+
+
+class NotFittedError(GPUVGMError, ValueError, AttributeError):
+    """The model is used before :meth:`VGM.fit` (mirrors ``sklearn.exceptions.NotFittedError``)."""
+
+
+class BackendUnavailableError(GPUVGMError, RuntimeError):
+    """The requested device cannot be used on this machine; the message says how to install it."""
+
+
+class ConvergenceWarning(UserWarning):
+    """A column's variational fit stopped at ``max_iter`` before meeting ``tol``."""

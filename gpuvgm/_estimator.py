@@ -1,0 +1,758 @@
+"""The estimator: :class:`VGM`, a per-column Dirichlet-process variational Gaussian mixture with
+mode-specific normalization, fitted by streaming passes over chunks."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import _model, _rng
+from ._backends import get_backend
+from ._errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from ._kmeans import kmeans, kmeans_plusplus
+from ._model import EStepParams, Moments, Posterior, Priors, Stats, TransformParams
+from ._sources import Source, make_source
+from ._validation import (
+    check_columns_match,
+    first_row,
+    per_column,
+    validate_params,
+)
+
+logger = logging.getLogger("gpuvgm")
+
+
+@dataclass
+class Encoded:
+    """The output of :meth:`VGM.transform`.
+
+    Attributes
+    ----------
+    normalized : ndarray of shape (n_rows, n_columns), float64
+        ``alpha = (x - mean_c) / (4 std_c)`` for the chosen component (clipped to ``±clip`` unless
+        ``clip=None``); NaN where the input was null.
+    component : ndarray of shape (n_rows, n_columns), int32
+        The chosen component as an index among the column's valid components; -1 for nulls.
+    null : ndarray of shape (n_rows, n_columns), bool
+        Where the input was null (NaN or missing).
+    columns : list of str
+        Column names, in order.
+    n_clipped : ndarray of shape (n_columns,), int64
+        How many values of each column were clipped.
+    """
+
+    normalized: np.ndarray
+    component: np.ndarray
+    null: np.ndarray
+    columns: list[str]
+    n_clipped: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.normalized.shape[0])
+
+
+class _Reservoir:
+    """A uniform sample without replacement of each column's non-null values, in one pass.
+
+    Bottom-k sampling: every row gets a priority from the counter-based generator keyed by its
+    global index, and the k rows with the smallest priorities are kept, so the sample does not
+    depend on the chunking. Priorities are ``(32-bit word << 32) | (row mod 2**32)``: unique, so
+    ties cannot make the result order-dependent.
+    """
+
+    _COLUMN_KEY = 0xFFFFFFFF  # one priority stream shared by all columns
+
+    def __init__(self, n_columns: int, size: int, seed: int):
+        self.size = size
+        self.seed = seed
+        self.keys = [np.empty(0, dtype=np.uint64) for _ in range(n_columns)]
+        self.values = [np.empty(0) for _ in range(n_columns)]
+
+    def add(self, offset: int, chunk: np.ndarray) -> None:
+        n = chunk.shape[0]
+        words = _rng.random_words(self.seed, self._COLUMN_KEY, offset, n, _rng.STREAM_SAMPLE)
+        rows = np.arange(offset, offset + n, dtype=np.uint64) & np.uint64(0xFFFFFFFF)
+        prio = (words.astype(np.uint64) << np.uint64(32)) | rows
+        for j in range(chunk.shape[1]):
+            x = np.asarray(chunk[:, j], dtype=np.float64)
+            ok = ~np.isnan(x)
+            k, v = prio[ok], x[ok]
+            if self.keys[j].size >= self.size:
+                keep = k < self.keys[j].max()
+                k, v = k[keep], v[keep]
+            keys = np.concatenate([self.keys[j], k])
+            values = np.concatenate([self.values[j], v])
+            if keys.size > self.size:
+                sel = np.argpartition(keys, self.size - 1)[: self.size]
+                keys, values = keys[sel], values[sel]
+            self.keys[j], self.values[j] = keys, values
+
+    def sample(self, j: int) -> np.ndarray:
+        """Column ``j``'s sample, ordered by priority (independent of the chunking)."""
+        return self.values[j][np.argsort(self.keys[j])]
+
+
+def _seed_from(random_state: Any) -> int:
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**63))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    return int(random_state)
+
+
+class VGM:
+    """Dirichlet-process variational Gaussian mixture per column, with mode-specific normalization.
+
+    The mathematics is scikit-learn's ``BayesianGaussianMixture(covariance_type="full",
+    weight_concentration_prior_type="dirichlet_process")`` fitted to each column independently,
+    computed from sufficient statistics streamed over chunks, so any number of rows fits in
+    memory that does not grow with the data. ``transform`` is CTGAN/RDT's mode-specific
+    normalization.
+
+    Parameters
+    ----------
+    n_components : int, default=10
+        Components per column (CTGAN/RDT ``max_clusters``), at most 32.
+    weight_concentration_prior : float or None, default=1e-3
+        gamma_0 of the Dirichlet process (RDT's value). None means ``1 / n_components``.
+    mean_precision_prior : float or None, default=None
+        beta_0; None means 1.
+    mean_prior : float, array of shape (n_columns,) or None, default=None
+        m_0 in data units; None means each column's mean.
+    degrees_of_freedom_prior : float or None, default=None
+        nu_0; None means 1 (the number of features of a column).
+    covariance_prior : float, array of shape (n_columns,) or None, default=None
+        W_0^-1 in data units; None means each column's variance (ddof=1).
+    reg_covar : float, default=1e-6
+        Added to every component variance, in data units (as scikit-learn).
+    tol : float, default=1e-6
+        Convergence threshold on the change of the lower bound between iterations; see
+        ``tol_scale``.
+    tol_scale : {"per_row", "sum"}, default="per_row"
+        ``"per_row"``: stop when ``|change| / n_rows < tol``, which means the same at 10**3 and
+        10**9 rows. ``"sum"``: scikit-learn's semantics, ``|change| < tol`` on the lower bound
+        summed over rows (use ``tol=1e-3`` to reproduce scikit-learn; at 10**9 rows it almost
+        never triggers before ``max_iter``).
+    max_iter : int, default=100
+        Iterations (full passes over the data) per column at most.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        As scikit-learn. ``"kmeans"`` runs k-means on a seeded uniform sample of
+        ``init_sample_size`` values per column, then assigns every row to its nearest center
+        (the k-means labels scikit-learn uses as initial responsibilities). ``"k-means++"`` and
+        ``"random_from_data"`` pick ``n_components`` rows of the sample; ``"random"`` draws
+        random responsibilities for the sample rows and scales their statistics to all rows.
+    init_sample_size : int, default=100000
+        Values per column in the initialisation sample.
+    means_init : array of shape (n_components,) or (n_columns, n_components), default=None
+        Initial centers in data units; overrides ``init_params``: every row is assigned to its
+        nearest center (lowest index on ties) to give the initial responsibilities.
+    weight_threshold : float, default=0.005
+        A component is valid (values may be assigned to it) when its weight exceeds this (RDT);
+        the heaviest component is always valid.
+    component_selection : {"sample", "argmax"}, default="sample"
+        ``"sample"`` draws the component from the posterior over valid components + 1e-6 (RDT,
+        CTGAN) with a counter-based generator keyed by (seed, column, row index); ``"argmax"``
+        takes the most probable valid component.
+    clip : float or None, default=0.99
+        ``|alpha|`` is clipped to this on transform (CTGAN/RDT); None keeps the exact value.
+    null_policy : {"ignore", "error"}, default="ignore"
+        ``"ignore"``: nulls (NaN, missing) are left out of the fit and carried through
+        transform and inverse as a mask. ``"error"``: any null raises :class:`DataError`.
+    chunk_rows : int, default=1048576
+        Rows per chunk read from the source; memory is O(chunk_rows x n_components).
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Where the passes run. ``"auto"`` uses CUDA when CuPy and a GPU are available.
+    random_state : int, numpy Generator/RandomState or None, default=None
+        Seeds the initialisation sample, k-means and the component sampler.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_ : ndarray of shape (n_columns, n_components)
+        In data units (``covariances_`` is scikit-learn's normalised covariance).
+    mean_precision_, degrees_of_freedom_ : ndarray of shape (n_columns, n_components)
+    weight_concentration_ : tuple of two ndarrays of shape (n_columns, n_components)
+    valid_components_ : ndarray of shape (n_columns, n_components), bool
+    n_iter_ : ndarray of shape (n_columns,), int
+    converged_ : ndarray of shape (n_columns,), bool
+    lower_bound_ : ndarray of shape (n_columns,)
+        scikit-learn's lower bound (summed over rows) at the last iteration.
+    lower_bounds_ : list of ndarray
+        Per column, the lower bound at every iteration.
+    feature_names_in_ : ndarray of str; n_features_in_ : int
+    backend_ : str
+        ``"numpy"`` or ``"cupy"``.
+    seed_ : int
+        The seed used (drawn when ``random_state`` is None), so transforms are reproducible.
+    fit_report_ : dict
+        Rows, nulls, seconds per phase, rows/s, passes, iterations and convergence per column.
+    """
+
+    def __init__(
+        self,
+        n_components: int = 10,
+        *,
+        weight_concentration_prior: float | None = 1e-3,
+        mean_precision_prior: float | None = None,
+        mean_prior: Any = None,
+        degrees_of_freedom_prior: float | None = None,
+        covariance_prior: Any = None,
+        reg_covar: float = 1e-6,
+        tol: float = 1e-6,
+        tol_scale: str = "per_row",
+        max_iter: int = 100,
+        init_params: str = "kmeans",
+        init_sample_size: int = 100_000,
+        means_init: Any = None,
+        weight_threshold: float = 0.005,
+        component_selection: str = "sample",
+        clip: float | None = 0.99,
+        null_policy: str = "ignore",
+        chunk_rows: int = 1 << 20,
+        device: str = "auto",
+        random_state: Any = None,
+    ):
+        self.n_components = n_components
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.reg_covar = reg_covar
+        self.tol = tol
+        self.tol_scale = tol_scale
+        self.max_iter = max_iter
+        self.init_params = init_params
+        self.init_sample_size = init_sample_size
+        self.means_init = means_init
+        self.weight_threshold = weight_threshold
+        self.component_selection = component_selection
+        self.clip = clip
+        self.null_policy = null_policy
+        self.chunk_rows = chunk_rows
+        self.device = device
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ scikit-learn protocol
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as scikit-learn's ``BaseEstimator.get_params``."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> VGM:
+        """Set constructor parameters; unknown names raise :class:`ParameterError`."""
+        valid = set(self._param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ParameterError(
+                    f"Invalid parameter {name!r} for estimator {self!r}. "
+                    f"Valid parameters are: {sorted(valid)!r}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()
+        }
+        changed = []
+        for name, value in self.get_params().items():
+            default = defaults[name]
+            same = value is default or (
+                not isinstance(value, (np.ndarray, list, tuple)) and value == default
+            )
+            if not same:
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def _check_is_fitted(self) -> None:
+        if not hasattr(self, "_post"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any = None, *, columns: Sequence[Any] | None = None) -> VGM:
+        """Fit a mixture to every column of ``X`` in shared passes over the data.
+
+        Parameters
+        ----------
+        X : array of shape (n_rows,) or (n_rows, n_columns), DataFrame, pyarrow Table, or path(s)
+            to Parquet/CSV files (streamed chunk by chunk).
+        y : ignored
+        columns : list, optional
+            Columns of ``X`` to fit (names, or positions for arrays).
+        """
+        validate_params(type(self).__name__, self.get_params())
+        if self.init_sample_size < self.n_components:
+            raise ParameterError(
+                f"The 'init_sample_size' parameter of {type(self).__name__} must be at least "
+                f"n_components={self.n_components}. Got {self.init_sample_size} instead."
+            )
+        source = make_source(X, columns)
+        backend = get_backend(self.device)
+        seed = _seed_from(self.random_state)
+        timings: dict[str, float] = {}
+        t_start = time.perf_counter()
+
+        t = time.perf_counter()
+        moments, reservoir = self._prepass(source, backend, seed)
+        timings["prepass"] = time.perf_counter() - t
+        n_rows = int(moments.count[0] + moments.n_null[0])
+        names = source.columns
+        n_cols = len(names)
+
+        shift, scale = _model.working_frame(moments, self.reg_covar)
+        gamma0 = (1.0 / self.n_components if self.weight_concentration_prior is None
+                  else self.weight_concentration_prior)
+        priors = Priors.from_data_units(
+            shift=shift,
+            scale=scale,
+            weight_concentration=gamma0,
+            mean_precision=1.0 if self.mean_precision_prior is None else self.mean_precision_prior,
+            degrees_of_freedom=(1.0 if self.degrees_of_freedom_prior is None
+                                else self.degrees_of_freedom_prior),
+            mean=per_column("mean_prior", self.mean_prior, n_cols, moments.mean),
+            covariance=per_column("covariance_prior", self.covariance_prior, n_cols,
+                                  moments.variance),
+            reg_covar=self.reg_covar,
+        )
+
+        t = time.perf_counter()
+        post = self._initialize(source, backend, priors, reservoir, moments, seed)
+        timings["init"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        post, n_iter, converged, lower, traces = self._iterate(source, backend, priors, post,
+                                                               moments)
+        timings["iterations"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t_start
+
+        for j in np.flatnonzero(~converged):
+            if self.max_iter == 0:
+                break
+            last = traces[j][-1] - traces[j][-2] if len(traces[j]) > 1 else math.inf
+            per_row = abs(last) / moments.count[j]
+            warnings.warn(
+                f"column {names[j]!r} did not converge after {int(n_iter[j])} iterations "
+                f"(last lower-bound change {abs(last):.3g}, {per_row:.3g} per row; "
+                f"tol={self.tol} {self.tol_scale}). Increase max_iter, raise tol, or check the "
+                "data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+        self._set_fitted(priors, post, moments, names, source.named, backend.NAME, seed)
+        self.n_iter_ = n_iter
+        self.converged_ = converged
+        self.lower_bound_ = lower
+        self.lower_bounds_ = [np.asarray(tr) for tr in traces]
+        passes = 1 + int(self.means_init is not None or self.init_params == "kmeans") + int(
+            n_iter.max(initial=0)
+        )
+        self.fit_report_ = {
+            "rows": n_rows,
+            "columns": names,
+            "nulls": moments.n_null.astype(np.int64).tolist(),
+            "backend": backend.NAME,
+            "source": source.describe(),
+            "chunk_rows": int(self.chunk_rows),
+            "seconds": timings,
+            "passes": passes,
+            "rows_per_second": n_rows * passes / max(timings["total"], 1e-12),
+            "n_iter": n_iter.tolist(),
+            "converged": converged.tolist(),
+            "lower_bound_per_row": (lower / moments.count).tolist(),
+        }
+        logger.info(
+            "fit %d rows x %d columns on %s in %.2f s (%d passes, %.3g rows/s per pass); "
+            "iterations %s, converged %d/%d",
+            n_rows, n_cols, backend.NAME, timings["total"], passes,
+            self.fit_report_["rows_per_second"], n_iter.tolist(), int(converged.sum()), n_cols,
+        )
+        return self
+
+    def _prepass(self, source: Source, backend: ModuleType, seed: int
+                 ) -> tuple[Moments, _Reservoir]:
+        names = source.columns
+        moments = Moments.empty(len(names))
+        reservoir = _Reservoir(len(names), self.init_sample_size, seed)
+        for offset, chunk in source.chunks(self.chunk_rows):
+            part = backend.moments(chunk)
+            bad = ~(np.isfinite(part.minimum) & np.isfinite(part.maximum)) & (part.count > 0)
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                row = offset + first_row(np.isinf(np.asarray(chunk[:, j], dtype=np.float64)))
+                raise DataError(
+                    f"column {names[j]!r} holds an infinite value (first at row {row}); "
+                    "replace or drop infinities before fitting."
+                )
+            if self.null_policy == "error" and part.n_null.any():
+                j = int(np.flatnonzero(part.n_null)[0])
+                row = offset + first_row(np.isnan(np.asarray(chunk[:, j], dtype=np.float64)))
+                raise DataError(
+                    f"column {names[j]!r} holds a null (first at row {row}) and "
+                    "null_policy='error'."
+                )
+            moments = moments + part
+            reservoir.add(offset, chunk)
+        n_rows = int(moments.count[0] + moments.n_null[0]) if names else 0
+        if n_rows == 0:
+            raise DataError("the input is empty: there are no rows to fit.")
+        for j, name in enumerate(names):
+            if moments.count[j] == 0:
+                raise DataError(f"column {name!r} is entirely null: there is nothing to fit.")
+            if moments.count[j] < self.n_components:
+                raise DataError(
+                    f"column {name!r} has {int(moments.count[j])} non-null values, fewer than "
+                    f"n_components={self.n_components}."
+                )
+        return moments, reservoir
+
+    def _initialize(self, source: Source, backend: ModuleType, priors: Priors,
+                    reservoir: _Reservoir, moments: Moments, seed: int) -> Posterior:
+        n_cols, k = priors.shift.size, self.n_components
+        columns = np.arange(n_cols)
+        if self.means_init is not None or self.init_params == "kmeans":
+            if self.means_init is not None:
+                centers = np.asarray(self.means_init, dtype=np.float64)
+                if centers.ndim == 1:
+                    centers = np.broadcast_to(centers, (n_cols, centers.size))
+                if centers.shape != (n_cols, k) or not np.all(np.isfinite(centers)):
+                    raise ParameterError(
+                        f"The 'means_init' parameter must be finite with shape ({k},) or "
+                        f"({n_cols}, {k}). Got shape {centers.shape}."
+                    )
+                centers = (centers - priors.shift[:, None]) / priors.scale[:, None]
+            else:
+                centers = np.empty((n_cols, k))
+                for j in columns:
+                    xs = (reservoir.sample(j) - priors.shift[j]) / priors.scale[j]
+                    centers[j] = kmeans(xs, k, np.random.default_rng([seed, j]))
+            params = EStepParams(columns, priors.shift, priors.scale, centers,
+                                 np.ones_like(centers), np.zeros_like(centers))
+            stats = self._reduce(backend.assign_stats(chunk, centers, params)
+                                 for _, chunk in source.chunks(self.chunk_rows))
+            return _model.m_step(stats, priors)
+
+        stats = Stats.zeros(n_cols, k)
+        for j in columns:
+            xs = (reservoir.sample(j) - priors.shift[j]) / priors.scale[j]
+            rng = np.random.default_rng([seed, j])
+            if self.init_params == "random":
+                resp = rng.uniform(size=(xs.size, k))
+                resp /= resp.sum(axis=1, keepdims=True)
+                factor = moments.count[j] / xs.size  # the sample stands in for all rows
+                stats.nk[j] = resp.sum(axis=0) * factor
+                stats.s1[j] = (resp.T @ xs) * factor
+                stats.s2[j] = (resp.T @ (xs * xs)) * factor
+            else:
+                if self.init_params == "k-means++":
+                    idx = kmeans_plusplus(xs, k, rng)
+                else:  # random_from_data
+                    idx = rng.choice(xs.size, size=k, replace=False)
+                stats.nk[j] = 1.0
+                stats.s1[j] = xs[idx]
+                stats.s2[j] = xs[idx] ** 2
+        return _model.m_step(stats, priors)
+
+    @staticmethod
+    def _reduce(parts: Iterator[Stats]) -> Stats:
+        total: Stats | None = None
+        for part in parts:
+            total = part if total is None else total + part
+        assert total is not None  # sources always yield at least one chunk after the pre-pass
+        return total
+
+    def _iterate(self, source: Source, backend: ModuleType, priors: Priors, post: Posterior,
+                 moments: Moments):
+        n_cols = priors.shift.size
+        active = np.ones(n_cols, dtype=bool)
+        converged = np.zeros(n_cols, dtype=bool)
+        n_iter = np.zeros(n_cols, dtype=np.int64)
+        lower = np.full(n_cols, -np.inf)
+        traces: list[list[float]] = [[] for _ in range(n_cols)]
+        for it in range(1, self.max_iter + 1):
+            cols = np.flatnonzero(active)
+            if cols.size == 0:
+                break
+            sub_priors = priors.select(cols)
+            params = _model.estep_params(post.select(cols), sub_priors, cols)
+            stats = self._reduce(backend.estep_stats(chunk, params)
+                                 for _, chunk in source.chunks(self.chunk_rows))
+            new = _model.m_step(stats, sub_priors)
+            lb = _model.lower_bound(stats.h, new, sub_priors)
+            post = post.replace_columns(cols, new)
+            change = np.abs(lb - lower[cols])
+            if self.tol_scale == "per_row":
+                change = change / moments.count[cols]
+            done = change < self.tol
+            lower[cols] = lb
+            n_iter[cols] = it
+            for i, j in enumerate(cols):
+                traces[j].append(float(lb[i]))
+            converged[cols[done]] = True
+            active[cols[done]] = False
+            logger.debug(
+                "iteration %d: %d active columns, lower bound per row %s", it, cols.size,
+                np.array2string(lb / moments.count[cols], precision=6),
+            )
+        return post, n_iter, converged, lower, traces
+
+    def _set_fitted(self, priors: Priors, post: Posterior, moments: Moments | None,
+                    names: Sequence[str], named: bool, backend: str, seed: int) -> None:
+        self._priors = priors
+        self._post = post
+        self.means_, self.covariances_ = _model.data_units(post, priors)
+        self.precisions_ = 1.0 / self.covariances_
+        self.weights_ = _model.mixture_weights(post)
+        valid = self.weights_ > self.weight_threshold
+        valid[np.arange(valid.shape[0]), np.argmax(self.weights_, axis=1)] = True
+        self.valid_components_ = valid
+        self.mean_precision_ = post.mean_precision
+        self.degrees_of_freedom_ = post.degrees_of_freedom
+        self.weight_concentration_ = (post.a, post.b)
+        self.n_features_in_ = len(names)
+        self._columns = list(names)
+        if named:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.backend_ = backend
+        self.seed_ = seed
+        self.moments_ = moments
+
+    # ------------------------------------------------------------------ transform
+    def _params(self) -> EStepParams:
+        return _model.estep_params(self._post, self._priors, np.arange(self.n_features_in_))
+
+    def _transform_params(self) -> TransformParams:
+        return TransformParams(
+            estep=self._params(),
+            means=self.means_,
+            stds=np.sqrt(self.covariances_),
+            valid=self.valid_components_,
+            column_keys=np.arange(self.n_features_in_, dtype=np.int64),
+            seed=self.seed_,
+            sample=self.component_selection == "sample",
+            clip=math.inf if self.clip is None else float(self.clip),
+        )
+
+    def _chunks(self, X: Any, columns: Sequence[Any] | None) -> tuple[Source, Iterator]:
+        """A checked source for transform-time input and its checked chunks."""
+        self._check_is_fitted()
+        validate_params(type(self).__name__, self.get_params())
+        source = make_source(X, columns)
+        check_columns_match(self._columns, source.columns,
+                            source.named and hasattr(self, "feature_names_in_"))
+        names = self._columns
+
+        def checked() -> Iterator[tuple[int, np.ndarray]]:
+            for offset, chunk in source.chunks(self.chunk_rows):
+                inf = np.isinf(chunk)
+                if inf.any():
+                    j = int(np.flatnonzero(inf.any(axis=0))[0])
+                    raise DataError(
+                        f"column {names[j]!r} holds an infinite value (first at row "
+                        f"{offset + first_row(inf[:, j])})."
+                    )
+                if self.null_policy == "error":
+                    nan = np.isnan(chunk)
+                    if nan.any():
+                        j = int(np.flatnonzero(nan.any(axis=0))[0])
+                        raise DataError(
+                            f"column {names[j]!r} holds a null (first at row "
+                            f"{offset + first_row(nan[:, j])}) and null_policy='error'."
+                        )
+                yield offset, chunk
+
+        return source, checked()
+
+    def _backend(self) -> ModuleType:
+        """The backend for inference: this model's device setting, on this machine."""
+        return get_backend(self.device)
+
+    def transform(self, X: Any, *, columns: Sequence[Any] | None = None) -> Encoded:
+        """Mode-specific normalization of every value (DESIGN.md §3).
+
+        Returns
+        -------
+        Encoded
+            ``normalized`` and ``component`` arrays of shape (n_rows, n_columns) and the null mask.
+        """
+        t = time.perf_counter()
+        _, chunks = self._chunks(X, columns)
+        backend = self._backend()
+        params = self._transform_params()
+        parts = [backend.transform(chunk, params, offset) for offset, chunk in chunks]
+        if parts:
+            normalized = np.concatenate([p[0] for p in parts])
+            component = np.concatenate([p[1] for p in parts])
+            null = np.concatenate([p[2] for p in parts])
+            n_clipped = np.sum([p[3] for p in parts], axis=0)
+        else:
+            c = self.n_features_in_
+            normalized, component = np.empty((0, c)), np.empty((0, c), dtype=np.int32)
+            null, n_clipped = np.empty((0, c), dtype=bool), np.zeros(c, dtype=np.int64)
+        seconds = time.perf_counter() - t
+        logger.info("transform %d rows x %d columns on %s in %.2f s (%.3g rows/s)",
+                    len(normalized), self.n_features_in_, backend.NAME, seconds,
+                    len(normalized) / max(seconds, 1e-12))
+        return Encoded(normalized, component, null, list(self._columns), n_clipped)
+
+    def fit_transform(self, X: Any, y: Any = None, *,
+                      columns: Sequence[Any] | None = None) -> Encoded:
+        """``fit(X).transform(X)``."""
+        return self.fit(X, columns=columns).transform(X, columns=columns)
+
+    def inverse_transform(self, encoded: Encoded | tuple[Any, Any]) -> np.ndarray:
+        """Decode ``x = 4 std_c alpha + mean_c``; array of shape (n_rows, n_columns), float64.
+
+        Parameters
+        ----------
+        encoded : Encoded or (normalized, component)
+            What :meth:`transform` returned, or the two arrays of shape (n_rows, n_columns).
+            Rows whose ``normalized`` is NaN (nulls) decode to NaN.
+        """
+        self._check_is_fitted()
+        if isinstance(encoded, Encoded):
+            normalized, component = encoded.normalized, encoded.component
+        else:
+            try:
+                normalized, component = encoded
+            except (TypeError, ValueError):
+                raise DataError(
+                    "inverse_transform expects an Encoded or a (normalized, component) pair."
+                ) from None
+        normalized = np.asarray(normalized, dtype=np.float64)
+        component = np.asarray(component)
+        if normalized.ndim == 1 and self.n_features_in_ == 1:
+            normalized, component = normalized[:, None], component.reshape(-1, 1)
+        c = self.n_features_in_
+        if normalized.ndim != 2 or normalized.shape[1] != c or component.shape != normalized.shape:
+            raise DataError(
+                f"normalized and component must both have shape (n_rows, {c}); got "
+                f"{normalized.shape} and {component.shape}."
+            )
+        if component.dtype.kind == "f":
+            rounded = np.round(component)
+            bad = ~np.isnan(normalized) & (rounded != component)
+            if bad.any():
+                j = int(np.flatnonzero(bad.any(axis=0))[0])
+                raise DataError(f"column {self._columns[j]!r}: component is not an integer "
+                                f"(first at row {first_row(bad[:, j])}).")
+            component = np.nan_to_num(rounded, nan=-1).astype(np.int64)
+        elif component.dtype.kind not in "iu":
+            raise DataError(f"component must hold integers, got dtype {component.dtype}.")
+        n_valid = self.valid_components_.sum(axis=1)
+        present = ~np.isnan(normalized)
+        bad = present & ((component < 0) | (component >= n_valid[None, :]))
+        if bad.any():
+            j = int(np.flatnonzero(bad.any(axis=0))[0])
+            i = first_row(bad[:, j])
+            raise DataError(
+                f"column {self._columns[j]!r}: component {int(component[i, j])} at row {i} is "
+                f"out of range; the column has {int(n_valid[j])} valid components."
+            )
+        inf = np.isinf(normalized)
+        if inf.any():
+            j = int(np.flatnonzero(inf.any(axis=0))[0])
+            raise DataError(f"column {self._columns[j]!r}: normalized value is infinite at row "
+                            f"{first_row(inf[:, j])}.")
+        return self._backend().inverse(normalized, component, self._transform_params())
+
+    def predict_proba(self, X: Any, *, columns: Sequence[Any] | None = None) -> np.ndarray:
+        """Posterior over all K components, shape (n_rows, n_columns, n_components); NaN rows
+        for nulls."""
+        _, chunks = self._chunks(X, columns)
+        backend = self._backend()
+        params = self._params()
+        parts = [np.exp(backend.log_resp(chunk, params)) for _, chunk in chunks]
+        if not parts:
+            return np.empty((0, self.n_features_in_, self.n_components))
+        return np.concatenate(parts)
+
+    def predict(self, X: Any, *, columns: Sequence[Any] | None = None) -> np.ndarray:
+        """Most probable component among all K, shape (n_rows, n_columns), int64; -1 for nulls."""
+        proba = self.predict_proba(X, columns=columns)
+        null = np.isnan(proba[..., 0])
+        label = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=2)
+        label[null] = -1
+        return label
+
+    # ------------------------------------------------------------------ interoperability
+    @classmethod
+    def from_sklearn(cls, estimators: Any, columns: Sequence[str] | None = None,
+                     **params: Any) -> VGM:
+        """A fitted :class:`VGM` from fitted scikit-learn ``BayesianGaussianMixture`` models.
+
+        Parameters
+        ----------
+        estimators : BayesianGaussianMixture or list of them
+            One per column, fitted on one feature with ``covariance_type="full"`` and
+            ``weight_concentration_prior_type="dirichlet_process"``.
+        columns : list of str, optional
+            Column names (default ``"0"``, ``"1"``, ...).
+        **params
+            Other :class:`VGM` parameters (``weight_threshold``, ``component_selection``...).
+        """
+        ests = list(estimators) if isinstance(estimators, (list, tuple)) else [estimators]
+        first = ests[0]
+        for e in ests:
+            if (getattr(e, "covariance_type", None) != "full"
+                    or getattr(e, "weight_concentration_prior_type", None) != "dirichlet_process"
+                    or not hasattr(e, "means_") or e.means_.shape[1] != 1
+                    or e.n_components != first.n_components):
+                raise ParameterError(
+                    "from_sklearn needs fitted BayesianGaussianMixture models with one feature, "
+                    "covariance_type='full', weight_concentration_prior_type='dirichlet_process' "
+                    "and the same n_components."
+                )
+        model = cls(n_components=first.n_components,
+                    weight_concentration_prior=first.weight_concentration_prior_,
+                    reg_covar=first.reg_covar, **params)
+        mean0 = np.array([float(e.mean_prior_[0]) for e in ests])
+        cov0 = np.array([float(np.ravel(e.covariance_prior_)[0]) for e in ests])
+        shift, scale = mean0, np.where(cov0 > 0, np.sqrt(cov0), 1.0)
+        priors = Priors.from_data_units(
+            shift=shift, scale=scale,
+            weight_concentration=first.weight_concentration_prior_,
+            mean_precision=first.mean_precision_prior_,
+            degrees_of_freedom=first.degrees_of_freedom_prior_,
+            mean=mean0, covariance=cov0, reg_covar=first.reg_covar,
+        )
+        means, covs = _model.from_data_units(
+            np.stack([e.means_[:, 0] for e in ests]),
+            np.stack([e.covariances_[:, 0, 0] for e in ests]),
+            priors,
+        )
+        post = Posterior(
+            a=np.stack([e.weight_concentration_[0] for e in ests]),
+            b=np.stack([e.weight_concentration_[1] for e in ests]),
+            mean_precision=np.stack([e.mean_precision_ for e in ests]),
+            means=means,
+            degrees_of_freedom=np.stack([e.degrees_of_freedom_ for e in ests]),
+            covariances=covs,
+        )
+        names = list(columns) if columns is not None else [str(i) for i in range(len(ests))]
+        seed = _seed_from(model.random_state)
+        model._set_fitted(priors, post, None, names, columns is not None, "numpy", seed)
+        model.n_iter_ = np.array([e.n_iter_ for e in ests])
+        model.converged_ = np.array([e.converged_ for e in ests])
+        model.lower_bound_ = np.array([e.lower_bound_ for e in ests])
+        return model

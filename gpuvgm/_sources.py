@@ -1,0 +1,316 @@
+"""Data sources: anything gpuvgm can fit or transform, as a sequence of chunks.
+
+A source can be iterated many times (every fit iteration is a pass) and always yields the same
+chunks in the same order: files are read in sorted order. A chunk is ``(row_offset, array)`` where
+``array`` has shape (n_rows, n_columns), dtype float32 or float64, NaN for nulls, and
+``row_offset`` is the global index of its first row (it keys the counter-based sampler).
+
+Sources know Arrow, pandas and NumPy, not the mixture (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ._errors import DataError, DataTypeError
+
+Chunk = tuple[int, np.ndarray]
+
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".tsv")
+
+
+class Source:
+    """Base class: ``columns`` (names), ``named`` (names came from the data), ``n_rows`` (or None
+    when unknown before a pass), and :meth:`chunks`."""
+
+    columns: list[str]
+    named: bool
+    n_rows: int | None
+
+    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+def _check_numeric_arrow(name: str, typ: pa.DataType) -> None:
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_null(typ):
+        return
+    if pa.types.is_dictionary(typ) and (
+        pa.types.is_integer(typ.value_type) or pa.types.is_floating(typ.value_type)
+    ):
+        return
+    raise DataTypeError(
+        f"column {name!r} has type {typ}, which is not numeric; gpuvgm models continuous "
+        "columns (integers or floats). Select the numeric columns with columns=[...]."
+    )
+
+
+def _arrow_to_float(arr: pa.Array | pa.ChunkedArray, dtype: np.dtype) -> np.ndarray:
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    target = pa.float32() if dtype == np.float32 else pa.float64()
+    if arr.type != target:
+        arr = arr.cast(target)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _chunk_dtype(types: Sequence[pa.DataType]) -> np.dtype:
+    """float32 when every column is float32 (half the bytes), float64 otherwise."""
+    if types and all(t == pa.float32() for t in types):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _batch_to_array(batch: pa.RecordBatch | pa.Table, columns: Sequence[str],
+                    dtype: np.dtype) -> np.ndarray:
+    out = np.empty((batch.num_rows, len(columns)), dtype=dtype, order="F")
+    for j, name in enumerate(columns):
+        out[:, j] = _arrow_to_float(batch.column(name), dtype)
+    return out
+
+
+def _select(available: Sequence[str], columns: Sequence[str] | None, what: str) -> list[str]:
+    if columns is None:
+        return list(available)
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise DataError(
+            f"column {missing[0]!r} is not in {what}; it has {', '.join(map(repr, available))}."
+        )
+    return list(columns)
+
+
+class ArraySource(Source):
+    """A NumPy array of shape (n_rows,) or (n_rows, n_columns), in memory."""
+
+    def __init__(self, array: np.ndarray, columns: Sequence[Any] | None = None):
+        arr = np.asarray(array)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            raise DataError(f"expected a 1-D or 2-D array, got an array of shape {arr.shape}.")
+        if arr.dtype.kind not in "iuf":
+            if arr.dtype.kind == "O":
+                try:
+                    arr = arr.astype(np.float64)
+                except (TypeError, ValueError) as exc:
+                    raise DataTypeError(
+                        f"the array holds non-numeric values ({exc}); gpuvgm models continuous "
+                        "columns."
+                    ) from None
+            else:
+                raise DataTypeError(
+                    f"the array has dtype {arr.dtype}, which is not numeric; gpuvgm models "
+                    "continuous columns (integers or floats)."
+                )
+        names = [str(i) for i in range(arr.shape[1])]
+        if columns is not None:
+            idx = [int(c) for c in columns]
+            for c in idx:
+                if not 0 <= c < arr.shape[1]:
+                    raise DataError(f"column {c} does not exist: the array has {arr.shape[1]}.")
+            arr = arr[:, idx]
+            names = [str(c) for c in idx]
+        self._array = arr
+        self.columns = names
+        self.named = False
+        self.n_rows = arr.shape[0]
+
+    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+        arr = self._array
+        for start in range(0, arr.shape[0], chunk_rows):
+            block = arr[start : start + chunk_rows]
+            if block.dtype.kind != "f":
+                block = block.astype(np.float64)
+            yield start, block
+
+
+class PandasSource(Source):
+    """A pandas DataFrame or Series, converted chunk by chunk."""
+
+    def __init__(self, frame: Any, columns: Sequence[str] | None = None):
+        import pandas as pd
+
+        if isinstance(frame, pd.Series):
+            frame = frame.to_frame(name=frame.name if frame.name is not None else "0")
+        names = [str(c) for c in frame.columns]
+        if len(set(names)) != len(names):
+            raise DataError("the DataFrame has duplicate column names.")
+        frame = frame.set_axis(names, axis=1)
+        selected = _select(names, columns, "the DataFrame")
+        for name in selected:
+            dt = frame[name].dtype
+            if pd.api.types.is_bool_dtype(dt) or not pd.api.types.is_numeric_dtype(dt):
+                raise DataTypeError(
+                    f"column {name!r} has dtype {dt}, which is not numeric; gpuvgm models "
+                    "continuous columns (integers or floats). Select the numeric columns with "
+                    "columns=[...]."
+                )
+        self._frame = frame[selected]
+        self.columns = selected
+        self.named = True
+        self.n_rows = len(frame)
+
+    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+        for start in range(0, self.n_rows or 0, chunk_rows):
+            part = self._frame.iloc[start : start + chunk_rows]
+            yield start, part.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+class ArrowSource(Source):
+    """A ``pyarrow.Table`` or ``RecordBatch`` in memory."""
+
+    def __init__(self, table: pa.Table | pa.RecordBatch, columns: Sequence[str] | None = None):
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        self.columns = _select(table.column_names, columns, "the table")
+        for name in self.columns:
+            _check_numeric_arrow(name, table.schema.field(name).type)
+        self._table = table.select(self.columns)
+        self._dtype = _chunk_dtype([self._table.schema.field(c).type for c in self.columns])
+        self.named = True
+        self.n_rows = table.num_rows
+
+    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+        for start in range(0, self._table.num_rows, chunk_rows):
+            part = self._table.slice(start, chunk_rows)
+            yield start, _batch_to_array(part, self.columns, self._dtype)
+
+
+class ParquetSource(Source):
+    """One or more Parquet files, streamed by record batches in sorted file order."""
+
+    def __init__(self, paths: Sequence[Path], columns: Sequence[str] | None = None):
+        import pyarrow.parquet as pq
+
+        if not paths:
+            raise DataError("no Parquet files to read.")
+        self.paths = list(paths)
+        schema = pq.read_schema(self.paths[0])
+        self.columns = _select(schema.names, columns, f"{self.paths[0]}")
+        types = []
+        n_rows = 0
+        for path in self.paths:
+            meta = pq.read_metadata(path)
+            file_schema = meta.schema.to_arrow_schema()
+            cols = _select(file_schema.names, self.columns, f"{path}")
+            for name in cols:
+                _check_numeric_arrow(name, file_schema.field(name).type)
+            types = [file_schema.field(c).type for c in cols]
+            n_rows += meta.num_rows
+        self._dtype = _chunk_dtype(types)
+        self.named = True
+        self.n_rows = n_rows
+
+    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+        import pyarrow.parquet as pq
+
+        offset = 0
+        for path in self.paths:
+            with pq.ParquetFile(path) as f:
+                for batch in f.iter_batches(batch_size=chunk_rows, columns=self.columns):
+                    yield offset, _batch_to_array(batch, self.columns, self._dtype)
+                    offset += batch.num_rows
+
+    def describe(self) -> str:
+        return f"{len(self.paths)} Parquet file(s)"
+
+
+class CSVSource(Source):
+    """One or more CSV files, streamed with pyarrow's CSV reader; every column read as float64."""
+
+    def __init__(self, paths: Sequence[Path], columns: Sequence[str] | None = None):
+        import pyarrow.csv as pacsv
+
+        self.paths = list(paths)
+        with pacsv.open_csv(self.paths[0]) as reader:
+            names = reader.schema.names
+        self.columns = _select(names, columns, f"{self.paths[0]}")
+        self.named = True
+        self.n_rows = None
+
+    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+        import pyarrow.csv as pacsv
+
+        # ~8 bytes of text per value and column: a block holds about chunk_rows rows.
+        block = int(min(max(chunk_rows * 8 * max(len(self.columns), 1), 1 << 20), 1 << 30))
+        convert = pacsv.ConvertOptions(
+            include_columns=self.columns,
+            column_types={c: pa.float64() for c in self.columns},
+        )
+        offset = 0
+        for path in self.paths:
+            try:
+                with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block),
+                                    convert_options=convert) as reader:
+                    for batch in reader:
+                        yield offset, _batch_to_array(batch, self.columns, np.dtype(np.float64))
+                        offset += batch.num_rows
+            except pa.ArrowInvalid as exc:
+                raise DataTypeError(f"{path}: {exc}") from None
+
+    def describe(self) -> str:
+        return f"{len(self.paths)} CSV file(s)"
+
+
+def _expand_paths(spec: Any) -> list[Path]:
+    items = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                q for q in p.rglob("*")
+                if q.is_file() and q.name.lower().endswith(_PARQUET_SUFFIXES + _CSV_SUFFIXES)
+            )
+            if not found:
+                raise DataError(f"directory {str(p)!r} holds no Parquet or CSV files.")
+            paths.extend(found)
+        elif p.exists():
+            paths.append(p)
+        else:
+            raise DataError(f"file {str(p)!r} does not exist.")
+    return paths
+
+
+def _is_path_like(x: Any) -> bool:
+    if isinstance(x, (str, os.PathLike)):
+        return True
+    return (isinstance(x, (list, tuple)) and len(x) > 0
+            and all(isinstance(i, (str, os.PathLike)) for i in x))
+
+
+def make_source(X: Any, columns: Sequence[Any] | None = None) -> Source:
+    """Wrap ``X`` (array, DataFrame, Arrow table, path(s)) as a :class:`Source`."""
+    if isinstance(X, Source):
+        return X
+    if _is_path_like(X):
+        paths = _expand_paths(X)
+        csv = [p for p in paths if p.name.lower().endswith(_CSV_SUFFIXES)]
+        if csv and len(csv) != len(paths):
+            raise DataError("mixing CSV and Parquet files in one input is not supported.")
+        return CSVSource(paths, columns) if csv else ParquetSource(paths, columns)
+    if isinstance(X, (pa.Table, pa.RecordBatch)):
+        return ArrowSource(X, columns)
+    module = type(X).__module__.split(".")[0]
+    if module == "pandas":
+        return PandasSource(X, columns)
+    if module == "pyarrow" and hasattr(X, "to_table"):  # a pyarrow.dataset.Dataset
+        return ArrowSource(X.to_table(columns=list(columns) if columns else None), None)
+    if X is None:
+        raise DataError("X is None; expected an array, a DataFrame, a table or file path(s).")
+    if isinstance(X, np.ndarray) or isinstance(X, (list, tuple)):
+        return ArraySource(np.asarray(X), columns)
+    raise DataTypeError(
+        f"cannot read data of type {type(X).__name__}; pass a NumPy array, a pandas DataFrame, "
+        "a pyarrow Table or Parquet/CSV path(s)."
+    )

@@ -1,0 +1,163 @@
+"""Parameter constraints and data checks, in one place.
+
+Parameter errors use scikit-learn's wording ("The 'tol' parameter of VGM must be a float in the
+range [0, inf). Got -1 instead.") so users recognise them; data errors name the column and,
+where there is one, the first offending row.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._errors import DataError, ParameterError
+
+MAX_COMPONENTS = 32  # the CUDA kernels keep K components in registers
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A numeric constraint, printed as scikit-learn prints it."""
+
+    kind: type  # numbers.Integral or numbers.Real
+    low: float | None
+    high: float | None
+    closed: str  # "left", "right", "both", "neither"
+
+    def __call__(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, self.kind):
+            return False
+        if self.kind is numbers.Real and not np.isfinite(value) and self.high is not None:
+            return False
+        if np.isnan(value):
+            return False
+        lo_ok = self.low is None or (
+            value >= self.low if self.closed in ("left", "both") else value > self.low
+        )
+        hi_ok = self.high is None or (
+            value <= self.high if self.closed in ("right", "both") else value < self.high
+        )
+        return bool(lo_ok and hi_ok)
+
+    def __str__(self) -> str:
+        name = "an int" if self.kind is numbers.Integral else "a float"
+        lb = "[" if self.closed in ("left", "both") else "("
+        rb = "]" if self.closed in ("right", "both") else ")"
+        lo = "-inf" if self.low is None else _fmt(self.low)
+        hi = "inf" if self.high is None else _fmt(self.high)
+        return f"{name} in the range {lb}{lo}, {hi}{rb}"
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(v)
+
+
+@dataclass(frozen=True)
+class Options:
+    values: tuple[str, ...]
+
+    def __call__(self, value: Any) -> bool:
+        return isinstance(value, str) and value in self.values
+
+    def __str__(self) -> str:
+        return "a str among {" + ", ".join(repr(v) for v in self.values) + "}"
+
+
+@dataclass(frozen=True)
+class Check:
+    test: Callable[[Any], bool]
+    text: str
+
+    def __call__(self, value: Any) -> bool:
+        return self.test(value)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+NONE = Check(lambda v: v is None, "None")
+ARRAY = Check(lambda v: isinstance(v, (np.ndarray, list, tuple)) and not isinstance(v, str),
+              "an array-like")
+RANDOM_STATE = Check(
+    lambda v: isinstance(v, (np.random.Generator, np.random.RandomState))
+    or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v < 2**64),
+    "an int in the range [0, 2**64), a numpy.random.Generator or RandomState",
+)
+
+PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
+    "n_components": [Interval(numbers.Integral, 1, MAX_COMPONENTS, "both")],
+    "weight_concentration_prior": [Interval(numbers.Real, 0, None, "neither"), NONE],
+    "mean_precision_prior": [Interval(numbers.Real, 0, None, "neither"), NONE],
+    "mean_prior": [Interval(numbers.Real, None, None, "neither"), ARRAY, NONE],
+    "degrees_of_freedom_prior": [Interval(numbers.Real, 0, None, "neither"), NONE],
+    "covariance_prior": [Interval(numbers.Real, 0, None, "neither"), ARRAY, NONE],
+    "reg_covar": [Interval(numbers.Real, 0, None, "left")],
+    "tol": [Interval(numbers.Real, 0, None, "left")],
+    "tol_scale": [Options(("per_row", "sum"))],
+    "max_iter": [Interval(numbers.Integral, 0, None, "left")],
+    "init_params": [Options(("kmeans", "k-means++", "random", "random_from_data"))],
+    "init_sample_size": [Interval(numbers.Integral, 1, None, "left")],
+    "means_init": [ARRAY, NONE],
+    "weight_threshold": [Interval(numbers.Real, 0, 1, "left")],
+    "component_selection": [Options(("sample", "argmax"))],
+    "clip": [Interval(numbers.Real, 0, None, "neither"), NONE],
+    "null_policy": [Options(("ignore", "error"))],
+    "chunk_rows": [Interval(numbers.Integral, 1, None, "left")],
+    "device": [Options(("auto", "cpu", "cuda"))],
+    "random_state": [RANDOM_STATE, NONE],
+}
+
+
+def validate_params(owner: str, params: dict[str, Any]) -> None:
+    """Raise :class:`ParameterError` for the first parameter outside its constraints."""
+    for name, value in params.items():
+        constraints = PARAMETER_CONSTRAINTS.get(name)
+        if constraints is None or any(c(value) for c in constraints):
+            continue
+        if len(constraints) == 1:
+            allowed = str(constraints[0])
+        else:
+            allowed = ", ".join(str(c) for c in constraints[:-1]) + f" or {constraints[-1]}"
+        raise ParameterError(
+            f"The {name!r} parameter of {owner} must be {allowed}. Got {value!r} instead."
+        )
+
+
+def per_column(name: str, value: Any, n_columns: int, default: np.ndarray) -> np.ndarray:
+    """A scalar or (n_columns,) parameter as a float64 array of shape (n_columns,)."""
+    if value is None:
+        return np.asarray(default, dtype=np.float64)
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n_columns, float(arr))
+    if arr.shape != (n_columns,) or not np.all(np.isfinite(arr)):
+        raise ParameterError(
+            f"The {name!r} parameter must be a finite float or an array of shape ({n_columns},) "
+            f"(one value per column). Got shape {arr.shape}."
+        )
+    return arr
+
+
+def check_columns_match(fitted: Sequence[str], given: Sequence[str], named: bool) -> None:
+    """Transform-time columns must be the fitted ones, in the same order."""
+    if len(given) != len(fitted):
+        raise DataError(
+            f"X has {len(given)} columns but the model was fitted on {len(fitted)} "
+            f"({', '.join(map(repr, fitted))})."
+        )
+    if named and list(given) != list(fitted):
+        for i, (a, b) in enumerate(zip(fitted, given)):
+            if a != b:
+                raise DataError(
+                    f"column {i} is {b!r} but the model was fitted with {a!r} there; "
+                    "pass the fitted columns in the fitted order."
+                )
+
+
+def first_row(mask: np.ndarray) -> int:
+    """Index of the first True in ``mask``."""
+    return int(np.flatnonzero(mask)[0])
