@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from .. import _rng
 from .._model import (
@@ -34,18 +36,32 @@ BLOCK_ROWS = 16384
 T = TypeVar("T")
 
 
+def n_threads() -> int:
+    """Worker threads: ``GPUVGM_NUM_THREADS`` if set, else the CPU count (at most 16)."""
+    return int(os.environ.get("GPUVGM_NUM_THREADS", "0")) or min(os.cpu_count() or 1, 16)
+
+
 @functools.lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
-    n = int(os.environ.get("GPUVGM_NUM_THREADS", "0")) or min(os.cpu_count() or 1, 16)
-    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="gpuvgm")
+    return ThreadPoolExecutor(max_workers=n_threads(), thread_name_prefix="gpuvgm")
+
+
+@functools.lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
 
 
 def _map(fn: Callable[..., T], tasks: Iterable[tuple]) -> list[T]:
-    """``[fn(*t) for t in tasks]`` on the thread pool, in task order."""
+    """``[fn(*t) for t in tasks]`` on the thread pool, in task order.
+
+    BLAS is held to one thread meanwhile: the blocks are the parallelism, and OpenBLAS threads
+    on top of them oversubscribe the cores (measured 3x slower on 2 cores).
+    """
     tasks = list(tasks)
-    if len(tasks) <= 1:
+    if len(tasks) <= 1 or n_threads() == 1:
         return [fn(*t) for t in tasks]
-    return list(_pool().map(lambda t: fn(*t), tasks))
+    with _blas().limit(limits=1, user_api="blas"):
+        return list(_pool().map(lambda t: fn(*t), tasks))
 
 
 def _blocks(n: int) -> list[slice]:
@@ -99,34 +115,61 @@ def _working(x: np.ndarray, shift: float, scale: float) -> np.ndarray:
     return (x - shift) * (1.0 / scale)
 
 
+# exp() of arguments below about -708 underflows into NumPy's slow scalar path (~15x slower);
+# exp(-700) = 1e-304 is as good as zero for every statistic.
+_EXP_FLOOR = -700.0
+
+_workspace = threading.local()
+
+
+def _buffers(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-thread scratch arrays, reused across blocks: fresh large allocations page-fault."""
+    ws = getattr(_workspace, "arrays", None)
+    if ws is None or ws[0].shape[0] < k:
+        ws = (np.empty((k, BLOCK_ROWS)), np.empty((k, BLOCK_ROWS)), np.empty((BLOCK_ROWS, 3)),
+              np.empty(BLOCK_ROWS), np.empty(BLOCK_ROWS))
+        _workspace.arrays = ws
+    return ws
+
+
 def _log_prob_block(xw: np.ndarray, means: np.ndarray, neg_half_prec: np.ndarray,
-                    log_consts: np.ndarray) -> np.ndarray:
-    """``l_k(x') = C_k - 0.5 * prec_k * (x' - m_k)**2``, shape (n, K)."""
-    l = xw[:, None] - means  # (n, K)
+                    log_consts: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``l_k(x') = C_k - 0.5 * prec_k * (x' - m_k)**2``, shape (K, n): rows stay contiguous."""
+    l = np.subtract(xw[None, :], means[:, None], out=out)  # (K, n)
     l *= l
-    l *= neg_half_prec
-    l += log_consts
+    l *= neg_half_prec[:, None]
+    l += log_consts[:, None]
     return l
+
+
+def _softmax_block(l: np.ndarray, r: np.ndarray, mx: np.ndarray, s: np.ndarray) -> None:
+    """In place: ``l -= max_k l``, ``r = exp(l) / sum``, ``mx = max``, ``s = 1 / sum``."""
+    np.max(l, axis=0, out=mx)
+    l -= mx
+    np.maximum(l, _EXP_FLOOR, out=r)
+    np.exp(r, out=r)
+    np.sum(r, axis=0, out=s)
+    np.divide(1.0, s, out=s)
+    r *= s
 
 
 def _estep_block(xw: np.ndarray, means: np.ndarray, neg_half_prec: np.ndarray,
                  log_consts: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Statistics of one block: (K, 3) ``[sum r, sum r x', sum r x'^2]``, H and sum of log p(x)."""
-    l = _log_prob_block(xw, means, neg_half_prec, log_consts)  # (n, K)
-    mx = l.max(axis=1)  # (n,)
-    l -= mx[:, None]
-    r = np.exp(l)  # unnormalised, (n, K)
-    s = r.sum(axis=1)  # (n,)
-    r *= (1.0 / s)[:, None]  # responsibilities
-    log_s = np.log(s)
-    moments3 = np.empty((xw.size, 3))
+    n, k = xw.size, means.size
+    lbuf, rbuf, mbuf, v1, v2 = _buffers(k)
+    l, r, moments3, mx, s = lbuf[:k, :n], rbuf[:k, :n], mbuf[:n], v1[:n], v2[:n]
+    _log_prob_block(xw, means, neg_half_prec, log_consts, out=l)
+    _softmax_block(l, r, mx, s)
     moments3[:, 0] = 1.0
     moments3[:, 1] = xw
     np.multiply(xw, xw, out=moments3[:, 2])
-    stats = r.T @ moments3  # (K, 3)
-    # sum_k r log r = sum_k r (l - max) - log s, since log r_k = (l_k - max) - log s.
-    h = float(np.vdot(r, l)) - float(log_s.sum())
-    log_prob = float(mx.sum()) + float(log_s.sum())
+    stats = r @ moments3  # (K, 3)
+    np.log(s, out=s)  # -log(sum of exp)
+    neg_log_s = float(s.sum())
+    # sum_k r log r = sum_k r (l - max) - log(sum), since log r_k = (l_k - max) - log(sum).
+    h = float(np.vdot(r, l)) + neg_log_s
+    log_prob = float(mx.sum()) - neg_log_s
     return stats, h, log_prob
 
 
@@ -186,10 +229,10 @@ def log_resp(chunk: np.ndarray, params: EStepParams) -> np.ndarray:
         ok = ~np.isnan(x)
         xw = _working(x[ok], params.shift[i], params.scale[i])
         l = _log_prob_block(xw, params.means[i], -0.5 * params.precisions[i],
-                            params.log_consts[i])
-        mx = l.max(axis=1, keepdims=True)
-        l -= mx + np.log(np.exp(l - mx).sum(axis=1, keepdims=True))
-        out[ok, i] = l
+                            params.log_consts[i])  # (K, n)
+        l -= l.max(axis=0)
+        l -= np.log(np.exp(l).sum(axis=0))
+        out[ok, i] = l.T
     return out
 
 
@@ -198,19 +241,18 @@ def _transform_block(x: np.ndarray, u: np.ndarray | None, i: int,
     e = p.estep
     valid = p.valid[i]
     l = _log_prob_block(_working(x, e.shift[i], e.scale[i]), e.means[i],
-                        -0.5 * e.precisions[i], e.log_consts[i])  # (n, K)
-    if u is None:  # argmax over the valid components
-        comp = np.argmax(l[:, valid], axis=1)
+                        -0.5 * e.precisions[i], e.log_consts[i])  # (K, n)
+    if u is None:  # the most probable valid component (first on ties)
+        comp = np.argmax(l[valid], axis=0)
     else:
-        # RDT: p(k | x) over all K, restricted to the valid ones, + 1e-6; draw by inverting the CDF.
-        mx = l.max(axis=1, keepdims=True)
-        l -= mx
-        r = np.exp(l)
-        r *= (1.0 / r.sum(axis=1, keepdims=True))
-        w = r[:, valid] + SAMPLE_PROB_FLOOR
-        cdf = np.cumsum(w, axis=1)  # (n, n_valid)
-        target = u * cdf[:, -1]
-        comp = np.minimum((cdf <= target[:, None]).sum(axis=1), w.shape[1] - 1)
+        # RDT: p(k | x) over all K, restricted to the valid ones, + 1e-6; draw by inverting the CDF
+        # (sequential cumulative sum, the same order as the CUDA twin).
+        r = np.empty_like(l)
+        _softmax_block(l, r, np.empty(x.size), np.empty(x.size))
+        w = r[valid] + SAMPLE_PROB_FLOOR  # (n_valid, n)
+        cdf = np.cumsum(w, axis=0)
+        target = u * cdf[-1]
+        comp = np.minimum((cdf <= target).sum(axis=0), w.shape[0] - 1)
     mean = p.means[i][valid][comp]
     std = p.stds[i][valid][comp]
     alpha = (x - mean) / (STD_MULTIPLIER * std)

@@ -1,0 +1,110 @@
+"""Initialisation on a sample, convergence reporting, predictions."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+from conftest import five_modes
+from sklearn.cluster import KMeans
+
+import gpuvgm
+from gpuvgm._kmeans import kmeans
+
+
+def test_kmeans_on_well_separated_clusters_matches_sklearn(rng):
+    x = np.concatenate([rng.normal(c, 0.1, 500) for c in (-10, -3, 0, 4, 11)])
+    ours = np.sort(kmeans(rng.permutation(x), 5, np.random.default_rng(0)))
+    ref = np.sort(KMeans(5, n_init=10, random_state=0).fit(x[:, None]).cluster_centers_[:, 0])
+    np.testing.assert_allclose(ours, ref, atol=1e-9)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_every_init_finds_the_five_modes(init_params, rng):
+    """As scikit-learn's n_init: the best of three seeds (one seed can stop in a local optimum
+    with the non-k-means inits, in scikit-learn too)."""
+    x = five_modes(20_000, rng)
+    models = []
+    for seed in range(3):
+        model = gpuvgm.VGM(10, init_params=init_params, max_iter=500, tol=1e-8, device="cpu",
+                           random_state=seed, init_sample_size=5000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+            models.append(model.fit(x))
+        if init_params == "kmeans":
+            break
+    model = max(models, key=lambda m: m.lower_bound_[0])
+    heavy = np.sort(model.means_[0][model.weights_[0] > 0.1])
+    np.testing.assert_allclose(heavy, [-5, 0, 3, 8, 15], atol=0.3)
+
+
+def test_convergence_warning_names_the_column_and_is_not_silenced(rng):
+    import pandas as pd
+
+    df = pd.DataFrame({"spend": five_modes(5000, rng)})
+    with pytest.warns(gpuvgm.ConvergenceWarning, match=r"column 'spend' did not converge "
+                                                       r"after 3 iterations"):
+        model = gpuvgm.VGM(10, max_iter=3, device="cpu").fit(df)
+    assert not model.converged_[0] and model.n_iter_[0] == 3
+
+
+def test_converged_columns_stop_while_others_continue(rng):
+    X = np.column_stack([np.round(rng.normal(size=4000)), five_modes(4000, rng)])
+    model = gpuvgm.VGM(4, max_iter=400, tol=1e-4, device="cpu", random_state=1).fit(X)
+    assert model.converged_.all()
+    assert len(model.lower_bounds_[0]) == model.n_iter_[0]
+    assert len(model.lower_bounds_[1]) == model.n_iter_[1]
+    # The variational lower bound never decreases (up to rounding).
+    for trace in model.lower_bounds_:
+        assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
+
+
+def test_fit_logs_one_info_line_and_debug_lines_per_iteration(rng, caplog):
+    x = five_modes(3000, rng)
+    with caplog.at_level(logging.DEBUG, logger="gpuvgm"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+            gpuvgm.VGM(5, max_iter=4, device="cpu").fit(x)
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    debugs = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert len(infos) == 1 and "rows/s" in infos[0].getMessage()
+    assert len(debugs) == 4
+
+
+def test_fit_report(rng):
+    x = five_modes(3000, rng)
+    x[:10] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        model = gpuvgm.VGM(5, max_iter=4, device="cpu").fit(x)
+    report = model.fit_report_
+    assert report["rows"] == 3000 and report["nulls"] == [10]
+    assert report["backend"] == "numpy" and report["passes"] == 1 + 1 + 4
+    assert set(report["seconds"]) >= {"prepass", "init", "iterations", "total"}
+
+
+def test_predict_is_the_argmax_of_predict_proba(rng):
+    x = five_modes(2000, rng)
+    x[3] = np.nan
+    model = gpuvgm.VGM(5, max_iter=50, device="cpu", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        model.fit(x)
+    proba = model.predict_proba(x)
+    assert proba.shape == (2000, 1, 5)
+    assert np.all(np.isnan(proba[3]))
+    ok = ~np.isnan(x)
+    np.testing.assert_allclose(proba[ok].sum(axis=-1), 1.0, rtol=1e-12)
+    label = model.predict(x)
+    assert label[3, 0] == -1
+    np.testing.assert_array_equal(label[ok, 0], np.argmax(proba[ok, 0], axis=1))
+
+
+def test_get_params_round_trip_and_repr():
+    model = gpuvgm.VGM(7, tol=1e-4, device="cpu")
+    assert model.get_params()["n_components"] == 7
+    clone = gpuvgm.VGM(**model.get_params())
+    assert clone.get_params() == model.get_params()
+    assert repr(model) == "VGM(n_components=7, tol=0.0001, device='cpu')"

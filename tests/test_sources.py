@@ -1,0 +1,96 @@
+"""Fitting from files equals fitting the same data in memory."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import five_modes, lognormal, rel_err
+
+import gpuvgm
+
+
+@pytest.fixture(scope="module")
+def frame():
+    rng = np.random.default_rng(8)
+    n = 30_000
+    df = pd.DataFrame({"b": five_modes(n, rng), "a": lognormal(n, rng),
+                       "label": rng.choice(["x", "y"], n)})
+    df.loc[rng.random(n) < 0.02, "a"] = np.nan
+    return df
+
+
+def fit(X, **kw):
+    model = gpuvgm.VGM(5, max_iter=30, tol=0.0, chunk_rows=4096, device="cpu", random_state=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        return model.fit(X, **kw)
+
+
+def assert_same(m1, m2, rtol=1e-10):
+    for name in ("weights_", "means_", "covariances_", "lower_bound_"):
+        assert rel_err(getattr(m1, name), getattr(m2, name)) <= rtol, name
+
+
+def test_parquet_dataset_of_several_files_equals_memory(frame, tmp_path):
+    # Files named so that sorted order is the row order; written out of order on purpose.
+    bounds = [0, 7000, 15000, 22222, len(frame)]
+    for i in (2, 0, 3, 1):
+        part = frame.iloc[bounds[i]:bounds[i + 1]]
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False),
+                       tmp_path / f"part-{i:03d}.parquet", row_group_size=3000)
+    cols = ["b", "a"]
+    from_files = fit(tmp_path, columns=cols)
+    in_memory = fit(frame[cols].to_numpy())
+    assert_same(from_files, in_memory)
+    assert list(from_files.feature_names_in_) == cols
+    enc_files = from_files.transform(sorted(tmp_path.glob("*.parquet")), columns=cols)
+    enc_mem = in_memory.transform(frame[cols].to_numpy())
+    # Parameters agree to 1e-10, not bit for bit (the sums run in another order), hence allclose.
+    np.testing.assert_array_equal(enc_files.component, enc_mem.component)
+    np.testing.assert_allclose(enc_files.normalized, enc_mem.normalized, rtol=1e-8, atol=1e-12)
+
+
+def test_csv_equals_memory(frame, tmp_path):
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False, float_format="%.17g")
+    from_csv = fit(path, columns=["b", "a"])
+    in_memory = fit(frame[["b", "a"]])
+    assert_same(from_csv, in_memory)
+
+
+def test_arrow_and_pandas_nullable_types(frame):
+    df = frame[["b", "a"]].copy()
+    df["a"] = df["a"].astype("Float64")
+    df["i"] = pd.array(np.arange(len(df)) % 7, dtype="Int64")
+    df.loc[5, "i"] = pd.NA
+    from_pandas = fit(df)
+    from_arrow = fit(pa.Table.from_pandas(df, preserve_index=False))
+    assert_same(from_pandas, from_arrow)
+    assert from_pandas.moments_.n_null[2] == 1
+
+
+def test_float32_arrays_are_read_in_float32(frame):
+    x = frame[["b"]].to_numpy().astype(np.float32)
+    m32 = fit(x)
+    m64 = fit(x.astype(np.float64))
+    assert_same(m32, m64)
+
+
+def test_a_source_can_be_iterated_many_times(frame, tmp_path):
+    from gpuvgm._sources import make_source
+
+    path = tmp_path / "one.parquet"
+    pq.write_table(pa.Table.from_pandas(frame[["b", "a"]], preserve_index=False), path,
+                   row_group_size=5000)
+    src = make_source(path)
+    first = [(o, c.copy()) for o, c in src.chunks(4096)]
+    second = list(src.chunks(4096))
+    assert [o for o, _ in first] == [o for o, _ in second]
+    for (_, a), (_, b) in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    assert sum(len(c) for _, c in first) == len(frame) == src.n_rows
