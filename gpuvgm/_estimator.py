@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -20,13 +21,14 @@ from ._backends import get_backend
 from ._errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from ._kmeans import kmeans, kmeans_plusplus
 from ._model import EStepParams, Moments, Posterior, Priors, Stats, TransformParams
-from ._sources import Source, make_source
+from ._sources import CachedSource, Source, make_source
 from ._validation import (
     check_columns_match,
     first_row,
     per_column,
     validate_params,
 )
+from ._writers import LAYOUTS, atomic_path, encoded_table
 
 logger = logging.getLogger("gpuvgm")
 
@@ -172,6 +174,10 @@ class VGM:
         transform and inverse as a mask. ``"error"``: any null raises :class:`DataError`.
     chunk_rows : int, default=1048576
         Rows per chunk read from the source; memory is O(chunk_rows x n_components).
+    cache_bytes : int, default=2 GiB
+        Data read from files (or converted from pandas/Arrow) is kept in host memory for the
+        iterations when it takes at most this many bytes; otherwise every iteration streams it
+        again from the source, so memory stays bounded. 0 always streams.
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where the passes run. ``"auto"`` uses CUDA when CuPy and a GPU are available.
     random_state : int, numpy Generator/RandomState or None, default=None
@@ -220,6 +226,7 @@ class VGM:
         clip: float | None = 0.99,
         null_policy: str = "ignore",
         chunk_rows: int = 1 << 20,
+        cache_bytes: int = 2 << 30,
         device: str = "auto",
         random_state: Any = None,
     ):
@@ -241,6 +248,7 @@ class VGM:
         self.clip = clip
         self.null_policy = null_policy
         self.chunk_rows = chunk_rows
+        self.cache_bytes = cache_bytes
         self.device = device
         self.random_state = random_state
 
@@ -312,25 +320,32 @@ class VGM:
         t_start = time.perf_counter()
 
         t = time.perf_counter()
-        moments, reservoir = self._prepass(source, backend, seed)
+        moments, reservoir, cached = self._prepass(source, backend, seed)
         timings["prepass"] = time.perf_counter() - t
+        if cached is not None:
+            source = CachedSource(cached, source)
         n_rows = int(moments.count[0] + moments.n_null[0])
         names = source.columns
         n_cols = len(names)
 
         shift, scale = _model.working_frame(moments, self.reg_covar)
-        gamma0 = (1.0 / self.n_components if self.weight_concentration_prior is None
-                  else self.weight_concentration_prior)
+        gamma0 = (
+            1.0 / self.n_components
+            if self.weight_concentration_prior is None
+            else self.weight_concentration_prior
+        )
         priors = Priors.from_data_units(
             shift=shift,
             scale=scale,
             weight_concentration=gamma0,
             mean_precision=1.0 if self.mean_precision_prior is None else self.mean_precision_prior,
-            degrees_of_freedom=(1.0 if self.degrees_of_freedom_prior is None
-                                else self.degrees_of_freedom_prior),
+            degrees_of_freedom=(
+                1.0 if self.degrees_of_freedom_prior is None else self.degrees_of_freedom_prior
+            ),
             mean=per_column("mean_prior", self.mean_prior, n_cols, moments.mean),
-            covariance=per_column("covariance_prior", self.covariance_prior, n_cols,
-                                  moments.variance),
+            covariance=per_column(
+                "covariance_prior", self.covariance_prior, n_cols, moments.variance
+            ),
             reg_covar=self.reg_covar,
         )
 
@@ -339,8 +354,9 @@ class VGM:
         timings["init"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        post, n_iter, converged, lower, traces = self._iterate(source, backend, priors, post,
-                                                               moments)
+        post, n_iter, converged, lower, traces = self._iterate(
+            source, backend, priors, post, moments
+        )
         timings["iterations"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t_start
 
@@ -363,8 +379,10 @@ class VGM:
         self.converged_ = converged
         self.lower_bound_ = lower
         self.lower_bounds_ = [np.asarray(tr) for tr in traces]
-        passes = 1 + int(self.means_init is not None or self.init_params == "kmeans") + int(
-            n_iter.max(initial=0)
+        passes = (
+            1
+            + int(self.means_init is not None or self.init_params == "kmeans")
+            + int(n_iter.max(initial=0))
         )
         self.fit_report_ = {
             "rows": n_rows,
@@ -372,6 +390,7 @@ class VGM:
             "nulls": moments.n_null.astype(np.int64).tolist(),
             "backend": backend.NAME,
             "source": source.describe(),
+            "cache": "host" if isinstance(source, CachedSource) else "none",
             "chunk_rows": int(self.chunk_rows),
             "seconds": timings,
             "passes": passes,
@@ -383,17 +402,39 @@ class VGM:
         logger.info(
             "fit %d rows x %d columns on %s in %.2f s (%d passes, %.3g rows/s per pass); "
             "iterations %s, converged %d/%d",
-            n_rows, n_cols, backend.NAME, timings["total"], passes,
-            self.fit_report_["rows_per_second"], n_iter.tolist(), int(converged.sum()), n_cols,
+            n_rows,
+            n_cols,
+            backend.NAME,
+            timings["total"],
+            passes,
+            self.fit_report_["rows_per_second"],
+            n_iter.tolist(),
+            int(converged.sum()),
+            n_cols,
         )
         return self
 
-    def _prepass(self, source: Source, backend: ModuleType, seed: int
-                 ) -> tuple[Moments, _Reservoir]:
+    def _prepass(
+        self, source: Source, backend: ModuleType, seed: int
+    ) -> tuple[Moments, _Reservoir, list | None]:
+        """One pass: moments, the initialisation sample, checks, and the host cache (or None)."""
         names = source.columns
         moments = Moments.empty(len(names))
         reservoir = _Reservoir(len(names), self.init_sample_size, seed)
+        cache: list | None = None if source.in_memory or self.cache_bytes <= 0 else []
+        cached_bytes = 0
         for offset, chunk in source.chunks(self.chunk_rows):
+            if cache is not None:
+                cached_bytes += chunk.nbytes
+                if cached_bytes <= self.cache_bytes:
+                    cache.append((offset, chunk))
+                else:
+                    logger.info(
+                        "data exceeds cache_bytes=%d: every iteration re-reads %s",
+                        self.cache_bytes,
+                        source.describe(),
+                    )
+                    cache = None
             part = backend.moments(chunk)
             bad = ~(np.isfinite(part.minimum) & np.isfinite(part.maximum)) & (part.count > 0)
             if bad.any():
@@ -423,10 +464,23 @@ class VGM:
                     f"column {name!r} has {int(moments.count[j])} non-null values, fewer than "
                     f"n_components={self.n_components}."
                 )
-        return moments, reservoir
+        if cache is not None:
+            logger.info(
+                "caching %s in host memory (%.3g GB) for the iterations",
+                source.describe(),
+                cached_bytes / 1e9,
+            )
+        return moments, reservoir, cache
 
-    def _initialize(self, source: Source, backend: ModuleType, priors: Priors,
-                    reservoir: _Reservoir, moments: Moments, seed: int) -> Posterior:
+    def _initialize(
+        self,
+        source: Source,
+        backend: ModuleType,
+        priors: Priors,
+        reservoir: _Reservoir,
+        moments: Moments,
+        seed: int,
+    ) -> Posterior:
         n_cols, k = priors.shift.size, self.n_components
         columns = np.arange(n_cols)
         if self.means_init is not None or self.init_params == "kmeans":
@@ -445,10 +499,18 @@ class VGM:
                 for j in columns:
                     xs = (reservoir.sample(j) - priors.shift[j]) / priors.scale[j]
                     centers[j] = kmeans(xs, k, np.random.default_rng([seed, j]))
-            params = EStepParams(columns, priors.shift, priors.scale, centers,
-                                 np.ones_like(centers), np.zeros_like(centers))
-            stats = self._reduce(backend.assign_stats(chunk, centers, params)
-                                 for _, chunk in source.chunks(self.chunk_rows))
+            params = EStepParams(
+                columns,
+                priors.shift,
+                priors.scale,
+                centers,
+                np.ones_like(centers),
+                np.zeros_like(centers),
+            )
+            stats = self._reduce(
+                backend.assign_stats(chunk, centers, params)
+                for _, chunk in source.chunks(self.chunk_rows)
+            )
             return _model.m_step(stats, priors)
 
         stats = Stats.zeros(n_cols, k)
@@ -480,8 +542,9 @@ class VGM:
         assert total is not None  # sources always yield at least one chunk after the pre-pass
         return total
 
-    def _iterate(self, source: Source, backend: ModuleType, priors: Priors, post: Posterior,
-                 moments: Moments):
+    def _iterate(
+        self, source: Source, backend: ModuleType, priors: Priors, post: Posterior, moments: Moments
+    ):
         n_cols = priors.shift.size
         active = np.ones(n_cols, dtype=bool)
         converged = np.zeros(n_cols, dtype=bool)
@@ -494,8 +557,9 @@ class VGM:
                 break
             sub_priors = priors.select(cols)
             params = _model.estep_params(post.select(cols), sub_priors, cols)
-            stats = self._reduce(backend.estep_stats(chunk, params)
-                                 for _, chunk in source.chunks(self.chunk_rows))
+            stats = self._reduce(
+                backend.estep_stats(chunk, params) for _, chunk in source.chunks(self.chunk_rows)
+            )
             new = _model.m_step(stats, sub_priors)
             lb = _model.lower_bound(stats.h, new, sub_priors)
             post = post.replace_columns(cols, new)
@@ -510,13 +574,23 @@ class VGM:
             converged[cols[done]] = True
             active[cols[done]] = False
             logger.debug(
-                "iteration %d: %d active columns, lower bound per row %s", it, cols.size,
+                "iteration %d: %d active columns, lower bound per row %s",
+                it,
+                cols.size,
                 np.array2string(lb / moments.count[cols], precision=6),
             )
         return post, n_iter, converged, lower, traces
 
-    def _set_fitted(self, priors: Priors, post: Posterior, moments: Moments | None,
-                    names: Sequence[str], named: bool, backend: str, seed: int) -> None:
+    def _set_fitted(
+        self,
+        priors: Priors,
+        post: Posterior,
+        moments: Moments | None,
+        names: Sequence[str],
+        named: bool,
+        backend: str,
+        seed: int,
+    ) -> None:
         self._priors = priors
         self._post = post
         self.means_, self.covariances_ = _model.data_units(post, priors)
@@ -559,8 +633,9 @@ class VGM:
         self._check_is_fitted()
         validate_params(type(self).__name__, self.get_params())
         source = make_source(X, columns)
-        check_columns_match(self._columns, source.columns,
-                            source.named and hasattr(self, "feature_names_in_"))
+        check_columns_match(
+            self._columns, source.columns, source.named and hasattr(self, "feature_names_in_")
+        )
         names = self._columns
 
         def checked() -> Iterator[tuple[int, np.ndarray]]:
@@ -588,6 +663,16 @@ class VGM:
         """The backend for inference: this model's device setting, on this machine."""
         return get_backend(self.device)
 
+    def _encoded_chunks(
+        self, X: Any, columns: Sequence[Any] | None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(normalized, component, null, n_clipped)`` for each chunk of ``X``, in order."""
+        _, chunks = self._chunks(X, columns)
+        backend = self._backend()
+        params = self._transform_params()
+        for offset, chunk in chunks:
+            yield backend.transform(chunk, params, offset)
+
     def transform(self, X: Any, *, columns: Sequence[Any] | None = None) -> Encoded:
         """Mode-specific normalization of every value (DESIGN.md §3).
 
@@ -597,27 +682,106 @@ class VGM:
             ``normalized`` and ``component`` arrays of shape (n_rows, n_columns) and the null mask.
         """
         t = time.perf_counter()
-        _, chunks = self._chunks(X, columns)
-        backend = self._backend()
-        params = self._transform_params()
-        parts = [backend.transform(chunk, params, offset) for offset, chunk in chunks]
+        parts = list(self._encoded_chunks(X, columns))
+        c = self.n_features_in_
         if parts:
             normalized = np.concatenate([p[0] for p in parts])
             component = np.concatenate([p[1] for p in parts])
             null = np.concatenate([p[2] for p in parts])
             n_clipped = np.sum([p[3] for p in parts], axis=0)
         else:
-            c = self.n_features_in_
             normalized, component = np.empty((0, c)), np.empty((0, c), dtype=np.int32)
             null, n_clipped = np.empty((0, c), dtype=bool), np.zeros(c, dtype=np.int64)
         seconds = time.perf_counter() - t
-        logger.info("transform %d rows x %d columns on %s in %.2f s (%.3g rows/s)",
-                    len(normalized), self.n_features_in_, backend.NAME, seconds,
-                    len(normalized) / max(seconds, 1e-12))
+        logger.info(
+            "transform %d rows x %d columns in %.2f s (%.3g rows/s)",
+            len(normalized),
+            c,
+            seconds,
+            len(normalized) / max(seconds, 1e-12),
+        )
         return Encoded(normalized, component, null, list(self._columns), n_clipped)
 
-    def fit_transform(self, X: Any, y: Any = None, *,
-                      columns: Sequence[Any] | None = None) -> Encoded:
+    def transform_parquet(
+        self,
+        source: Any,
+        dst: str | os.PathLike,
+        *,
+        layout: str = "rdt",
+        columns: Sequence[Any] | None = None,
+        row_group_rows: int = 1 << 20,
+    ) -> dict[str, Any]:
+        """Stream ``source`` (files or in-memory data) through :meth:`transform` into a Parquet
+        file, chunk by chunk, in row order.
+
+        The file is written under a temporary name beside ``dst`` and renamed when complete, so
+        an interrupted run never leaves a partial file at ``dst``.
+
+        Parameters
+        ----------
+        layout : {"rdt", "compact", "ctgan"}
+            Column layout, see :func:`gpuvgm._writers.encoded_table`.
+
+        Returns
+        -------
+        dict
+            ``rows``, ``seconds``, ``rows_per_second`` and ``n_clipped`` per column.
+        """
+        import pyarrow.parquet as pq
+
+        if layout not in LAYOUTS:
+            raise ParameterError(
+                f"The 'layout' parameter must be a str among {LAYOUTS}. Got {layout!r} instead."
+            )
+        t = time.perf_counter()
+        n_valid = self.valid_components_.sum(axis=1)
+        rows = 0
+        n_clipped = np.zeros(self.n_features_in_, dtype=np.int64)
+        with atomic_path(dst) as tmp:
+            writer = None
+            try:
+                for normalized, component, null, clipped in self._encoded_chunks(source, columns):
+                    table = encoded_table(
+                        normalized, component, null, self._columns, n_valid, layout
+                    )
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table, row_group_size=row_group_rows)
+                    rows += len(normalized)
+                    n_clipped += clipped
+                if writer is None:  # no rows: still write a valid, empty file
+                    empty = np.empty((0, self.n_features_in_))
+                    table = encoded_table(
+                        empty,
+                        empty.astype(np.int32),
+                        empty.astype(bool),
+                        self._columns,
+                        n_valid,
+                        layout,
+                    )
+                    writer = pq.ParquetWriter(tmp, table.schema)
+            finally:
+                if writer is not None:
+                    writer.close()
+        seconds = time.perf_counter() - t
+        logger.info(
+            "transform_parquet %d rows -> %s (%s layout) in %.2f s (%.3g rows/s)",
+            rows,
+            dst,
+            layout,
+            seconds,
+            rows / max(seconds, 1e-12),
+        )
+        return {
+            "rows": rows,
+            "seconds": seconds,
+            "rows_per_second": rows / max(seconds, 1e-12),
+            "n_clipped": n_clipped.tolist(),
+        }
+
+    def fit_transform(
+        self, X: Any, y: Any = None, *, columns: Sequence[Any] | None = None
+    ) -> Encoded:
         """``fit(X).transform(X)``."""
         return self.fit(X, columns=columns).transform(X, columns=columns)
 
@@ -655,8 +819,10 @@ class VGM:
             bad = ~np.isnan(normalized) & (rounded != component)
             if bad.any():
                 j = int(np.flatnonzero(bad.any(axis=0))[0])
-                raise DataError(f"column {self._columns[j]!r}: component is not an integer "
-                                f"(first at row {first_row(bad[:, j])}).")
+                raise DataError(
+                    f"column {self._columns[j]!r}: component is not an integer "
+                    f"(first at row {first_row(bad[:, j])})."
+                )
             component = np.nan_to_num(rounded, nan=-1).astype(np.int64)
         elif component.dtype.kind not in "iu":
             raise DataError(f"component must hold integers, got dtype {component.dtype}.")
@@ -673,8 +839,10 @@ class VGM:
         inf = np.isinf(normalized)
         if inf.any():
             j = int(np.flatnonzero(inf.any(axis=0))[0])
-            raise DataError(f"column {self._columns[j]!r}: normalized value is infinite at row "
-                            f"{first_row(inf[:, j])}.")
+            raise DataError(
+                f"column {self._columns[j]!r}: normalized value is infinite at row "
+                f"{first_row(inf[:, j])}."
+            )
         return self._backend().inverse(normalized, component, self._transform_params())
 
     def predict_proba(self, X: Any, *, columns: Sequence[Any] | None = None) -> np.ndarray:
@@ -698,8 +866,9 @@ class VGM:
 
     # ------------------------------------------------------------------ interoperability
     @classmethod
-    def from_sklearn(cls, estimators: Any, columns: Sequence[str] | None = None,
-                     **params: Any) -> VGM:
+    def from_sklearn(
+        cls, estimators: Any, columns: Sequence[str] | None = None, **params: Any
+    ) -> VGM:
         """A fitted :class:`VGM` from fitted scikit-learn ``BayesianGaussianMixture`` models.
 
         Parameters
@@ -715,27 +884,36 @@ class VGM:
         ests = list(estimators) if isinstance(estimators, (list, tuple)) else [estimators]
         first = ests[0]
         for e in ests:
-            if (getattr(e, "covariance_type", None) != "full"
-                    or getattr(e, "weight_concentration_prior_type", None) != "dirichlet_process"
-                    or not hasattr(e, "means_") or e.means_.shape[1] != 1
-                    or e.n_components != first.n_components):
+            if (
+                getattr(e, "covariance_type", None) != "full"
+                or getattr(e, "weight_concentration_prior_type", None) != "dirichlet_process"
+                or not hasattr(e, "means_")
+                or e.means_.shape[1] != 1
+                or e.n_components != first.n_components
+            ):
                 raise ParameterError(
                     "from_sklearn needs fitted BayesianGaussianMixture models with one feature, "
                     "covariance_type='full', weight_concentration_prior_type='dirichlet_process' "
                     "and the same n_components."
                 )
-        model = cls(n_components=first.n_components,
-                    weight_concentration_prior=first.weight_concentration_prior_,
-                    reg_covar=first.reg_covar, **params)
+        model = cls(
+            n_components=first.n_components,
+            weight_concentration_prior=first.weight_concentration_prior_,
+            reg_covar=first.reg_covar,
+            **params,
+        )
         mean0 = np.array([float(e.mean_prior_[0]) for e in ests])
         cov0 = np.array([float(np.ravel(e.covariance_prior_)[0]) for e in ests])
         shift, scale = mean0, np.where(cov0 > 0, np.sqrt(cov0), 1.0)
         priors = Priors.from_data_units(
-            shift=shift, scale=scale,
+            shift=shift,
+            scale=scale,
             weight_concentration=first.weight_concentration_prior_,
             mean_precision=first.mean_precision_prior_,
             degrees_of_freedom=first.degrees_of_freedom_prior_,
-            mean=mean0, covariance=cov0, reg_covar=first.reg_covar,
+            mean=mean0,
+            covariance=cov0,
+            reg_covar=first.reg_covar,
         )
         means, covs = _model.from_data_units(
             np.stack([e.means_[:, 0] for e in ests]),

@@ -34,8 +34,9 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
     return idx
 
 
-def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, max_iter: int = 300,
-           tol: float = 1e-4) -> np.ndarray:
+def kmeans(
+    x: np.ndarray, k: int, rng: np.random.Generator, max_iter: int = 300, tol: float = 1e-4
+) -> np.ndarray:
     """Lloyd's k-means on 1-D data from k-means++ seeds. Returns the centers, shape (k,).
 
     Empty clusters keep their center. ``tol`` is relative to the data variance, as in

@@ -138,8 +138,8 @@ def working_frame(moments: Moments, reg_covar: float) -> tuple[np.ndarray, np.nd
     """``(shift, scale)`` per column: the column mean and a scale that keeps ``x'`` of order one.
 
     The scale is the standard deviation, but never below ``sqrt(reg_covar)``: below it the
-    regularisation dominates every component's variance anyway, and it keeps ``reg_covar / scale**2``
-    finite on constant columns.
+    regularisation dominates every component's variance anyway, and it keeps
+    ``reg_covar / scale**2`` finite on constant columns.
     """
     std = np.sqrt(moments.variance)
     scale = np.maximum(std, math.sqrt(reg_covar)) if reg_covar > 0 else std
@@ -189,8 +189,8 @@ class Posterior:
     """Variational parameters of every column; arrays of shape (n_columns, K).
 
     Names follow scikit-learn: ``weight_concentration`` is the pair ``(a, b)`` of the Beta
-    stick-breaking posteriors, ``mean_precision`` is beta_k, ``means`` and ``covariances`` are in the
-    working frame (``covariances`` normalised by ``degrees_of_freedom`` as in scikit-learn).
+    stick-breaking posteriors, ``mean_precision`` is beta_k, ``means`` and ``covariances`` are in
+    the working frame (``covariances`` normalised by ``degrees_of_freedom`` as in scikit-learn).
     """
 
     a: np.ndarray

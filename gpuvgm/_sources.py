@@ -33,6 +33,7 @@ class Source:
     columns: list[str]
     named: bool
     n_rows: int | None
+    in_memory = False  # chunks are views of data already in memory (caching would copy it)
 
     def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
         raise NotImplementedError
@@ -70,8 +71,9 @@ def _chunk_dtype(types: Sequence[pa.DataType]) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def _batch_to_array(batch: pa.RecordBatch | pa.Table, columns: Sequence[str],
-                    dtype: np.dtype) -> np.ndarray:
+def _batch_to_array(
+    batch: pa.RecordBatch | pa.Table, columns: Sequence[str], dtype: np.dtype
+) -> np.ndarray:
     out = np.empty((batch.num_rows, len(columns)), dtype=dtype, order="F")
     for j, name in enumerate(columns):
         out[:, j] = _arrow_to_float(batch.column(name), dtype)
@@ -91,6 +93,8 @@ def _select(available: Sequence[str], columns: Sequence[str] | None, what: str) 
 
 class ArraySource(Source):
     """A NumPy array of shape (n_rows,) or (n_rows, n_columns), in memory."""
+
+    in_memory = True
 
     def __init__(self, array: np.ndarray, columns: Sequence[Any] | None = None):
         arr = np.asarray(array)
@@ -132,6 +136,24 @@ class ArraySource(Source):
             if block.dtype.kind != "f":
                 block = block.astype(np.float64)
             yield start, block
+
+
+class CachedSource(Source):
+    """Chunks already read and converted, kept in host memory for the next passes."""
+
+    def __init__(self, chunks: list[Chunk], like: Source):
+        self._chunks = chunks
+        self.columns = like.columns
+        self.named = like.named
+        self.n_rows = sum(len(c) for _, c in chunks)
+        self._like = like.describe()
+
+    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+        # The chunking was fixed when the chunks were read; chunk_rows is the same value.
+        yield from self._chunks
+
+    def describe(self) -> str:
+        return f"{self._like}, cached in host memory"
 
 
 class PandasSource(Source):
@@ -250,8 +272,9 @@ class CSVSource(Source):
         offset = 0
         for path in self.paths:
             try:
-                with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=block),
-                                    convert_options=convert) as reader:
+                with pacsv.open_csv(
+                    path, read_options=pacsv.ReadOptions(block_size=block), convert_options=convert
+                ) as reader:
                     for batch in reader:
                         yield offset, _batch_to_array(batch, self.columns, np.dtype(np.float64))
                         offset += batch.num_rows
@@ -269,7 +292,8 @@ def _expand_paths(spec: Any) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             found = sorted(
-                q for q in p.rglob("*")
+                q
+                for q in p.rglob("*")
                 if q.is_file() and q.name.lower().endswith(_PARQUET_SUFFIXES + _CSV_SUFFIXES)
             )
             if not found:
@@ -285,8 +309,11 @@ def _expand_paths(spec: Any) -> list[Path]:
 def _is_path_like(x: Any) -> bool:
     if isinstance(x, (str, os.PathLike)):
         return True
-    return (isinstance(x, (list, tuple)) and len(x) > 0
-            and all(isinstance(i, (str, os.PathLike)) for i in x))
+    return (
+        isinstance(x, (list, tuple))
+        and len(x) > 0
+        and all(isinstance(i, (str, os.PathLike)) for i in x)
+    )
 
 
 def make_source(X: Any, columns: Sequence[Any] | None = None) -> Source:

@@ -80,11 +80,14 @@ class Check:
 
 
 NONE = Check(lambda v: v is None, "None")
-ARRAY = Check(lambda v: isinstance(v, (np.ndarray, list, tuple)) and not isinstance(v, str),
-              "an array-like")
+ARRAY = Check(
+    lambda v: isinstance(v, (np.ndarray, list, tuple)) and not isinstance(v, str), "an array-like"
+)
 RANDOM_STATE = Check(
-    lambda v: isinstance(v, (np.random.Generator, np.random.RandomState))
-    or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v < 2**64),
+    lambda v: (
+        isinstance(v, (np.random.Generator, np.random.RandomState))
+        or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v < 2**64)
+    ),
     "an int in the range [0, 2**64), a numpy.random.Generator or RandomState",
 )
 
@@ -107,6 +110,7 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "clip": [Interval(numbers.Real, 0, None, "neither"), NONE],
     "null_policy": [Options(("ignore", "error"))],
     "chunk_rows": [Interval(numbers.Integral, 1, None, "left")],
+    "cache_bytes": [Interval(numbers.Integral, 0, None, "left")],
     "device": [Options(("auto", "cpu", "cuda"))],
     "random_state": [RANDOM_STATE, NONE],
 }
@@ -150,7 +154,7 @@ def check_columns_match(fitted: Sequence[str], given: Sequence[str], named: bool
             f"({', '.join(map(repr, fitted))})."
         )
     if named and list(given) != list(fitted):
-        for i, (a, b) in enumerate(zip(fitted, given)):
+        for i, (a, b) in enumerate(zip(fitted, given, strict=True)):
             if a != b:
                 raise DataError(
                     f"column {i} is {b!r} but the model was fitted with {a!r} there; "

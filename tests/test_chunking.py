@@ -21,8 +21,9 @@ def table():
 
 
 def fit(X, chunk_rows, **kw):
-    model = gpuvgm.VGM(6, max_iter=25, tol=0.0, chunk_rows=chunk_rows, device="cpu",
-                       random_state=5, **kw)
+    model = gpuvgm.VGM(
+        6, max_iter=25, tol=0.0, chunk_rows=chunk_rows, device="cpu", random_state=5, **kw
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
         return model.fit(X)

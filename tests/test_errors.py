@@ -25,8 +25,9 @@ def test_errors_are_gpuvgm_errors_and_builtin_errors():
     assert issubclass(ParameterError, ValueError) and issubclass(NotFittedError, ValueError)
 
 
-@pytest.mark.parametrize("empty", [np.empty((0, 2)), np.empty(0),
-                                   pd.DataFrame({"a": pd.Series([], dtype=float)})])
+@pytest.mark.parametrize(
+    "empty", [np.empty((0, 2)), np.empty(0), pd.DataFrame({"a": pd.Series([], dtype=float)})]
+)
 def test_empty_input(empty):
     with pytest.raises(DataError, match="empty"):
         fitted(empty)
@@ -41,7 +42,8 @@ def test_all_null_column(frame):
 @pytest.mark.parametrize("value", [np.inf, -np.inf])
 def test_infinite_values_name_column_and_row(frame, value):
     frame.loc[123, "age"] = value
-    with pytest.raises(DataError, match=r"column 'age' holds an infinite value \(first at row 123\)"):
+    message = r"column 'age' holds an infinite value \(first at row 123\)"
+    with pytest.raises(DataError, match=message):
         fitted(frame, chunk_rows=100)
 
 
@@ -59,12 +61,16 @@ def test_non_numeric_columns(frame):
     with pytest.raises(DataTypeError, match="not numeric"):
         fitted(np.array([["a", "b"], ["c", "d"]]))
     # Selecting the numeric columns works.
-    assert gpuvgm.VGM(3, max_iter=50, device="cpu").fit(frame, columns=["price"]).n_features_in_ == 1
+    model = gpuvgm.VGM(3, max_iter=50, device="cpu").fit(frame, columns=["price"])
+    assert model.n_features_in_ == 1
 
 
 def test_fewer_rows_than_components():
-    with pytest.raises(DataError, match=r"column '0' has 2 non-null values, fewer than "
-                                        r"n_components=3"):
+    with pytest.raises(
+        DataError,
+        match=r"column '0' has 2 non-null values, fewer than "
+        r"n_components=3",
+    ):
         fitted(np.array([1.0, 2.0, np.nan]))
 
 
@@ -81,8 +87,11 @@ def test_different_columns_at_transform(frame):
     model = fitted(frame)
     with pytest.raises(DataError, match="X has 1 columns but the model was fitted on 2"):
         model.transform(frame[["price"]])
-    with pytest.raises(DataError, match=r"column 0 is 'age' but the model was fitted with "
-                                        r"'price'"):
+    with pytest.raises(
+        DataError,
+        match=r"column 0 is 'age' but the model was fitted with "
+        r"'price'",
+    ):
         model.transform(frame[["age", "price"]])
     with pytest.raises(DataError, match="X has 3 columns"):
         model.transform(np.zeros((4, 3)))
@@ -97,8 +106,11 @@ def test_null_policy_error_names_the_row(frame):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"n_components": 0}, r"The 'n_components' parameter of VGM must be an int in the range "
-                              r"\[1, 32\]. Got 0 instead."),
+        (
+            {"n_components": 0},
+            r"The 'n_components' parameter of VGM must be an int in the range "
+            r"\[1, 32\]. Got 0 instead.",
+        ),
         ({"n_components": 2.5}, "'n_components' parameter"),
         ({"tol": -1.0}, r"The 'tol' parameter of VGM must be a float in the range \[0, inf\)"),
         ({"tol_scale": "mean"}, r"must be a str among \{'per_row', 'sum'\}"),

@@ -78,7 +78,7 @@ def test_round_trip_within_a_millionth_of_the_std(fitted):
 
 
 def test_unclipped_round_trip_is_exact_on_every_row(fitted):
-    names, X, model = fitted
+    _, X, model = fitted
     model.set_params(clip=None)
     try:
         enc = model.transform(X)

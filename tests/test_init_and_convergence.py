@@ -28,8 +28,15 @@ def test_every_init_finds_the_five_modes(init_params, rng):
     x = five_modes(20_000, rng)
     models = []
     for seed in range(3):
-        model = gpuvgm.VGM(10, init_params=init_params, max_iter=500, tol=1e-8, device="cpu",
-                           random_state=seed, init_sample_size=5000)
+        model = gpuvgm.VGM(
+            10,
+            init_params=init_params,
+            max_iter=500,
+            tol=1e-8,
+            device="cpu",
+            random_state=seed,
+            init_sample_size=5000,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
             models.append(model.fit(x))
@@ -44,8 +51,11 @@ def test_convergence_warning_names_the_column_and_is_not_silenced(rng):
     import pandas as pd
 
     df = pd.DataFrame({"spend": five_modes(5000, rng)})
-    with pytest.warns(gpuvgm.ConvergenceWarning, match=r"column 'spend' did not converge "
-                                                       r"after 3 iterations"):
+    with pytest.warns(
+        gpuvgm.ConvergenceWarning,
+        match=r"column 'spend' did not converge "
+        r"after 3 iterations",
+    ):
         model = gpuvgm.VGM(10, max_iter=3, device="cpu").fit(df)
     assert not model.converged_[0] and model.n_iter_[0] == 3
 

@@ -23,8 +23,9 @@ import gpuvgm
 def fitted_rdt(rng):
     x = np.concatenate([five_modes(3000, rng), lognormal(1000, rng) * 3 + 20])
     data = pd.DataFrame({"amount": x})
-    cbn = ClusterBasedNormalizer(max_clusters=10, weight_threshold=0.005,
-                                 missing_value_generation=None)
+    cbn = ClusterBasedNormalizer(
+        max_clusters=10, weight_threshold=0.005, missing_value_generation=None
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cbn.fit(data, "amount")
@@ -44,8 +45,9 @@ def test_predict_proba_equals_sklearn(fitted_rdt):
 
 def test_normalized_value_and_decoding_equal_rdt(fitted_rdt):
     x, data, cbn = fitted_rdt
-    model = gpuvgm.VGM.from_sklearn(cbn._bgm_transformer, columns=["amount"], device="cpu",
-                                    random_state=7)
+    model = gpuvgm.VGM.from_sklearn(
+        cbn._bgm_transformer, columns=["amount"], device="cpu", random_state=7
+    )
     enc = model.transform(x)
     # RDT's formula for the component gpuvgm chose, with RDT's own parameters.
     bgm = cbn._bgm_transformer
@@ -88,8 +90,9 @@ def test_sampled_components_follow_the_posterior(fitted_rdt):
 
 def test_argmax_selection_picks_the_most_probable_valid_component(fitted_rdt):
     x, _, cbn = fitted_rdt
-    model = gpuvgm.VGM.from_sklearn(cbn._bgm_transformer, device="cpu",
-                                    component_selection="argmax")
+    model = gpuvgm.VGM.from_sklearn(
+        cbn._bgm_transformer, device="cpu", component_selection="argmax"
+    )
     comp = model.transform(x).component[:, 0]
     p = model.predict_proba(x)[:, 0, model.valid_components_[0]]
     np.testing.assert_array_equal(comp, np.argmax(p, axis=1))

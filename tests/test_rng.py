@@ -42,8 +42,9 @@ def test_words_equal_randomgen_philox4x32(seed, column):
 
 def test_words_do_not_depend_on_how_rows_are_split():
     whole = _rng.random_words(42, 3, 5, 1001)
-    parts = np.concatenate([_rng.random_words(42, 3, 5 + a, b - a)
-                            for a, b in [(0, 1), (1, 7), (7, 500), (500, 1001)]])
+    parts = np.concatenate(
+        [_rng.random_words(42, 3, 5 + a, b - a) for a, b in [(0, 1), (1, 7), (7, 500), (500, 1001)]]
+    )
     np.testing.assert_array_equal(whole, parts)
 
 

@@ -53,8 +53,9 @@ def sklearn_fit(x: np.ndarray, max_iter: int, tol: float, seed: int = 0):
 def test_twenty_iterations_match_sklearn(kind, rng):
     x = COLUMN_KINDS[kind](N, rng)
     bgm, centers = sklearn_fit(x, max_iter=20, tol=0.0)
-    model = gpuvgm.VGM(K, max_iter=20, tol=0.0, tol_scale="sum", means_init=centers,
-                       device="cpu", random_state=0)
+    model = gpuvgm.VGM(
+        K, max_iter=20, tol=0.0, tol_scale="sum", means_init=centers, device="cpu", random_state=0
+    )
     with pytest.warns(gpuvgm.ConvergenceWarning):
         model.fit(x)
     tol = RTOL[np.dtype(np.float64)]
@@ -74,8 +75,14 @@ def test_all_columns_in_one_pass_match_separate_sklearn_fits(rng):
     kinds = sorted(COLUMN_KINDS)
     X = np.column_stack([COLUMN_KINDS[k](N, rng) for k in kinds])
     refs = [sklearn_fit(X[:, j], max_iter=15, tol=0.0) for j in range(X.shape[1])]
-    model = gpuvgm.VGM(K, max_iter=15, tol=0.0, tol_scale="sum",
-                       means_init=np.stack([c for _, c in refs]), device="cpu")
+    model = gpuvgm.VGM(
+        K,
+        max_iter=15,
+        tol=0.0,
+        tol_scale="sum",
+        means_init=np.stack([c for _, c in refs]),
+        device="cpu",
+    )
     with pytest.warns(gpuvgm.ConvergenceWarning):
         model.fit(X)
     for j, (bgm, _) in enumerate(refs):
@@ -89,8 +96,9 @@ def test_sum_tolerance_stops_at_the_same_iteration_as_sklearn(rng):
     x = COLUMN_KINDS["five_modes"](N, rng)
     bgm, centers = sklearn_fit(x, max_iter=400, tol=1e-3)
     assert bgm.converged_
-    model = gpuvgm.VGM(K, max_iter=400, tol=1e-3, tol_scale="sum", means_init=centers,
-                       device="cpu").fit(x)
+    model = gpuvgm.VGM(
+        K, max_iter=400, tol=1e-3, tol_scale="sum", means_init=centers, device="cpu"
+    ).fit(x)
     assert model.converged_[0]
     assert model.n_iter_[0] == bgm.n_iter_
     assert rel_err(model.lower_bound_[0], bgm.lower_bound_) <= 1e-8
@@ -99,10 +107,12 @@ def test_sum_tolerance_stops_at_the_same_iteration_as_sklearn(rng):
 def test_per_row_tolerance_is_the_sum_tolerance_divided_by_rows(rng):
     x = COLUMN_KINDS["lognormal"](N, rng)
     _, centers = sklearn_fit(x, max_iter=1, tol=0.0)
-    by_sum = gpuvgm.VGM(K, max_iter=400, tol=1e-2, tol_scale="sum", means_init=centers,
-                        device="cpu").fit(x)
-    by_row = gpuvgm.VGM(K, max_iter=400, tol=1e-2 / N, tol_scale="per_row", means_init=centers,
-                        device="cpu").fit(x)
+    by_sum = gpuvgm.VGM(
+        K, max_iter=400, tol=1e-2, tol_scale="sum", means_init=centers, device="cpu"
+    ).fit(x)
+    by_row = gpuvgm.VGM(
+        K, max_iter=400, tol=1e-2 / N, tol_scale="per_row", means_init=centers, device="cpu"
+    ).fit(x)
     assert by_sum.converged_[0] and by_row.converged_[0]
     assert by_sum.n_iter_[0] == by_row.n_iter_[0]
     trace = by_row.lower_bounds_[0]

@@ -18,8 +18,9 @@ import gpuvgm
 def frame():
     rng = np.random.default_rng(8)
     n = 30_000
-    df = pd.DataFrame({"b": five_modes(n, rng), "a": lognormal(n, rng),
-                       "label": rng.choice(["x", "y"], n)})
+    df = pd.DataFrame(
+        {"b": five_modes(n, rng), "a": lognormal(n, rng), "label": rng.choice(["x", "y"], n)}
+    )
     df.loc[rng.random(n) < 0.02, "a"] = np.nan
     return df
 
@@ -40,9 +41,12 @@ def test_parquet_dataset_of_several_files_equals_memory(frame, tmp_path):
     # Files named so that sorted order is the row order; written out of order on purpose.
     bounds = [0, 7000, 15000, 22222, len(frame)]
     for i in (2, 0, 3, 1):
-        part = frame.iloc[bounds[i]:bounds[i + 1]]
-        pq.write_table(pa.Table.from_pandas(part, preserve_index=False),
-                       tmp_path / f"part-{i:03d}.parquet", row_group_size=3000)
+        part = frame.iloc[bounds[i] : bounds[i + 1]]
+        pq.write_table(
+            pa.Table.from_pandas(part, preserve_index=False),
+            tmp_path / f"part-{i:03d}.parquet",
+            row_group_size=3000,
+        )
     cols = ["b", "a"]
     from_files = fit(tmp_path, columns=cols)
     in_memory = fit(frame[cols].to_numpy())
@@ -85,12 +89,13 @@ def test_a_source_can_be_iterated_many_times(frame, tmp_path):
     from gpuvgm._sources import make_source
 
     path = tmp_path / "one.parquet"
-    pq.write_table(pa.Table.from_pandas(frame[["b", "a"]], preserve_index=False), path,
-                   row_group_size=5000)
+    pq.write_table(
+        pa.Table.from_pandas(frame[["b", "a"]], preserve_index=False), path, row_group_size=5000
+    )
     src = make_source(path)
     first = [(o, c.copy()) for o, c in src.chunks(4096)]
     second = list(src.chunks(4096))
     assert [o for o, _ in first] == [o for o, _ in second]
-    for (_, a), (_, b) in zip(first, second):
+    for (_, a), (_, b) in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
     assert sum(len(c) for _, c in first) == len(frame) == src.n_rows

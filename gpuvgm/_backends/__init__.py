@@ -25,7 +25,9 @@ _INSTALL_HINT = (
 def _cuda_backend() -> ModuleType:
     """The CUDA backend module, or an error saying why it cannot be used."""
     if importlib.util.find_spec("cupy") is None:
-        raise BackendUnavailableError(f"device='cuda' needs CuPy, which is not installed: {_INSTALL_HINT}")
+        raise BackendUnavailableError(
+            f"device='cuda' needs CuPy, which is not installed: {_INSTALL_HINT}"
+        )
     try:
         from . import _cuda
     except ImportError as exc:  # the CUDA backend is not part of this build

@@ -126,49 +126,60 @@ def _buffers(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np
     """Per-thread scratch arrays, reused across blocks: fresh large allocations page-fault."""
     ws = getattr(_workspace, "arrays", None)
     if ws is None or ws[0].shape[0] < k:
-        ws = (np.empty((k, BLOCK_ROWS)), np.empty((k, BLOCK_ROWS)), np.empty((BLOCK_ROWS, 3)),
-              np.empty(BLOCK_ROWS), np.empty(BLOCK_ROWS))
+        ws = (
+            np.empty((k, BLOCK_ROWS)),
+            np.empty((k, BLOCK_ROWS)),
+            np.empty((BLOCK_ROWS, 3)),
+            np.empty(BLOCK_ROWS),
+            np.empty(BLOCK_ROWS),
+        )
         _workspace.arrays = ws
     return ws
 
 
-def _log_prob_block(xw: np.ndarray, means: np.ndarray, neg_half_prec: np.ndarray,
-                    log_consts: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def _log_prob_block(
+    xw: np.ndarray,
+    means: np.ndarray,
+    neg_half_prec: np.ndarray,
+    log_consts: np.ndarray,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """``l_k(x') = C_k - 0.5 * prec_k * (x' - m_k)**2``, shape (K, n): rows stay contiguous."""
-    l = np.subtract(xw[None, :], means[:, None], out=out)  # (K, n)
-    l *= l
-    l *= neg_half_prec[:, None]
-    l += log_consts[:, None]
-    return l
+    logp = np.subtract(xw[None, :], means[:, None], out=out)  # (K, n)
+    logp *= logp
+    logp *= neg_half_prec[:, None]
+    logp += log_consts[:, None]
+    return logp
 
 
-def _softmax_block(l: np.ndarray, r: np.ndarray, mx: np.ndarray, s: np.ndarray) -> None:
-    """In place: ``l -= max_k l``, ``r = exp(l) / sum``, ``mx = max``, ``s = 1 / sum``."""
-    np.max(l, axis=0, out=mx)
-    l -= mx
-    np.maximum(l, _EXP_FLOOR, out=r)
+def _softmax_block(logp: np.ndarray, r: np.ndarray, mx: np.ndarray, s: np.ndarray) -> None:
+    """In place: ``logp -= max_k logp``, ``r = exp(logp) / sum``, ``mx = max``, ``s = 1 / sum``."""
+    np.max(logp, axis=0, out=mx)
+    logp -= mx
+    np.maximum(logp, _EXP_FLOOR, out=r)
     np.exp(r, out=r)
     np.sum(r, axis=0, out=s)
     np.divide(1.0, s, out=s)
     r *= s
 
 
-def _estep_block(xw: np.ndarray, means: np.ndarray, neg_half_prec: np.ndarray,
-                 log_consts: np.ndarray) -> tuple[np.ndarray, float, float]:
+def _estep_block(
+    xw: np.ndarray, means: np.ndarray, neg_half_prec: np.ndarray, log_consts: np.ndarray
+) -> tuple[np.ndarray, float, float]:
     """Statistics of one block: (K, 3) ``[sum r, sum r x', sum r x'^2]``, H and sum of log p(x)."""
     n, k = xw.size, means.size
     lbuf, rbuf, mbuf, v1, v2 = _buffers(k)
-    l, r, moments3, mx, s = lbuf[:k, :n], rbuf[:k, :n], mbuf[:n], v1[:n], v2[:n]
-    _log_prob_block(xw, means, neg_half_prec, log_consts, out=l)
-    _softmax_block(l, r, mx, s)
+    logp, r, moments3, mx, s = lbuf[:k, :n], rbuf[:k, :n], mbuf[:n], v1[:n], v2[:n]
+    _log_prob_block(xw, means, neg_half_prec, log_consts, out=logp)
+    _softmax_block(logp, r, mx, s)
     moments3[:, 0] = 1.0
     moments3[:, 1] = xw
     np.multiply(xw, xw, out=moments3[:, 2])
     stats = r @ moments3  # (K, 3)
     np.log(s, out=s)  # -log(sum of exp)
     neg_log_s = float(s.sum())
-    # sum_k r log r = sum_k r (l - max) - log(sum), since log r_k = (l_k - max) - log(sum).
-    h = float(np.vdot(r, l)) + neg_log_s
+    # sum_k r log r = sum_k r (logp - max) - log(sum), since log r_k = (l_k - max) - log(sum).
+    h = float(np.vdot(r, logp)) + neg_log_s
     log_prob = float(mx.sum()) - neg_log_s
     return stats, h, log_prob
 
@@ -228,27 +239,30 @@ def log_resp(chunk: np.ndarray, params: EStepParams) -> np.ndarray:
         x = np.asarray(chunk[:, int(j)], dtype=np.float64)
         ok = ~np.isnan(x)
         xw = _working(x[ok], params.shift[i], params.scale[i])
-        l = _log_prob_block(xw, params.means[i], -0.5 * params.precisions[i],
-                            params.log_consts[i])  # (K, n)
-        l -= l.max(axis=0)
-        l -= np.log(np.exp(l).sum(axis=0))
-        out[ok, i] = l.T
+        logp = _log_prob_block(
+            xw, params.means[i], -0.5 * params.precisions[i], params.log_consts[i]
+        )  # (K, n)
+        logp -= logp.max(axis=0)
+        logp -= np.log(np.exp(logp).sum(axis=0))
+        out[ok, i] = logp.T
     return out
 
 
-def _transform_block(x: np.ndarray, u: np.ndarray | None, i: int,
-                     p: TransformParams) -> tuple[np.ndarray, np.ndarray, int]:
+def _transform_block(
+    x: np.ndarray, u: np.ndarray | None, i: int, p: TransformParams
+) -> tuple[np.ndarray, np.ndarray, int]:
     e = p.estep
     valid = p.valid[i]
-    l = _log_prob_block(_working(x, e.shift[i], e.scale[i]), e.means[i],
-                        -0.5 * e.precisions[i], e.log_consts[i])  # (K, n)
+    logp = _log_prob_block(
+        _working(x, e.shift[i], e.scale[i]), e.means[i], -0.5 * e.precisions[i], e.log_consts[i]
+    )  # (K, n)
     if u is None:  # the most probable valid component (first on ties)
-        comp = np.argmax(l[valid], axis=0)
+        comp = np.argmax(logp[valid], axis=0)
     else:
         # RDT: p(k | x) over all K, restricted to the valid ones, + 1e-6; draw by inverting the CDF
         # (sequential cumulative sum, the same order as the CUDA twin).
-        r = np.empty_like(l)
-        _softmax_block(l, r, np.empty(x.size), np.empty(x.size))
+        r = np.empty_like(logp)
+        _softmax_block(logp, r, np.empty(x.size), np.empty(x.size))
         w = r[valid] + SAMPLE_PROB_FLOOR  # (n_valid, n)
         cdf = np.cumsum(w, axis=0)
         target = u * cdf[-1]
@@ -262,8 +276,9 @@ def _transform_block(x: np.ndarray, u: np.ndarray | None, i: int,
     return alpha, comp.astype(np.int32), n_clipped
 
 
-def transform(chunk: np.ndarray, params: TransformParams, row_offset: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def transform(
+    chunk: np.ndarray, params: TransformParams, row_offset: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mode-specific normalization of one chunk.
 
     NumPy twin of ``transform`` in ``kernels/transform.cu``. Returns ``normalized`` (n, C) float64
@@ -280,8 +295,13 @@ def transform(chunk: np.ndarray, params: TransformParams, row_offset: int
     for i, j in enumerate(cols):
         x = np.asarray(chunk[:, int(j)], dtype=np.float64)
         null[:, i] = np.isnan(x)
-        u = (_rng.uniform(params.seed, int(params.column_keys[i]), row_offset, n,
-                          _rng.STREAM_COMPONENT) if params.sample else None)
+        u = (
+            _rng.uniform(
+                params.seed, int(params.column_keys[i]), row_offset, n, _rng.STREAM_COMPONENT
+            )
+            if params.sample
+            else None
+        )
         for blk in _blocks(n):
             rows = np.flatnonzero(~null[blk, i]) + blk.start
             tasks.append((i, rows, x[rows], None if u is None else u[rows]))
@@ -296,11 +316,11 @@ def transform(chunk: np.ndarray, params: TransformParams, row_offset: int
     return normalized, component, null, n_clipped
 
 
-def inverse(normalized: np.ndarray, component: np.ndarray, params: TransformParams
-            ) -> np.ndarray:
+def inverse(normalized: np.ndarray, component: np.ndarray, params: TransformParams) -> np.ndarray:
     """``x = 4 * std_c * alpha + mean_c`` per column, shape (n, C) float64; NaN where alpha is NaN.
 
-    ``component`` must already be validated (0 <= c < n_valid). NumPy twin of ``kernels/inverse.cu``.
+    ``component`` must already be validated (0 <= c < n_valid).
+    NumPy twin of ``kernels/inverse.cu``.
     """
     n, n_cols = normalized.shape
     out = np.empty((n, n_cols))

@@ -1,0 +1,40 @@
+# The two commands a new user needs: `make demo` and `make test`. Each sets up .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check --quiet
+
+.PHONY: demo test lint bench bench-quick clean
+
+$(VENV)/.core: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -e '.[test,dev]'
+	touch $(VENV)/.core $@
+
+## make demo: install, generate the 5M-row demo table, fit, transform, invert, print the figures
+demo: $(VENV)/.core
+	$(VENV)/bin/gpuvgm demo --dir demo_data
+
+## make test: install with the test extra and run the whole suite (no GPU needed)
+test: $(VENV)/.test
+	$(PY) -m pytest
+
+## make lint: ruff (lint and format check)
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check gpuvgm tests bench
+	$(VENV)/bin/ruff format --check gpuvgm
+
+## make bench: the CPU benchmark against scikit-learn (writes bench/results/*.json)
+bench: $(VENV)/.test
+	$(PY) bench/cpu_vs_sklearn.py
+
+bench-quick: $(VENV)/.test
+	$(PY) bench/cpu_vs_sklearn.py --quick
+
+clean:
+	rm -rf $(VENV) demo_data build dist *.egg-info .pytest_cache .ruff_cache
