@@ -28,7 +28,7 @@ def _print_demo(result: dict[str, Any]) -> None:
     print(f"  {'phase':<10} {'seconds':>9} {'rows/s':>14}")
     print(
         f"  {'fit':<10} {result['fit_seconds']:>9.2f} {result['fit_rows_per_second']:>14,.0f}"
-        f"   ({result['fit_passes']} passes over the file, "
+        f"   ({result['fit_passes']} passes: pre-pass, init, iterations; "
         f"{result['fit_row_passes_per_second']:,.0f} row-passes/s)"
     )
     print(

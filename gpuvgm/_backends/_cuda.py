@@ -22,7 +22,7 @@ import functools
 import importlib.resources
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -54,6 +54,10 @@ SAMPLE_MARGIN = 2.0**-14
 _ESTEP_ROWS = 4
 #: Smallest piece of a chunk that an out-of-memory retry splits down to.
 _MIN_PIECE_ROWS = 1 << 16
+# Tuning knobs for bench/device_check.py, not an API: extra ``-D`` defines for every module (e.g.
+# ``GPUVGM_ESTEP_MIN_BLOCKS=2``) and the statistics kernels' grid in waves of resident blocks.
+_EXTRA_DEFINES: tuple[str, ...] = ()
+_GRID_WAVES = 1
 
 COMPILE_OPTIONS = ("-std=c++17",)
 _REALS = ("float", "double")
@@ -123,16 +127,17 @@ def kernel_names(family: str, n_components: int = 0) -> tuple[str, ...]:
     """The template instances (NVRTC name expressions) one module of ``family`` holds."""
     k = n_components
     if family == "moments":
-        return ("gpuvgm::reduce_partials",) + tuple(
-            f"gpuvgm::{fn}<{t}>" for fn in ("moments_sums", "moments_m2") for t in _REALS
+        return (
+            "gpuvgm::reduce_partials",
+            *(f"gpuvgm::{fn}<{t}>" for fn in ("moments_sums", "moments_m2") for t in _REALS),
         )
     _check_k(k)
     if family == "estep":
         return (
-            ("gpuvgm::reduce_partials",)
-            + tuple(f"gpuvgm::estep_stats<{t}, {ct}, {k}>" for t in _REALS for ct in _REALS)
-            + tuple(f"gpuvgm::assign_stats<{t}, {k}>" for t in _REALS)
-            + tuple(f"gpuvgm::log_resp<{t}, {k}>" for t in _REALS)
+            "gpuvgm::reduce_partials",
+            *(f"gpuvgm::estep_stats<{t}, {ct}, {k}>" for t in _REALS for ct in _REALS),
+            *(f"gpuvgm::assign_stats<{t}, {k}>" for t in _REALS),
+            *(f"gpuvgm::log_resp<{t}, {k}>" for t in _REALS),
         )
     if family == "transform":
         return (
@@ -148,7 +153,7 @@ def _check_k(k: int) -> None:
         raise DataError(f"the CUDA kernels take 1 to {MAX_COMPONENTS} components, got {k}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _module(device_id: int, family: str, n_components: int, defines: tuple[str, ...] = ()) -> Any:
     """The compiled module of ``family`` for K components on one device (memoized)."""
     names = kernel_names(family, n_components)
@@ -165,10 +170,10 @@ def _module(device_id: int, family: str, n_components: int, defines: tuple[str, 
 
 def _kernel(family: str, name: str, n_components: int = 0) -> Any:
     device_id = cupy.cuda.Device().id
-    return _module(device_id, family, n_components).get_function(name)
+    return _module(device_id, family, n_components, _EXTRA_DEFINES).get_function(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sm_count(device_id: int) -> int:
     return int(cupy.cuda.runtime.getDeviceProperties(device_id)["multiProcessorCount"])
 
@@ -212,7 +217,13 @@ def _estep_table(params: EStepParams) -> np.ndarray:
     inv_scale = 1.0 / np.asarray(params.scale, dtype=np.float64)[:, None]
     return np.ascontiguousarray(
         np.concatenate(
-            [shift, inv_scale, params.means, -0.5 * np.asarray(params.precisions), params.log_consts],
+            [
+                shift,
+                inv_scale,
+                params.means,
+                -0.5 * np.asarray(params.precisions),
+                params.log_consts,
+            ],
             axis=1,
         ),
         dtype=np.float64,
@@ -223,7 +234,9 @@ def _assign_table(centers: np.ndarray, params: EStepParams) -> np.ndarray:
     """(C, 2 + K) float64 rows ``[shift, 1/scale, centers]``."""
     shift = np.asarray(params.shift, dtype=np.float64)[:, None]
     inv_scale = 1.0 / np.asarray(params.scale, dtype=np.float64)[:, None]
-    return np.ascontiguousarray(np.concatenate([shift, inv_scale, centers], axis=1), dtype=np.float64)
+    return np.ascontiguousarray(
+        np.concatenate([shift, inv_scale, centers], axis=1), dtype=np.float64
+    )
 
 
 def _valid_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -239,7 +252,9 @@ def _valid_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray, np.n
     for i in range(n_cols):
         means[i, : n_valid[i]] = np.asarray(params.means[i], dtype=np.float64)[valid[i]]
         # 4 * std is exact in binary floating point: the kernel divides by what NumPy divides by.
-        std4[i, : n_valid[i]] = STD_MULTIPLIER * np.asarray(params.stds[i], dtype=np.float64)[valid[i]]
+        std4[i, : n_valid[i]] = (
+            STD_MULTIPLIER * np.asarray(params.stds[i], dtype=np.float64)[valid[i]]
+        )
     return means, std4, n_valid
 
 
@@ -281,7 +296,7 @@ def _stats_from_table(out: np.ndarray, k: int) -> Stats:
 
 
 def _moments_from_partials(sums: np.ndarray, m2: np.ndarray | None, mean: np.ndarray) -> Moments:
-    """Moments from the reduced kernel sums (C, 5) ``[count, sum, min, max, n_null]`` and m2 (C,)."""
+    """Moments from the reduced sums (C, 5) ``[count, sum, min, max, n_null]`` and m2 (C,)."""
     count = sums[:, 0]
     finite = np.isfinite(mean)
     m2_out = np.zeros_like(count) if m2 is None else np.where(finite, m2, np.inf)
@@ -382,23 +397,21 @@ def _to_device(chunk: Any, on_host: bool, start: int, stop: int) -> Any:
     return cupy.asarray(part) if on_host else part
 
 
-def _iter_stats_rows(results: list[np.ndarray]) -> Iterator[np.ndarray]:
-    yield from results
-
-
 # --------------------------------------------------------------------------------------------
 # The backend functions
 # --------------------------------------------------------------------------------------------
 
 
-def _launch_stats(family: str, name: str, k: int, x: Any, columns_d: Any, table_d: Any) -> np.ndarray:
+def _launch_stats(
+    family: str, name: str, k: int, x: Any, columns_d: Any, table_d: Any
+) -> np.ndarray:
     """Run a statistics kernel over every column of ``x`` and reduce; (C, 3K + 3) on the host."""
     n_rows = x.shape[0]
     n_cols = int(columns_d.size)
     slots = 3 * k + 3
     kernel = _kernel(family, name, k)
     device_id = cupy.cuda.Device().id
-    resident = _blocks_per_sm(kernel) * _sm_count(device_id)
+    resident = _blocks_per_sm(kernel) * _sm_count(device_id) * _GRID_WAVES
     grid_x = _grid_x(n_rows, n_cols, _ESTEP_ROWS, resident)
     partials = cupy.empty((grid_x, n_cols, slots), dtype=cupy.float64)
     rs, cs = _element_strides(x)
@@ -409,7 +422,9 @@ def _launch_stats(family: str, name: str, k: int, x: Any, columns_d: Any, table_
     )
     out = cupy.empty((n_cols, slots), dtype=cupy.float64)
     reduce = _kernel(family, "gpuvgm::reduce_partials", k)
-    reduce((n_cols * slots,), (THREADS,), (partials, np.int64(grid_x), np.int64(n_cols * slots), out))
+    reduce(
+        (n_cols * slots,), (THREADS,), (partials, np.int64(grid_x), np.int64(n_cols * slots), out)
+    )
     return cupy.asnumpy(out)
 
 
@@ -658,7 +673,9 @@ def inverse(normalized: Any, component: Any, params: TransformParams) -> Any:
         )
     table, n_valid = _inverse_table(params)
     if n_valid.size != normalized.shape[1]:
-        raise DataError(f"params describe {n_valid.size} columns, the data has {normalized.shape[1]}")
+        raise DataError(
+            f"params describe {n_valid.size} columns, the data has {normalized.shape[1]}"
+        )
     k = table.shape[1] // 2
     at = "float" if normalized.dtype == np.float32 else "double"
     it = "int" if component.dtype == np.int32 else "long long"

@@ -12,8 +12,6 @@
 namespace gpuvgm {
 
 constexpr int kTransformThreads = 256;
-// gpuvgm._rng.STREAM_COMPONENT
-constexpr unsigned int kStreamComponent = 0;
 
 // params: (n_columns, 2 + 5K) double rows [shift, inv_scale, means[K], -0.5 * precisions[K],
 // log_consts[K] (all in the working frame), valid_means[K], valid_std4[K] (data units: the mean and
@@ -49,6 +47,7 @@ __device__ __forceinline__ int choose_component(const TransformColumn<K>& col, d
   for (int k = 0; k < K; ++k)
     l[k] = log_prob_component(xw, p[2 + k], p[2 + K + k], p[2 + 2 * K + k]);
   if (!sample) return argmax_valid(l, col.valid);
+  constexpr unsigned int kStreamComponent = 0;  // gpuvgm._rng.STREAM_COMPONENT
   const double u = uniform_from_word(philox_row_word(seed, col.key, kStreamComponent, row));
   int comp = sample_valid_fast(l, col.valid, col.n_valid, u, margin);
   if (comp < 0) {
