@@ -89,6 +89,7 @@ struct EstepMath<float> {
   // an eighth of the FP32 rate) are paid once per kRows rows.
   static constexpr int kRows = 4;
   static constexpr bool kTiled = true;
+  static constexpr bool kSplit = true;  // x' and m_k as float hi + lo (see estep_row)
   static __device__ __forceinline__ float exp(float v) { return fast_exp2(v); }
   // The accurate log2f (not lg2.approx, whose absolute error would bias H): once per value.
   static __device__ __forceinline__ float log(float v) { return log2f(v); }
@@ -100,6 +101,7 @@ struct EstepMath<double> {
   static constexpr double kUnit = 1.0;
   static constexpr int kRows = 2;
   static constexpr bool kTiled = false;
+  static constexpr bool kSplit = false;
   static __device__ __forceinline__ double exp(double v) { return ::exp(v); }
   static __device__ __forceinline__ double log(double v) { return ::log(v); }
 };
@@ -119,16 +121,20 @@ __device__ __forceinline__ T load_or_nan(const T* col, long long i, long long n_
 }
 
 // One value's contribution, accumulated into `acc` (float tile or double accumulators).
+// x' arrives as xh + xl and m_k as mh_k + ml_k (float hi and lo parts; lo = 0 in double): the
+// difference d = (xh - mh) + (xl - ml) keeps float's relative precision on d itself instead of on
+// |x'|, which the quadratic would amplify by prec_k |d| (narrow components: 1e-5 per row).
 template <typename CT, int K, typename A>
-__device__ __forceinline__ void estep_row(CT xw, const CT (&mean)[K], const CT (&quad)[K],
-                                          const CT (&cst)[K], A (&acc)[Slots<K>::kSize]) {
+__device__ __forceinline__ void estep_row(CT xh, CT xl, const CT (&mh)[K], const CT (&ml)[K],
+                                          const CT (&quad)[K], const CT (&cst)[K],
+                                          A (&acc)[Slots<K>::kSize]) {
   using M = EstepMath<CT>;
   using S = Slots<K>;
   CT l[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
-    const CT d = xw - mean[k];
-    l[k] = quad[k] * (d * d) + cst[k];  // l_k (base 2 for float)
+    const CT d = M::kSplit ? (xh - mh[k]) + (xl - ml[k]) : xh - mh[k];
+    l[k] = quad[k] * (d * d) + cst[k];  // l_k - C_ref (base 2 for float)
   }
   CT mx = l[0];
 #pragma unroll
@@ -142,6 +148,7 @@ __device__ __forceinline__ void estep_row(CT xw, const CT (&mean)[K], const CT (
     s += e[k];
   }
   const CT inv = CT(1) / s;
+  const CT xw = xh;
   const CT xw2 = xw * xw;
   CT h = CT(0);
 #pragma unroll
@@ -157,6 +164,14 @@ __device__ __forceinline__ void estep_row(CT xw, const CT (&mean)[K], const CT (
   acc[S::kH] += h - log_s;
   acc[S::kLogProb] += mx + log_s;
   acc[S::kCount] += A(1);
+}
+
+// x' = (x - shift) * inv_scale in double, then as the compute type's hi and lo parts.
+template <typename CT, typename T>
+__device__ __forceinline__ void working_parts(T v, double shift, double inv_scale, CT& xh, CT& xl) {
+  const double xd = (static_cast<double>(v) - shift) * inv_scale;
+  xh = static_cast<CT>(xd);
+  xl = EstepMath<CT>::kSplit ? static_cast<CT>(xd - static_cast<double>(xh)) : CT(0);
 }
 
 // params: (n_columns, 2 + 3K) double rows [shift, inv_scale, means[K], -0.5 * precisions[K],
@@ -180,12 +195,18 @@ __global__ void __launch_bounds__(kMaxThreads, GPUVGM_ESTEP_MIN_BLOCKS)
   const double* p = params + static_cast<long long>(c) * (2 + 3 * K);
   const double shift = p[0];
   const double inv_scale = p[1];
-  CT mean[K], quad[K], cst[K];
+  // The constants relative to the largest, C_ref, added back (times the count) at the end: small
+  // values keep more of float's digits, and only differences of l_k matter to r.
+  double c_ref = p[2 + 2 * K];
+#pragma unroll
+  for (int k = 1; k < K; ++k) c_ref = vmax(c_ref, p[2 + 2 * K + k]);
+  CT mh[K], ml[K], quad[K], cst[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
-    mean[k] = static_cast<CT>(p[2 + k]);
+    mh[k] = static_cast<CT>(p[2 + k]);
+    ml[k] = M::kSplit ? static_cast<CT>(p[2 + k] - static_cast<double>(mh[k])) : CT(0);
     quad[k] = static_cast<CT>(p[2 + K + k] * M::kScale);
-    cst[k] = static_cast<CT>(p[2 + 2 * K + k] * M::kScale);
+    cst[k] = static_cast<CT>((p[2 + 2 * K + k] - c_ref) * M::kScale);
   }
   double acc[S::kSize];
 #pragma unroll
@@ -210,22 +231,26 @@ __global__ void __launch_bounds__(kMaxThreads, GPUVGM_ESTEP_MIN_BLOCKS)
 #pragma unroll
       for (int s = 0; s < S::kSize; ++s) tile[s] = CT(0);
 #pragma unroll
-      for (int j = 0; j < R; ++j)
-        if (!is_nan(v[j]))
-          estep_row<CT, K>(static_cast<CT>((static_cast<double>(v[j]) - shift) * inv_scale), mean,
-                           quad, cst, tile);
+      for (int j = 0; j < R; ++j) {
+        if (is_nan(v[j])) continue;
+        CT xh, xl;
+        working_parts(v[j], shift, inv_scale, xh, xl);
+        estep_row<CT, K>(xh, xl, mh, ml, quad, cst, tile);
+      }
 #pragma unroll
       for (int s = 0; s < S::kSize; ++s) acc[s] += static_cast<double>(tile[s]);
     } else {
 #pragma unroll
-      for (int j = 0; j < R; ++j)
-        if (!is_nan(v[j]))
-          estep_row<CT, K>(static_cast<CT>((static_cast<double>(v[j]) - shift) * inv_scale), mean,
-                           quad, cst, acc);
+      for (int j = 0; j < R; ++j) {
+        if (is_nan(v[j])) continue;
+        CT xh, xl;
+        working_parts(v[j], shift, inv_scale, xh, xl);
+        estep_row<CT, K>(xh, xl, mh, ml, quad, cst, acc);
+      }
     }
   }
   acc[S::kH] *= M::kUnit;
-  acc[S::kLogProb] *= M::kUnit;
+  acc[S::kLogProb] = acc[S::kLogProb] * M::kUnit + c_ref * acc[S::kCount];
   const long long row = static_cast<long long>(blockIdx.x) * gridDim.y + blockIdx.y;
   block_reduce_store(acc, partials + row * S::kSize, SumOp{});
 }

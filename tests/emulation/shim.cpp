@@ -1,0 +1,201 @@
+// extern "C" entry points that launch the CUDA kernels of gpuvgm/kernels on the host emulation
+// (gpuvgm/kernels/cuda_emulation.h), for tests/test_kernels_emulated.py (ctypes). Each entry point
+// mirrors one launcher of gpuvgm/_backends/_cuda.py: same kernels, same parameter tables, a real
+// grid of blocks. Returns 0, or -1 for a dtype or K this build has no instance of.
+//
+// Build: g++ -std=c++20 -O2 -fPIC -shared -pthread -ffp-contract=off -I gpuvgm/kernels shim.cpp
+// (-DGPUVGM_EMU_DROP_SYNCTHREADS for the variant without barriers).
+#include "cuda_emulation.h"
+
+#include "estep.cu"
+#include "inverse.cu"
+#include "transform.cu"
+
+#include <vector>
+
+using gpuvgm_emu::launch;
+
+namespace {
+
+using i64 = long long;
+using u64 = unsigned long long;
+
+// The K values this library is built for (each is a full set of template instances).
+template <typename F>
+int with_k(int k, F&& f) {
+  switch (k) {
+    case 1: f(std::integral_constant<int, 1>{}); return 0;
+    case 2: f(std::integral_constant<int, 2>{}); return 0;
+    case 3: f(std::integral_constant<int, 3>{}); return 0;
+    case 10: f(std::integral_constant<int, 10>{}); return 0;
+    default: return -1;
+  }
+}
+
+// itemsize 4 -> float, 8 -> double.
+template <typename F>
+int with_real(int itemsize, F&& f) {
+  if (itemsize == 4) {
+    f(float{});
+    return 0;
+  }
+  if (itemsize == 8) {
+    f(double{});
+    return 0;
+  }
+  return -1;
+}
+
+// The second-stage reduction over 64 threads: two warps, so its cross-warp half runs, at a
+// fraction of the cost of emulating the barriers of a full block.
+void reduce(const std::vector<double>& partials, i64 n_blocks, i64 n_slots, double* out) {
+  launch(dim3(static_cast<unsigned>(n_slots)), dim3(64), gpuvgm::reduce_partials,
+         partials.data(), n_blocks, n_slots, out);
+}
+
+}  // namespace
+
+extern "C" {
+
+int emu_estep_stats(const void* x, int itemsize, int compute_itemsize, i64 n_rows, i64 row_stride,
+                    i64 col_stride, const i64* columns, int n_cols, int k, const double* params,
+                    int grid_x, int block, double* out) {
+  int rc = 0;
+  int found = with_k(k, [&](auto kc) {
+    constexpr int K = decltype(kc)::value;
+    const i64 n_slots = static_cast<i64>(n_cols) * (3 * K + 3);
+    std::vector<double> partials(static_cast<size_t>(grid_x * n_slots));
+    rc = with_real(itemsize, [&](auto t) {
+      using T = decltype(t);
+      rc = with_real(compute_itemsize, [&](auto ct) {
+        using CT = decltype(ct);
+        launch(dim3(grid_x, n_cols), dim3(block), gpuvgm::estep_stats<T, CT, K>,
+               static_cast<const T*>(x), n_rows, row_stride, col_stride, columns, params,
+               partials.data());
+      });
+    });
+    if (rc == 0) reduce(partials, grid_x, n_slots, out);
+  });
+  return found != 0 ? found : rc;
+}
+
+int emu_assign_stats(const void* x, int itemsize, i64 n_rows, i64 row_stride, i64 col_stride,
+                     const i64* columns, int n_cols, int k, const double* params, int grid_x,
+                     int block, double* out) {
+  int rc = 0;
+  int found = with_k(k, [&](auto kc) {
+    constexpr int K = decltype(kc)::value;
+    const i64 n_slots = static_cast<i64>(n_cols) * (3 * K + 3);
+    std::vector<double> partials(static_cast<size_t>(grid_x * n_slots));
+    rc = with_real(itemsize, [&](auto t) {
+      using T = decltype(t);
+      launch(dim3(grid_x, n_cols), dim3(block), gpuvgm::assign_stats<T, K>,
+             static_cast<const T*>(x), n_rows, row_stride, col_stride, columns, params,
+             partials.data());
+    });
+    if (rc == 0) reduce(partials, grid_x, n_slots, out);
+  });
+  return found != 0 ? found : rc;
+}
+
+int emu_log_resp(const void* x, int itemsize, i64 n_rows, i64 row_stride, i64 col_stride,
+                 const i64* columns, int n_cols, int k, const double* params, int grid_x,
+                 int block, double* out) {
+  int rc = 0;
+  int found = with_k(k, [&](auto kc) {
+    constexpr int K = decltype(kc)::value;
+    rc = with_real(itemsize, [&](auto t) {
+      using T = decltype(t);
+      launch(dim3(grid_x, n_cols), dim3(block), gpuvgm::log_resp<T, K>, static_cast<const T*>(x),
+             n_rows, row_stride, col_stride, columns, params, out);
+    });
+  });
+  return found != 0 ? found : rc;
+}
+
+// partials_sums: (grid_x, n_cols, 5); partials_m2: (grid_x, n_cols). Reduced by the caller, as
+// the CUDA backend reduces them on the host.
+int emu_moments(const void* x, int itemsize, i64 n_rows, i64 row_stride, i64 col_stride,
+                const i64* columns, int n_cols, int grid_x, int block, double* partials_sums,
+                const double* mean, double* partials_m2) {
+  return with_real(itemsize, [&](auto t) {
+    using T = decltype(t);
+    if (mean == nullptr) {
+      launch(dim3(grid_x, n_cols), dim3(block), gpuvgm::moments_sums<T>, static_cast<const T*>(x),
+             n_rows, row_stride, col_stride, columns, partials_sums);
+    } else {
+      launch(dim3(grid_x, n_cols), dim3(block), gpuvgm::moments_m2<T>, static_cast<const T*>(x),
+             n_rows, row_stride, col_stride, columns, mean, partials_m2);
+    }
+  });
+}
+
+int emu_transform(const void* x, int itemsize, i64 n_rows, i64 row_stride, i64 col_stride,
+                  const i64* columns, int n_cols, int k, const double* params, const i64* info,
+                  u64 seed, i64 row_offset, int sample, double clip, float margin, int grid_x,
+                  int block, double* normalized, int* component, unsigned char* null, u64* counts) {
+  int rc = 0;
+  int found = with_k(k, [&](auto kc) {
+    constexpr int K = decltype(kc)::value;
+    rc = with_real(itemsize, [&](auto t) {
+      using T = decltype(t);
+      launch(dim3(grid_x, n_cols), dim3(block), gpuvgm::transform<T, K>, static_cast<const T*>(x),
+             n_rows, row_stride, col_stride, columns, params, info, seed, row_offset, sample, clip,
+             margin, normalized, component, null, counts);
+    });
+  });
+  return found != 0 ? found : rc;
+}
+
+int emu_transform_ctgan(const void* x, int itemsize, i64 n_rows, i64 row_stride, i64 col_stride,
+                        const i64* columns, int n_cols, int k, const double* params,
+                        const i64* info, u64 seed, i64 row_offset, int sample, double clip,
+                        float margin, int grid_x, int block, void* out, int out_itemsize,
+                        i64 out_width, const i64* out_offset, u64* counts) {
+  int rc = 0;
+  int found = with_k(k, [&](auto kc) {
+    constexpr int K = decltype(kc)::value;
+    rc = with_real(itemsize, [&](auto t) {
+      using T = decltype(t);
+      rc = with_real(out_itemsize, [&](auto ot) {
+        using OT = decltype(ot);
+        launch(dim3(grid_x, n_cols), dim3(block), gpuvgm::transform_ctgan<T, OT, K>,
+               static_cast<const T*>(x), n_rows, row_stride, col_stride, columns, params, info,
+               seed, row_offset, sample, clip, margin, static_cast<OT*>(out), out_width,
+               out_offset, counts);
+      });
+    });
+  });
+  return found != 0 ? found : rc;
+}
+
+// alpha: float or double (a_itemsize); component: int32 or int64 (c_itemsize).
+int emu_inverse(const void* alpha, int a_itemsize, i64 a_row_stride, i64 a_col_stride,
+                const void* component, int c_itemsize, i64 c_row_stride, i64 c_col_stride,
+                i64 n_rows, int n_cols, const double* params, int k, const i64* n_valid,
+                int grid_x, int block, double* out) {
+  int rc = with_real(a_itemsize, [&](auto a) {
+    using AT = decltype(a);
+    auto run = [&](auto* comp) {
+      using IT = std::remove_cv_t<std::remove_pointer_t<decltype(comp)>>;
+      launch(dim3(grid_x, n_cols), dim3(block), gpuvgm::inverse<AT, IT>,
+             static_cast<const AT*>(alpha), a_row_stride, a_col_stride, comp, c_row_stride,
+             c_col_stride, n_rows, params, k, n_valid, out);
+    };
+    if (c_itemsize == 4) {
+      run(static_cast<const int*>(component));
+    } else {
+      run(static_cast<const i64*>(component));
+    }
+  });
+  return (c_itemsize == 4 || c_itemsize == 8) ? rc : -1;
+}
+
+// The device twin of gpuvgm._rng.random_words, called on the host (it is __host__ __device__).
+void emu_philox_words(u64 seed, u64 column, unsigned int stream, u64 start, i64 n,
+                      unsigned int* out) {
+  for (i64 i = 0; i < n; ++i)
+    out[i] = gpuvgm::philox_row_word(seed, column, stream, start + static_cast<u64>(i));
+}
+
+}  // extern "C"
