@@ -102,6 +102,7 @@ def run_demo(
             max_err = np.maximum(max_err, err.max(axis=0))
             n_compared += ok.sum(axis=0)
     inv_seconds = time.perf_counter() - t
+    assert model.moments_ is not None  # set by fit
     std = np.sqrt(model.moments_.variance)
     report = model.fit_report_
     return {

@@ -496,7 +496,7 @@ class VGM:
                 centers = (centers - priors.shift[:, None]) / priors.scale[:, None]
             else:
                 centers = np.empty((n_cols, k))
-                for j in columns:
+                for j in range(n_cols):
                     xs = (reservoir.sample(j) - priors.shift[j]) / priors.scale[j]
                     centers[j] = kmeans(xs, k, np.random.default_rng([seed, j]))
             params = EStepParams(
@@ -514,7 +514,7 @@ class VGM:
             return _model.m_step(stats, priors)
 
         stats = Stats.zeros(n_cols, k)
-        for j in columns:
+        for j in range(n_cols):
             xs = (reservoir.sample(j) - priors.shift[j]) / priors.scale[j]
             rng = np.random.default_rng([seed, j])
             if self.init_params == "random":

@@ -31,9 +31,8 @@ class Interval:
     def __call__(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, self.kind):
             return False
-        if self.kind is numbers.Real and not np.isfinite(value) and self.high is not None:
-            return False
-        if np.isnan(value):
+        value = float(value)  # type: ignore[arg-type]  # a Real, checked above
+        if np.isnan(value) or (np.isinf(value) and self.high is not None):
             return False
         lo_ok = self.low is None or (
             value >= self.low if self.closed in ("left", "both") else value > self.low
@@ -86,7 +85,7 @@ ARRAY = Check(
 RANDOM_STATE = Check(
     lambda v: (
         isinstance(v, (np.random.Generator, np.random.RandomState))
-        or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v < 2**64)
+        or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= int(v) < 2**64)
     ),
     "an int in the range [0, 2**64), a numpy.random.Generator or RandomState",
 )
