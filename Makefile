@@ -24,10 +24,11 @@ demo: $(VENV)/.core
 test: $(VENV)/.test
 	$(PY) -m pytest
 
-## make lint: ruff (lint and format check)
+## make lint: ruff (lint and format check) and mypy on the package
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check gpuvgm tests bench
-	$(VENV)/bin/ruff format --check gpuvgm
+	$(VENV)/bin/ruff format --check gpuvgm tests bench
+	$(VENV)/bin/mypy gpuvgm
 
 ## make bench: the CPU benchmark against scikit-learn (writes bench/results/*.json)
 bench: $(VENV)/.test

@@ -3,6 +3,7 @@ mode-specific normalization, fitted by streaming passes over chunks."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -21,6 +22,7 @@ from ._backends import get_backend
 from ._errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from ._kmeans import kmeans, kmeans_plusplus
 from ._model import EStepParams, Moments, Posterior, Priors, Stats, TransformParams
+from ._profiling import annotate, peak_rss_bytes
 from ._sources import CachedSource, Source, make_source
 from ._validation import (
     check_columns_match,
@@ -60,6 +62,15 @@ class Encoded:
 
     def __len__(self) -> int:
         return int(self.normalized.shape[0])
+
+
+@contextlib.contextmanager
+def _phase(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Time a phase of the fit into ``timings[name]`` under an NVTX range of the same name."""
+    t = time.perf_counter()
+    with annotate(name):
+        yield
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - t
 
 
 class _Reservoir:
@@ -318,10 +329,28 @@ class VGM:
         seed = _seed_from(self.random_state)
         timings: dict[str, float] = {}
         t_start = time.perf_counter()
+        try:
+            with _phase(timings, "prepass"):
+                moments, reservoir, cached = self._prepass(source, backend, seed)
+            self._fit_passes(source, backend, seed, moments, reservoir, cached, timings, t_start)
+        finally:
+            # The pools' blocks go back to the device after every fit, failed or not; what they
+            # held is in fit_report_["memory"].
+            backend.release_memory()
+        return self
 
-        t = time.perf_counter()
-        moments, reservoir, cached = self._prepass(source, backend, seed)
-        timings["prepass"] = time.perf_counter() - t
+    def _fit_passes(
+        self,
+        source: Source,
+        backend: ModuleType,
+        seed: int,
+        moments: Moments,
+        reservoir: _Reservoir,
+        cached: list | None,
+        timings: dict[str, float],
+        t_start: float,
+    ) -> None:
+        """Everything after the pre-pass: priors, initialisation, iterations, attributes."""
         if cached is not None:
             source = CachedSource(cached, source)
         n_rows = int(moments.count[0] + moments.n_null[0])
@@ -349,15 +378,12 @@ class VGM:
             reg_covar=self.reg_covar,
         )
 
-        t = time.perf_counter()
-        post = self._initialize(source, backend, priors, reservoir, moments, seed)
-        timings["init"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        post, n_iter, converged, lower, traces = self._iterate(
-            source, backend, priors, post, moments
-        )
-        timings["iterations"] = time.perf_counter() - t
+        with _phase(timings, "init"):
+            post = self._initialize(source, backend, priors, reservoir, moments, seed)
+        with _phase(timings, "iterations"):
+            post, n_iter, converged, lower, traces = self._iterate(
+                source, backend, priors, post, moments
+            )
         timings["total"] = time.perf_counter() - t_start
 
         for j in np.flatnonzero(~converged):
@@ -371,7 +397,7 @@ class VGM:
                 f"tol={self.tol} {self.tol_scale}). Increase max_iter, raise tol, or check the "
                 "data.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,  # the caller of fit()
             )
 
         self._set_fitted(priors, post, moments, names, source.named, backend.NAME, seed)
@@ -398,6 +424,7 @@ class VGM:
             "n_iter": n_iter.tolist(),
             "converged": converged.tolist(),
             "lower_bound_per_row": (lower / moments.count).tolist(),
+            "memory": {"peak_host_rss_bytes": peak_rss_bytes(), **backend.memory_report()},
         }
         logger.info(
             "fit %d rows x %d columns on %s in %.2f s (%d passes, %.3g rows/s per pass); "
@@ -412,7 +439,6 @@ class VGM:
             int(converged.sum()),
             n_cols,
         )
-        return self
 
     def _prepass(
         self, source: Source, backend: ModuleType, seed: int
@@ -557,11 +583,15 @@ class VGM:
                 break
             sub_priors = priors.select(cols)
             params = _model.estep_params(post.select(cols), sub_priors, cols)
-            stats = self._reduce(
-                backend.estep_stats(chunk, params) for _, chunk in source.chunks(self.chunk_rows)
-            )
-            new = _model.m_step(stats, sub_priors)
-            lb = _model.lower_bound(stats.h, new, sub_priors)
+            with annotate(f"iteration {it}"):
+                with annotate("estep"):
+                    stats = self._reduce(
+                        backend.estep_stats(chunk, params)
+                        for _, chunk in source.chunks(self.chunk_rows)
+                    )
+                with annotate("mstep"):
+                    new = _model.m_step(stats, sub_priors)
+                    lb = _model.lower_bound(stats.h, new, sub_priors)
             post = post.replace_columns(cols, new)
             change = np.abs(lb - lower[cols])
             if self.tol_scale == "per_row":

@@ -9,6 +9,9 @@ import pytest
 import gpuvgm
 from gpuvgm import DataError, DataTypeError, GPUVGMError, NotFittedError, ParameterError
 
+# The small fits here stop early on purpose; their convergence is tested elsewhere.
+pytestmark = pytest.mark.filterwarnings("ignore::gpuvgm.ConvergenceWarning")
+
 
 def fitted(X, **kw):
     return gpuvgm.VGM(3, max_iter=5, tol=1e-2, device="cpu", random_state=0, **kw).fit(X)
@@ -155,3 +158,18 @@ def test_unreadable_inputs():
         gpuvgm.VGM().fit({"a": [1, 2, 3]})
     with pytest.raises(DataError, match="does not exist"):
         gpuvgm.VGM().fit("/nonexistent/file.parquet")
+
+
+def test_cuda_without_a_gpu_says_how_to_install(frame):
+    from gpuvgm._backends import _cuda_backend
+
+    try:
+        _cuda_backend()
+    except gpuvgm.BackendUnavailableError:
+        pass
+    else:
+        pytest.skip("a usable GPU is present")
+    with pytest.raises(gpuvgm.BackendUnavailableError, match=r"gpuvgm\[cuda12\].*gpuvgm\[cuda13\]"):
+        gpuvgm.VGM(3, device="cuda").fit(frame)
+    # device="auto" falls back to the CPU.
+    assert gpuvgm.VGM(3, max_iter=50, device="auto").fit(frame).backend_ == "numpy"

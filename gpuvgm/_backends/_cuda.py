@@ -17,7 +17,6 @@ missing.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.resources
 import logging
@@ -29,16 +28,12 @@ import numpy as np
 
 from .._errors import DataError, DataTypeError
 from .._model import STD_MULTIPLIER, EStepParams, Moments, Stats, TransformParams
+from .._profiling import annotate
 
 try:
     import cupy
 except ImportError:  # the compile test and the emulation tests use this module without CuPy
     cupy = None
-
-try:
-    import nvtx
-except ImportError:
-    nvtx = None
 
 NAME = "cupy"
 logger = logging.getLogger("gpuvgm")
@@ -197,13 +192,6 @@ def _grid_x(n_rows: int, n_cols: int, rows_per_thread: int, resident_blocks: int
     need = -(-max(n_rows, 1) // (THREADS * rows_per_thread))
     cap = max(1, resident_blocks // max(n_cols, 1))
     return int(max(1, min(need, cap)))
-
-
-def _range(name: str) -> contextlib.AbstractContextManager[Any]:
-    """An NVTX range when the optional ``nvtx`` package is installed."""
-    if nvtx is None:
-        return contextlib.nullcontext()
-    return nvtx.annotate(name, domain="gpuvgm")
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,7 +435,7 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
     t = "float" if chunk.dtype == np.float32 else "double"
     ct = "float" if compute == np.float32 else "double"
     name = f"gpuvgm::estep_stats<{t}, {ct}, {k}>"
-    with _range("estep_stats"):
+    with annotate("estep_stats"):
         columns_d = cupy.asarray(columns)
         table_d = cupy.asarray(_estep_table(params))
 
@@ -476,7 +464,7 @@ def assign_stats(chunk: Any, centers: np.ndarray, params: EStepParams) -> Stats:
     columns = _check_columns(params.columns, chunk.shape[1])
     t = "float" if chunk.dtype == np.float32 else "double"
     name = f"gpuvgm::assign_stats<{t}, {k}>"
-    with _range("assign_stats"):
+    with annotate("assign_stats"):
         columns_d = cupy.asarray(columns)
         table_d = cupy.asarray(_assign_table(centers, params))
 
@@ -553,7 +541,7 @@ def moments(chunk: Any) -> Moments:
         m2 = cupy.asnumpy(m2_partials).sum(axis=0)
         return _moments_from_partials(sums, m2, mean)
 
-    with _range("moments"):
+    with annotate("moments"):
         parts = _in_pieces(run, chunk.shape[0])
     return functools.reduce(lambda a, b: a + b, parts)
 
@@ -611,7 +599,7 @@ def _transform_launch(
             outs = tuple(cupy.asnumpy(o) for o in outs)
         return (*outs, cupy.asnumpy(counts).astype(np.int64))
 
-    with _range("transform"):
+    with annotate("transform"):
         parts = _in_pieces(run, chunk.shape[0])
     cat = np.concatenate if on_host else cupy.concatenate
     n_out = len(parts[0]) - 1
@@ -703,6 +691,25 @@ def inverse(normalized: Any, component: Any, params: TransformParams) -> Any:
         )  # fmt: skip
         return cupy.asnumpy(out) if on_host else out
 
-    with _range("inverse"):
+    with annotate("inverse"):
         parts = _in_pieces(run, normalized.shape[0])
     return np.concatenate(parts) if on_host else cupy.concatenate(parts)
+
+
+def memory_report() -> dict[str, int]:
+    """Bytes held by CuPy's device and pinned memory pools (used and reserved)."""
+    _ensure_cupy()
+    pool = cupy.get_default_memory_pool()
+    pinned = cupy.get_default_pinned_memory_pool()
+    return {
+        "device_pool_used_bytes": int(pool.used_bytes()),
+        "device_pool_total_bytes": int(pool.total_bytes()),
+        "pinned_pool_free_blocks": int(pinned.n_free_blocks()),
+    }
+
+
+def release_memory() -> None:
+    """Return the pools' free blocks to the driver (after a fit, so device memory is released)."""
+    _ensure_cupy()
+    cupy.get_default_memory_pool().free_all_blocks()
+    cupy.get_default_pinned_memory_pool().free_all_blocks()

@@ -331,3 +331,12 @@ def inverse(normalized: np.ndarray, component: np.ndarray, params: TransformPara
         std = params.stds[i][valid][comp]
         out[:, i] = STD_MULTIPLIER * std * normalized[:, i] + mean
     return out
+
+
+def memory_report() -> dict[str, int]:
+    """Backend-held memory: none (host arrays are freed by reference counting)."""
+    return {}
+
+
+def release_memory() -> None:
+    """Nothing to release: the NumPy backend keeps no pools (its per-thread scratch is ~5 MB)."""
