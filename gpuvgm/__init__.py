@@ -15,10 +15,13 @@ from ._errors import (
     DataError,
     DataTypeError,
     GPUVGMError,
+    MissingDependencyError,
+    ModelFileError,
     NotFittedError,
     ParameterError,
 )
 from ._estimator import VGM, Encoded
+from ._persistence import load_model as load
 from ._version import __version__
 
 logging.getLogger("gpuvgm").addHandler(logging.NullHandler())
@@ -31,7 +34,10 @@ __all__ = [
     "DataTypeError",
     "Encoded",
     "GPUVGMError",
+    "MissingDependencyError",
+    "ModelFileError",
     "NotFittedError",
     "ParameterError",
     "__version__",
+    "load",
 ]

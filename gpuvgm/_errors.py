@@ -28,8 +28,18 @@ class NotFittedError(GPUVGMError, ValueError, AttributeError):
     """The model is used before :meth:`VGM.fit` (mirrors ``sklearn.exceptions.NotFittedError``)."""
 
 
+class ModelFileError(GPUVGMError, ValueError):
+    """A model file cannot be loaded: missing, truncated, corrupted (checksum), not a gpuvgm
+    model, or written by a newer gpuvgm in a format version this one cannot read."""
+
+
 class BackendUnavailableError(GPUVGMError, RuntimeError):
     """The requested device cannot be used on this machine; the message says how to install it."""
+
+
+class MissingDependencyError(GPUVGMError, ImportError):
+    """An optional dependency (matplotlib, RDT, CTGAN) is not installed; the message names the
+    extra that installs it (``pip install 'gpuvgm[plot]'``)."""
 
 
 class ConvergenceWarning(UserWarning):

@@ -10,7 +10,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -19,11 +19,17 @@ import numpy as np
 
 from . import _model, _rng
 from ._backends import get_backend
-from ._errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from ._errors import (
+    ConvergenceWarning,
+    DataError,
+    DataTypeError,
+    NotFittedError,
+    ParameterError,
+)
 from ._kmeans import kmeans, kmeans_plusplus
 from ._model import EStepParams, Moments, Posterior, Priors, Stats, TransformParams
 from ._profiling import annotate, peak_rss_bytes
-from ._sources import CachedSource, Source, make_source
+from ._sources import ArraySource, CachedSource, Source, is_path_like, make_source
 from ._validation import (
     check_columns_match,
     first_row,
@@ -64,6 +70,19 @@ class Encoded:
         return int(self.normalized.shape[0])
 
 
+Progress = Callable[[str, int], None]
+
+
+def _reported(
+    source: Source, chunk_rows: int, progress: Progress | None, phase: str
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``source.chunks(chunk_rows)``, telling ``progress(phase, rows)`` after each chunk."""
+    for offset, chunk in source.chunks(chunk_rows):
+        yield offset, chunk
+        if progress is not None:
+            progress(phase, len(chunk))
+
+
 @contextlib.contextmanager
 def _phase(timings: dict[str, float], name: str) -> Iterator[None]:
     """Time a phase of the fit into ``timings[name]`` under an NVTX range of the same name."""
@@ -71,6 +90,47 @@ def _phase(timings: dict[str, float], name: str) -> Iterator[None]:
     with annotate(name):
         yield
     timings[name] = timings.get(name, 0.0) + time.perf_counter() - t
+
+
+def _fill_null(column: Any, value: int) -> np.ndarray:
+    """An Arrow integer column as int64, nulls replaced by ``value``."""
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.fill_null(column, value).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+class _ChunkCache:
+    """Where the iterations read the data: device memory first, then host memory, each up to its
+    budget; past both, nothing is kept and every iteration reads the source again."""
+
+    def __init__(self, device_budget: int, host_budget: int, backend: ModuleType):
+        self.budget = {"device": device_budget, "host": host_budget}
+        self.used = {"device": 0, "host": 0}
+        self.backend = backend
+        self.chunks: list[tuple[int, Any]] | None = []
+
+    def add(self, offset: int, chunk: np.ndarray) -> None:
+        if self.chunks is None:
+            return
+        for where in ("device", "host"):
+            if self.used[where] + chunk.nbytes <= self.budget[where]:
+                self.used[where] += chunk.nbytes
+                kept = self.backend.to_device(chunk) if where == "device" else chunk
+                self.chunks.append((offset, kept))
+                return
+        self.chunks = None  # too large for the caches: stream every pass
+        self.used = {"device": 0, "host": 0}
+
+    def describe(self) -> str:
+        if self.chunks is None or not self.chunks:
+            return "the source on every pass (larger than the caches)"
+        return (
+            f"the cache ({self.used['device'] / 1e9:.3g} GB on the device, "
+            f"{self.used['host'] / 1e9:.3g} GB in host memory)"
+        )
+
+    def report(self) -> dict[str, int]:
+        return {"device_bytes": self.used["device"], "host_bytes": self.used["host"]}
 
 
 class _Reservoir:
@@ -112,6 +172,19 @@ class _Reservoir:
     def sample(self, j: int) -> np.ndarray:
         """Column ``j``'s sample, ordered by priority (independent of the chunking)."""
         return self.values[j][np.argsort(self.keys[j])]
+
+
+def _seeding_frame(sample: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(sample - ref, ref)`` with ``ref`` the sample's median: the frame k-means and k-means++
+    make their discrete choices in.
+
+    Not the working frame: its shift is the pre-pass mean, whose last bit depends on the
+    summation order (the chunking), and a near-tie in k-means++ or at a k-means boundary would
+    then pick differently for different chunk sizes. The sample, and so this frame, does not
+    depend on the chunking.
+    """
+    ref = float(np.median(sample)) if sample.size else 0.0
+    return sample - ref, ref
 
 
 def _seed_from(random_state: Any) -> int:
@@ -189,6 +262,11 @@ class VGM:
         Data read from files (or converted from pandas/Arrow) is kept in host memory for the
         iterations when it takes at most this many bytes; otherwise every iteration streams it
         again from the source, so memory stays bounded. 0 always streams.
+    staged : bool, default=False
+        Fit in two stages: initialise and iterate to ``tol`` on the initialisation sample (its
+        statistics scaled to the column's row count), then polish with full passes from there.
+        Far fewer full passes, at the price of starting the full passes from the sample's
+        optimum; ``fit_report_["staged"]`` reports the iterations of each stage.
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where the passes run. ``"auto"`` uses CUDA when CuPy and a GPU are available.
     random_state : int, numpy Generator/RandomState or None, default=None
@@ -238,6 +316,7 @@ class VGM:
         null_policy: str = "ignore",
         chunk_rows: int = 1 << 20,
         cache_bytes: int = 2 << 30,
+        staged: bool = False,
         device: str = "auto",
         random_state: Any = None,
     ):
@@ -260,6 +339,7 @@ class VGM:
         self.null_policy = null_policy
         self.chunk_rows = chunk_rows
         self.cache_bytes = cache_bytes
+        self.staged = staged
         self.device = device
         self.random_state = random_state
 
@@ -306,8 +386,31 @@ class VGM:
                 "appropriate arguments before using this estimator."
             )
 
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether :meth:`fit` has run (read by ``sklearn.utils.validation.check_is_fitted``)."""
+        return hasattr(self, "_post")
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn (>= 1.6) estimator tags: an unsupervised transformer that accepts NaN
+        (nulls) and needs no ``y``. Only scikit-learn calls this, so importing it here is safe."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(),
+            input_tags=InputTags(allow_nan=True),
+        )
+
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Any, y: Any = None, *, columns: Sequence[Any] | None = None) -> VGM:
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        columns: Sequence[Any] | None = None,
+        progress: Progress | None = None,
+    ) -> VGM:
         """Fit a mixture to every column of ``X`` in shared passes over the data.
 
         Parameters
@@ -317,6 +420,10 @@ class VGM:
         y : ignored
         columns : list, optional
             Columns of ``X`` to fit (names, or positions for arrays).
+        progress : callable, optional
+            Called as ``progress(phase, rows)`` after each chunk of each pass (``phase`` is
+            ``"prepass"``, ``"init"`` or ``"iteration N"``); the command line draws progress
+            bars with it.
         """
         validate_params(type(self).__name__, self.get_params())
         if self.init_sample_size < self.n_components:
@@ -331,8 +438,10 @@ class VGM:
         t_start = time.perf_counter()
         try:
             with _phase(timings, "prepass"):
-                moments, reservoir, cached = self._prepass(source, backend, seed)
-            self._fit_passes(source, backend, seed, moments, reservoir, cached, timings, t_start)
+                moments, reservoir, cache = self._prepass(source, backend, seed, progress)
+            self._fit_passes(
+                source, backend, seed, moments, reservoir, cache, timings, t_start, progress
+            )
         finally:
             # The pools' blocks go back to the device after every fit, failed or not; what they
             # held is in fit_report_["memory"].
@@ -346,13 +455,14 @@ class VGM:
         seed: int,
         moments: Moments,
         reservoir: _Reservoir,
-        cached: list | None,
+        cache: _ChunkCache,
         timings: dict[str, float],
         t_start: float,
+        progress: Progress | None,
     ) -> None:
         """Everything after the pre-pass: priors, initialisation, iterations, attributes."""
-        if cached is not None:
-            source = CachedSource(cached, source)
+        if cache.chunks:
+            source = CachedSource(cache.chunks, source)  # the iterations read the cache
         n_rows = int(moments.count[0] + moments.n_null[0])
         names = source.columns
         n_cols = len(names)
@@ -378,15 +488,38 @@ class VGM:
             reg_covar=self.reg_covar,
         )
 
-        with _phase(timings, "init"):
-            post = self._initialize(source, backend, priors, reservoir, moments, seed)
+        staged_report = None
+        if self.staged:
+            # Stage 1: everything on the sample (NaN-padded to a rectangle: NaN is a null), its
+            # statistics scaled to each column's non-null count.
+            samples = [reservoir.sample(j) for j in range(n_cols)]
+            sizes = np.array([s.size for s in samples], dtype=np.float64)
+            matrix = np.full((int(sizes.max()), n_cols), np.nan)
+            for j, s in enumerate(samples):
+                matrix[: s.size, j] = s
+            sample_source = ArraySource(matrix)
+            factor = moments.count / sizes
+            with _phase(timings, "sample_stage"):
+                post = self._initialize(
+                    sample_source, backend, priors, reservoir, moments, seed, None, factor
+                )
+                post, sample_iter, *_ = self._iterate(
+                    sample_source, backend, priors, post, moments, None, factor
+                )
+            staged_report = {
+                "sample_rows": sizes.astype(int).tolist(),
+                "sample_iterations": sample_iter.tolist(),
+            }
+        else:
+            with _phase(timings, "init"):
+                post = self._initialize(source, backend, priors, reservoir, moments, seed, progress)
         with _phase(timings, "iterations"):
             post, n_iter, converged, lower, traces = self._iterate(
-                source, backend, priors, post, moments
+                source, backend, priors, post, moments, progress
             )
         timings["total"] = time.perf_counter() - t_start
 
-        for j in np.flatnonzero(~converged):
+        for j in np.flatnonzero(~converged).tolist():
             if self.max_iter == 0:
                 break
             last = traces[j][-1] - traces[j][-2] if len(traces[j]) > 1 else math.inf
@@ -405,18 +538,20 @@ class VGM:
         self.converged_ = converged
         self.lower_bound_ = lower
         self.lower_bounds_ = [np.asarray(tr) for tr in traces]
-        passes = (
-            1
-            + int(self.means_init is not None or self.init_params == "kmeans")
-            + int(n_iter.max(initial=0))
+        # Full passes over the data: the pre-pass, the k-means assignment (unless staged: it ran
+        # on the sample) and the iterations.
+        full_init = not self.staged and (
+            self.means_init is not None or self.init_params == "kmeans"
         )
+        passes = 1 + int(full_init) + int(n_iter.max(initial=0))
         self.fit_report_ = {
             "rows": n_rows,
             "columns": names,
             "nulls": moments.n_null.astype(np.int64).tolist(),
             "backend": backend.NAME,
             "source": source.describe(),
-            "cache": "host" if isinstance(source, CachedSource) else "none",
+            "cache": cache.report(),
+            "staged": staged_report,
             "chunk_rows": int(self.chunk_rows),
             "seconds": timings,
             "passes": passes,
@@ -441,26 +576,22 @@ class VGM:
         )
 
     def _prepass(
-        self, source: Source, backend: ModuleType, seed: int
-    ) -> tuple[Moments, _Reservoir, list | None]:
-        """One pass: moments, the initialisation sample, checks, and the host cache (or None)."""
+        self, source: Source, backend: ModuleType, seed: int, progress: Progress | None
+    ) -> tuple[Moments, _Reservoir, _ChunkCache]:
+        """One pass: moments, the initialisation sample, checks, and the cache (or None)."""
         names = source.columns
+        if not names:  # scikit-learn's wording for the same error
+            raise DataError(
+                f"X has 0 feature(s) (shape=({source.n_rows or 0}, 0)) while a minimum of 1 is "
+                "required: there are no columns to fit."
+            )
         moments = Moments.empty(len(names))
         reservoir = _Reservoir(len(names), self.init_sample_size, seed)
-        cache: list | None = None if source.in_memory or self.cache_bytes <= 0 else []
-        cached_bytes = 0
-        for offset, chunk in source.chunks(self.chunk_rows):
-            if cache is not None:
-                cached_bytes += chunk.nbytes
-                if cached_bytes <= self.cache_bytes:
-                    cache.append((offset, chunk))
-                else:
-                    logger.info(
-                        "data exceeds cache_bytes=%d: every iteration re-reads %s",
-                        self.cache_bytes,
-                        source.describe(),
-                    )
-                    cache = None
+        cache = _ChunkCache(
+            backend.cache_budget_bytes(), 0 if source.in_memory else self.cache_bytes, backend
+        )
+        for offset, chunk in _reported(source, self.chunk_rows, progress, "prepass"):
+            cache.add(offset, chunk)
             part = backend.moments(chunk)
             bad = ~(np.isfinite(part.minimum) & np.isfinite(part.maximum)) & (part.count > 0)
             if bad.any():
@@ -485,17 +616,20 @@ class VGM:
         for j, name in enumerate(names):
             if moments.count[j] == 0:
                 raise DataError(f"column {name!r} is entirely null: there is nothing to fit.")
+            if not (np.isfinite(moments.mean[j]) and np.isfinite(moments.variance[j])):
+                # e.g. values near ±1e300: their squares overflow float64, so every variance
+                # and lower bound would be inf or NaN.
+                raise DataError(
+                    f"column {name!r} holds values too large for float64 arithmetic (from "
+                    f"{moments.minimum[j]:.6g} to {moments.maximum[j]:.6g}: its mean or variance "
+                    "overflows); rescale the column (e.g. divide it by a power of ten)."
+                )
             if moments.count[j] < self.n_components:
                 raise DataError(
                     f"column {name!r} has {int(moments.count[j])} non-null values, fewer than "
                     f"n_components={self.n_components}."
                 )
-        if cache is not None:
-            logger.info(
-                "caching %s in host memory (%.3g GB) for the iterations",
-                source.describe(),
-                cached_bytes / 1e9,
-            )
+        logger.debug("iterations read %s from %s", source.describe(), cache.describe())
         return moments, reservoir, cache
 
     def _initialize(
@@ -506,6 +640,8 @@ class VGM:
         reservoir: _Reservoir,
         moments: Moments,
         seed: int,
+        progress: Progress | None,
+        stats_scale: np.ndarray | None = None,
     ) -> Posterior:
         n_cols, k = priors.shift.size, self.n_components
         columns = np.arange(n_cols)
@@ -523,8 +659,9 @@ class VGM:
             else:
                 centers = np.empty((n_cols, k))
                 for j in range(n_cols):
-                    xs = (reservoir.sample(j) - priors.shift[j]) / priors.scale[j]
-                    centers[j] = kmeans(xs, k, np.random.default_rng([seed, j]))
+                    xs, ref = _seeding_frame(reservoir.sample(j))
+                    c = kmeans(xs, k, np.random.default_rng([seed, j]))
+                    centers[j] = (c + ref - priors.shift[j]) / priors.scale[j]
             params = EStepParams(
                 columns,
                 priors.shift,
@@ -535,8 +672,10 @@ class VGM:
             )
             stats = self._reduce(
                 backend.assign_stats(chunk, centers, params)
-                for _, chunk in source.chunks(self.chunk_rows)
+                for _, chunk in _reported(source, self.chunk_rows, progress, "init")
             )
+            if stats_scale is not None:
+                stats = stats.scaled(stats_scale)
             return _model.m_step(stats, priors)
 
         stats = Stats.zeros(n_cols, k)
@@ -552,7 +691,7 @@ class VGM:
                 stats.s2[j] = (resp.T @ (xs * xs)) * factor
             else:
                 if self.init_params == "k-means++":
-                    idx = kmeans_plusplus(xs, k, rng)
+                    idx = kmeans_plusplus(_seeding_frame(reservoir.sample(j))[0], k, rng)
                 else:  # random_from_data
                     idx = rng.choice(xs.size, size=k, replace=False)
                 stats.nk[j] = 1.0
@@ -569,8 +708,19 @@ class VGM:
         return total
 
     def _iterate(
-        self, source: Source, backend: ModuleType, priors: Priors, post: Posterior, moments: Moments
-    ):
+        self,
+        source: Source,
+        backend: ModuleType,
+        priors: Priors,
+        post: Posterior,
+        moments: Moments,
+        progress: Progress | None,
+        stats_scale: np.ndarray | None = None,
+    ) -> tuple[Posterior, np.ndarray, np.ndarray, np.ndarray, list[list[float]]]:
+        """Variational iterations until each column meets ``tol`` or ``max_iter``.
+
+        ``stats_scale`` (n_columns,) multiplies each column's statistics: a sample standing in
+        for all rows (the first stage of a staged fit)."""
         n_cols = priors.shift.size
         active = np.ones(n_cols, dtype=bool)
         converged = np.zeros(n_cols, dtype=bool)
@@ -587,8 +737,12 @@ class VGM:
                 with annotate("estep"):
                     stats = self._reduce(
                         backend.estep_stats(chunk, params)
-                        for _, chunk in source.chunks(self.chunk_rows)
+                        for _, chunk in _reported(
+                            source, self.chunk_rows, progress, f"iteration {it}"
+                        )
                     )
+                if stats_scale is not None:
+                    stats = stats.scaled(stats_scale[cols])
                 with annotate("mstep"):
                     new = _model.m_step(stats, sub_priors)
                     lb = _model.lower_bound(stats.h, new, sub_priors)
@@ -658,50 +812,60 @@ class VGM:
             clip=math.inf if self.clip is None else float(self.clip),
         )
 
-    def _chunks(self, X: Any, columns: Sequence[Any] | None) -> tuple[Source, Iterator]:
-        """A checked source for transform-time input and its checked chunks."""
+    def _chunks(
+        self, X: Any, columns: Sequence[Any] | None, extra: Sequence[str] = ()
+    ) -> Iterator[tuple[int, np.ndarray, Any]]:
+        """Checked transform-time chunks: ``(row_offset, chunk, extra columns or None)``."""
         self._check_is_fitted()
         validate_params(type(self).__name__, self.get_params())
+        if columns is None and hasattr(self, "feature_names_in_") and is_path_like(X):
+            columns = list(self._columns)  # files hold other columns too: read the fitted ones
         source = make_source(X, columns)
         check_columns_match(
             self._columns, source.columns, source.named and hasattr(self, "feature_names_in_")
         )
+        return self._checked(source, extra)
+
+    def _checked(
+        self, source: Source, extra: Sequence[str]
+    ) -> Iterator[tuple[int, np.ndarray, Any]]:
         names = self._columns
-
-        def checked() -> Iterator[tuple[int, np.ndarray]]:
-            for offset, chunk in source.chunks(self.chunk_rows):
-                inf = np.isinf(chunk)
-                if inf.any():
-                    j = int(np.flatnonzero(inf.any(axis=0))[0])
+        items = (
+            source.chunks_with(self.chunk_rows, extra)
+            if extra
+            else ((offset, chunk, None) for offset, chunk in source.chunks(self.chunk_rows))
+        )
+        for offset, chunk, passed in items:
+            inf = np.isinf(chunk)
+            if inf.any():
+                j = int(np.flatnonzero(inf.any(axis=0))[0])
+                raise DataError(
+                    f"column {names[j]!r} holds an infinite value (first at row "
+                    f"{offset + first_row(inf[:, j])})."
+                )
+            if self.null_policy == "error":
+                nan = np.isnan(chunk)
+                if nan.any():
+                    j = int(np.flatnonzero(nan.any(axis=0))[0])
                     raise DataError(
-                        f"column {names[j]!r} holds an infinite value (first at row "
-                        f"{offset + first_row(inf[:, j])})."
+                        f"column {names[j]!r} holds a null (first at row "
+                        f"{offset + first_row(nan[:, j])}) and null_policy='error'."
                     )
-                if self.null_policy == "error":
-                    nan = np.isnan(chunk)
-                    if nan.any():
-                        j = int(np.flatnonzero(nan.any(axis=0))[0])
-                        raise DataError(
-                            f"column {names[j]!r} holds a null (first at row "
-                            f"{offset + first_row(nan[:, j])}) and null_policy='error'."
-                        )
-                yield offset, chunk
-
-        return source, checked()
+            yield offset, chunk, passed
 
     def _backend(self) -> ModuleType:
         """The backend for inference: this model's device setting, on this machine."""
         return get_backend(self.device)
 
     def _encoded_chunks(
-        self, X: Any, columns: Sequence[Any] | None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """``(normalized, component, null, n_clipped)`` for each chunk of ``X``, in order."""
-        _, chunks = self._chunks(X, columns)
+        self, X: Any, columns: Sequence[Any] | None, extra: Sequence[str] = ()
+    ) -> Iterator[tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]]:
+        """``((normalized, component, null, n_clipped), extra columns)`` per chunk, in order."""
+        chunks = self._chunks(X, columns, extra)
         backend = self._backend()
         params = self._transform_params()
-        for offset, chunk in chunks:
-            yield backend.transform(chunk, params, offset)
+        for offset, chunk, passed in chunks:
+            yield backend.transform(chunk, params, offset), passed
 
     def transform(self, X: Any, *, columns: Sequence[Any] | None = None) -> Encoded:
         """Mode-specific normalization of every value (DESIGN.md §3).
@@ -712,7 +876,7 @@ class VGM:
             ``normalized`` and ``component`` arrays of shape (n_rows, n_columns) and the null mask.
         """
         t = time.perf_counter()
-        parts = list(self._encoded_chunks(X, columns))
+        parts = [encoded for encoded, _ in self._encoded_chunks(X, columns)]
         c = self.n_features_in_
         if parts:
             normalized = np.concatenate([p[0] for p in parts])
@@ -739,7 +903,9 @@ class VGM:
         *,
         layout: str = "rdt",
         columns: Sequence[Any] | None = None,
+        passthrough: Sequence[str] = (),
         row_group_rows: int = 1 << 20,
+        progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Stream ``source`` (files or in-memory data) through :meth:`transform` into a Parquet
         file, chunk by chunk, in row order.
@@ -751,6 +917,11 @@ class VGM:
         ----------
         layout : {"rdt", "compact", "ctgan"}
             Column layout, see :func:`gpuvgm._writers.encoded_table`.
+        passthrough : list of str
+            Other columns of ``source`` copied unchanged into the output, before the encoded ones
+            (Parquet, CSV, Arrow or pandas sources).
+        progress : callable, optional
+            ``progress("transform", rows)`` after each chunk.
 
         Returns
         -------
@@ -770,15 +941,21 @@ class VGM:
         with atomic_path(dst) as tmp:
             writer = None
             try:
-                for normalized, component, null, clipped in self._encoded_chunks(source, columns):
+                chunks = self._encoded_chunks(source, columns, passthrough)
+                for (normalized, component, null, clipped), passed in chunks:
                     table = encoded_table(
                         normalized, component, null, self._columns, n_valid, layout
                     )
+                    if passed is not None:
+                        for name in reversed(passed.column_names):
+                            table = table.add_column(0, name, passed.column(name))
                     if writer is None:
                         writer = pq.ParquetWriter(tmp, table.schema)
                     writer.write_table(table, row_group_size=row_group_rows)
                     rows += len(normalized)
                     n_clipped += clipped
+                    if progress is not None:
+                        progress("transform", len(normalized))
                 if writer is None:  # no rows: still write a valid, empty file
                     empty = np.empty((0, self.n_features_in_))
                     table = encoded_table(
@@ -809,6 +986,107 @@ class VGM:
             "n_clipped": n_clipped.tolist(),
         }
 
+    def inverse_parquet(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        *,
+        row_group_rows: int = 1 << 20,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Decode an encoded Parquet file back to the original columns, chunk by chunk.
+
+        The layout is recognised from the column names: ``<col>.normalized`` with
+        ``<col>.component`` (``"rdt"``, ``"compact"``) or with ``<col>.component_<i>``
+        (``"ctgan"``; the largest entry wins, so a generator's soft outputs decode too, and a row
+        of zeros is a null). The output has one float64 column per model column, null where the
+        input was. Written under a temporary name and renamed, as :meth:`transform_parquet`.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._check_is_fitted()
+        t = time.perf_counter()
+        try:
+            reader = pq.ParquetFile(src)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{src}: cannot be read ({type(exc).__name__}: {exc}).") from None
+        available = set(reader.schema_arrow.names)
+        n_valid = self.valid_components_.sum(axis=1)
+        needed: list[str] = []
+        onehot: list[list[str] | None] = []
+        for j, name in enumerate(self._columns):
+            if f"{name}.normalized" not in available:
+                raise DataError(
+                    f"{src} has no column {name + '.normalized'!r}; is it the "
+                    "output of transform_parquet for this model?"
+                )
+            if f"{name}.component" in available:
+                needed += [f"{name}.normalized", f"{name}.component"]
+                onehot.append(None)
+            else:
+                names = [f"{name}.component_{i}" for i in range(int(n_valid[j]))]
+                missing = [c for c in names if c not in available]
+                if missing:
+                    raise DataError(
+                        f"{src} has neither {name + '.component'!r} nor {missing[0]!r}."
+                    )
+                needed += [f"{name}.normalized", *names]
+                onehot.append(names)
+        rows = 0
+        with reader, atomic_path(dst) as tmp:
+            writer = None
+            try:
+                for batch in reader.iter_batches(batch_size=self.chunk_rows, columns=needed):
+                    n = batch.num_rows
+                    alpha = np.empty((n, self.n_features_in_))
+                    comp = np.empty((n, self.n_features_in_), dtype=np.int64)
+                    for j, name in enumerate(self._columns):
+                        a = batch.column(f"{name}.normalized").cast(pa.float64())
+                        alpha[:, j] = a.to_numpy(zero_copy_only=False)
+                        code_columns = onehot[j]
+                        if code_columns is None:
+                            c = batch.column(f"{name}.component")
+                            comp[:, j] = _fill_null(c, -1)
+                        else:
+                            codes = np.column_stack(
+                                [
+                                    batch.column(c).to_numpy(zero_copy_only=False)
+                                    for c in code_columns
+                                ]
+                            )
+                            comp[:, j] = np.argmax(codes, axis=1)
+                            alpha[~(codes > 0).any(axis=1), j] = np.nan
+                    alpha[comp < 0] = np.nan
+                    x = self.inverse_transform((alpha, comp))
+                    table = pa.table(
+                        {
+                            c: pa.array(x[:, j], mask=np.isnan(x[:, j]))
+                            for j, c in enumerate(self._columns)
+                        }
+                    )
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table, row_group_size=row_group_rows)
+                    rows += n
+                    if progress is not None:
+                        progress("inverse", n)
+                if writer is None:
+                    schema = pa.schema([(c, pa.float64()) for c in self._columns])
+                    writer = pq.ParquetWriter(tmp, schema)
+            finally:
+                if writer is not None:
+                    writer.close()
+        seconds = time.perf_counter() - t
+        logger.info(
+            "inverse_parquet %d rows -> %s in %.2f s (%.3g rows/s)",
+            rows,
+            dst,
+            seconds,
+            rows / max(seconds, 1e-12),
+        )
+        return {"rows": rows, "seconds": seconds, "rows_per_second": rows / max(seconds, 1e-12)}
+
     def fit_transform(
         self, X: Any, y: Any = None, *, columns: Sequence[Any] | None = None
     ) -> Encoded:
@@ -834,8 +1112,16 @@ class VGM:
                 raise DataError(
                     "inverse_transform expects an Encoded or a (normalized, component) pair."
                 ) from None
-        normalized = np.asarray(normalized, dtype=np.float64)
-        component = np.asarray(component)
+        try:
+            normalized, component = np.asarray(normalized), np.asarray(component)
+        except (TypeError, ValueError) as exc:  # ragged nested lists
+            raise DataError(f"normalized and component must be arrays: {exc}") from None
+        if normalized.dtype.kind not in "iufO":  # not strings, bools, complex numbers, dates
+            raise DataTypeError(f"normalized must hold floats, got dtype {normalized.dtype}.")
+        try:
+            normalized = np.asarray(normalized, dtype=np.float64)
+        except (TypeError, ValueError) as exc:  # objects that are not numbers
+            raise DataTypeError(f"normalized must hold floats: {exc}") from None
         if normalized.ndim == 1 and self.n_features_in_ == 1:
             normalized, component = normalized[:, None], component.reshape(-1, 1)
         c = self.n_features_in_
@@ -878,10 +1164,10 @@ class VGM:
     def predict_proba(self, X: Any, *, columns: Sequence[Any] | None = None) -> np.ndarray:
         """Posterior over all K components, shape (n_rows, n_columns, n_components); NaN rows
         for nulls."""
-        _, chunks = self._chunks(X, columns)
+        chunks = self._chunks(X, columns)
         backend = self._backend()
         params = self._params()
-        parts = [np.exp(backend.log_resp(chunk, params)) for _, chunk in chunks]
+        parts = [np.exp(backend.log_resp(chunk, params)) for _, chunk, _ in chunks]
         if not parts:
             return np.empty((0, self.n_features_in_, self.n_components))
         return np.concatenate(parts)
@@ -893,6 +1179,36 @@ class VGM:
         label = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=2)
         label[null] = -1
         return label
+
+    # ------------------------------------------------------------------ diagnostics
+    def plot(self, X: Any, path: str | os.PathLike | None = None, **kw: Any) -> Any:
+        """Per column, the histogram of a uniform sample of ``X`` with each component's weighted
+        density (valid and pruned distinguished), the mixture and the clipped fraction.
+
+        Needs matplotlib (``pip install 'gpuvgm[plot]'``). ``X`` is anything :meth:`transform`
+        accepts, read in one streaming pass; ``path`` (optional) is where the image is written.
+        Options (``columns``, ``sample_rows``, ``max_rows``, ``bins``, ``dpi``...) are those of
+        :func:`gpuvgm._plot.plot_model`.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from ._plot import plot_model
+
+        return plot_model(self, X, path, **kw)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted model to ``path`` (see :func:`gpuvgm.load` for the format).
+
+        The file is written under a temporary name and renamed, so an interrupted save leaves
+        any previous file at ``path`` intact.
+        """
+        from ._persistence import save_model
+
+        self._check_is_fitted()
+        save_model(self, path)
 
     # ------------------------------------------------------------------ interoperability
     @classmethod

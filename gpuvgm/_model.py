@@ -179,9 +179,19 @@ class Stats:
     def __add__(self, other: Stats) -> Stats:
         return Stats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
-    def scaled(self, factor: float) -> Stats:
-        """The statistics multiplied by ``factor`` (a sample standing in for all rows)."""
-        return Stats(*(getattr(self, f.name) * factor for f in fields(self)))
+    def scaled(self, factor: float | np.ndarray) -> Stats:
+        """The statistics multiplied by ``factor`` (a sample standing in for all rows): a number,
+        or one per column, shape (n_columns,)."""
+        f = np.asarray(factor, dtype=np.float64)
+        f2 = f[:, None] if f.ndim == 1 else f
+        return Stats(
+            nk=self.nk * f2,
+            s1=self.s1 * f2,
+            s2=self.s2 * f2,
+            h=self.h * f,
+            log_prob=self.log_prob * f,
+            count=self.count * f,
+        )
 
 
 @dataclass(frozen=True)

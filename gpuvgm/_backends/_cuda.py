@@ -713,3 +713,22 @@ def release_memory() -> None:
     _ensure_cupy()
     cupy.get_default_memory_pool().free_all_blocks()
     cupy.get_default_pinned_memory_pool().free_all_blocks()
+
+
+#: Fraction of the free device memory a fit may fill with cached data (the rest is for the
+#: kernels' partials and for other work on the GPU).
+DEVICE_CACHE_FRACTION = 0.5
+
+
+def cache_budget_bytes() -> int:
+    """Bytes of device memory the fit may keep data in: half of what is free now."""
+    _ensure_cupy()
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    free += cupy.get_default_memory_pool().free_bytes()
+    return int(DEVICE_CACHE_FRACTION * free)
+
+
+def to_device(chunk: Any) -> Any:
+    """A device copy of ``chunk`` (same dtype and memory order) for the next passes."""
+    _ensure_cupy()
+    return cupy.asarray(chunk, order="K")

@@ -111,8 +111,19 @@ def _set_column(m: Moments, j: int, part: Moments) -> Moments:
     return m
 
 
+# |x'| beyond this happens only at transform time, for values far outside the fitted data: their
+# squares would overflow, every l_k be -inf and the posterior NaN. Clamped, the posterior keeps
+# its limit (one-hot on the widest component), exactly. Fitted data has |x'| <= sqrt(n_rows).
+WORKING_MAX = 1e100
+
+
 def _working(x: np.ndarray, shift: float, scale: float) -> np.ndarray:
-    return (x - shift) * (1.0 / scale)
+    """``x' = (x - shift) / scale`` clamped to ``±WORKING_MAX`` (NaN stays NaN).
+
+    NumPy twin of ``working`` in ``kernels/vgm_math.cuh``.
+    """
+    xw = (x - shift) * (1.0 / scale)
+    return np.clip(xw, -WORKING_MAX, WORKING_MAX, out=xw)
 
 
 # exp() of arguments below about -708 underflows into NumPy's slow scalar path (~15x slower);
@@ -340,3 +351,13 @@ def memory_report() -> dict[str, int]:
 
 def release_memory() -> None:
     """Nothing to release: the NumPy backend keeps no pools (its per-thread scratch is ~5 MB)."""
+
+
+def cache_budget_bytes() -> int:
+    """Bytes of device memory the fit may keep data in: none, the data is already on the host."""
+    return 0
+
+
+def to_device(chunk: np.ndarray) -> np.ndarray:
+    """The chunk where this backend computes: host memory, as it is."""
+    return chunk

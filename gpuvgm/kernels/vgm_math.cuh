@@ -115,9 +115,16 @@ GPUVGM_HD float fast_exp2(float v) {
 // Working frame and per-component log-density (DESIGN.md §2), double, in NumPy's operation order.
 // ---------------------------------------------------------------------------------------------
 
-// x' = (x - shift) * (1 / scale); NumPy twin `_working` (inv_scale = 1.0 / scale, computed once).
+// |x'| beyond this only happens at transform time, far outside the fitted data: (x' - m)**2 would
+// overflow, every l_k be -inf and the posterior NaN; clamped, it keeps its limit exactly.
+// gpuvgm._backends._numpy.WORKING_MAX.
+constexpr double kWorkingMax = 1e100;
+
+// x' = (x - shift) * (1 / scale) clamped to +-kWorkingMax (NaN stays NaN, as np.clip); NumPy twin
+// `_working` (inv_scale = 1.0 / scale, computed once).
 GPUVGM_HD double working(double x, double shift, double inv_scale) {
-  return dmul(dsub(x, shift), inv_scale);
+  const double w = dmul(dsub(x, shift), inv_scale);
+  return w > kWorkingMax ? kWorkingMax : (w < -kWorkingMax ? -kWorkingMax : w);
 }
 
 // l_k(x') = C_k + (-0.5 prec_k) (x' - m_k)**2; NumPy twin `_log_prob_block`, which computes

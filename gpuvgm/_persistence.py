@@ -1,0 +1,429 @@
+"""Model files: :meth:`VGM.save` and :func:`gpuvgm.load`.
+
+A model file is one UTF-8 JSON document (pure ASCII in practice); loading it never executes code
+(no pickle). Its top level is::
+
+    {
+     "format": "gpuvgm-model",
+     "format_version": 1,
+     "sha256": "<hex SHA-256 of the canonical payload>",
+     "payload": {...}
+    }
+
+The *canonical payload* is ``json.dumps(payload, sort_keys=True, separators=(",", ":"),
+ensure_ascii=True, allow_nan=False)`` encoded as UTF-8; the checksum detects truncation and
+accidental corruption of anything the model is rebuilt from (it is not a signature). The payload
+holds:
+
+``library_version``, ``created``
+    The gpuvgm version that wrote the file and the time, UTC, ISO 8601 (``...Z``).
+``params``
+    Every constructor parameter (:meth:`VGM.get_params`). Arrays and tuples are stored as lists.
+    A ``random_state`` that was a NumPy ``Generator`` or ``RandomState`` cannot be stored: it is
+    replaced by the resolved ``seed`` (which is what the fit used, so refitting the loaded model
+    on the same data reproduces it).
+``columns``, ``columns_from_data``
+    Column names in order, and whether they came from the data (DataFrame, Arrow, files), in
+    which case transform-time input is checked by name (``feature_names_in_``).
+``backend``, ``seed``
+    ``backend_`` (where the model was fitted) and ``seed_`` (an unsigned 64-bit integer that keys
+    the component sampler).
+``priors``
+    The priors in each column's working frame: arrays ``shift``, ``scale``, ``mean``,
+    ``covariance``, ``reg_covar`` of shape (n_columns,) and the numbers ``weight_concentration``,
+    ``mean_precision``, ``degrees_of_freedom``.
+``posterior``
+    The variational parameters in the working frame: arrays ``a``, ``b``, ``mean_precision``,
+    ``means``, ``degrees_of_freedom``, ``covariances`` of shape (n_columns, n_components).
+``moments``
+    The pre-pass statistics ``count``, ``mean``, ``m2``, ``minimum``, ``maximum``, ``n_null``
+    (arrays of shape (n_columns,)), or null for a model made by :meth:`VGM.from_sklearn`.
+``n_iter``, ``converged``, ``lower_bound``, ``lower_bounds``
+    ``n_iter_``, ``converged_``, ``lower_bound_`` (arrays of shape (n_columns,)) and
+    ``lower_bounds_`` (a list of one array per column, or null when the model has none).
+``fit_report``
+    ``fit_report_`` as JSON (NumPy arrays in it come back as lists), or null.
+
+Arrays are stored so that they round-trip bit for bit::
+
+    {"dtype": "<f8", "shape": [2, 10], "data": "<base64 of the little-endian bytes, C order>"}
+
+with ``dtype`` one of ``<f8``, ``<f4``, ``<i8``, ``<i4``, ``|b1``. Floats outside arrays are
+JSON numbers (Python writes the shortest repr that reads back to the same float); the
+non-finite ones, which strict JSON cannot hold, are written ``{"$float": "inf" | "-inf" |
+"nan"}``.
+
+Everything the fitted attributes (``weights_``, ``means_``...) and the transform are computed
+from is stored, so a loaded model transforms bit-identically to the saved one. Files are
+written under a temporary name beside the target and renamed (:func:`gpuvgm._writers.atomic_path`),
+so an interrupted save leaves any previous file intact.
+
+Loading raises :class:`gpuvgm.ModelFileError` for a missing or unreadable file, a file that is
+not a gpuvgm model, a truncated or corrupted one (invalid JSON, checksum mismatch, malformed
+content) and a file in a newer ``format_version`` than this gpuvgm reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import numbers
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._errors import GPUVGMError, ModelFileError
+from ._model import Moments, Posterior, Priors
+from ._version import __version__
+from ._writers import atomic_path
+
+if TYPE_CHECKING:
+    from ._estimator import VGM
+
+FORMAT = "gpuvgm-model"
+FORMAT_VERSION = 1
+
+PRIOR_ARRAYS = ("shift", "scale", "mean", "covariance", "reg_covar")
+PRIOR_SCALARS = ("weight_concentration", "mean_precision", "degrees_of_freedom")
+POSTERIOR_ARRAYS = ("a", "b", "mean_precision", "means", "degrees_of_freedom", "covariances")
+MOMENT_ARRAYS = ("count", "mean", "m2", "minimum", "maximum", "n_null")
+
+_ARRAY_DTYPES = ("<f8", "<f4", "<i8", "<i4", "|b1")
+_FLOAT_TAG = "$float"
+
+
+# ---------------------------------------------------------------------- encoding
+def _encode_array(value: Any) -> dict[str, Any]:
+    arr = np.asarray(value)
+    if arr.dtype.kind == "b":
+        arr = arr.astype("|b1")
+    elif arr.dtype.kind in "iu":
+        arr = arr.astype("<i8")
+    elif arr.dtype == np.float32:
+        arr = arr.astype("<f4")
+    else:
+        arr = arr.astype("<f8")
+    arr = np.ascontiguousarray(arr)
+    return {
+        "dtype": arr.dtype.str,
+        "shape": list(arr.shape),
+        "data": base64.b64encode(arr.tobytes()).decode("ascii"),
+    }
+
+
+def _decode_array(obj: Any, ndim: int | None = None) -> np.ndarray:
+    if not isinstance(obj, dict) or set(obj) != {"dtype", "shape", "data"}:
+        raise ValueError("an array must be an object with 'dtype', 'shape' and 'data'")
+    dtype, shape = obj["dtype"], obj["shape"]
+    if dtype not in _ARRAY_DTYPES:
+        raise ValueError(f"array dtype {dtype!r} is not one of {_ARRAY_DTYPES}")
+    if not isinstance(shape, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
+        raise ValueError(f"array shape {shape!r} is not a list of non-negative integers")
+    if ndim is not None and len(shape) != ndim:
+        raise ValueError(f"expected a {ndim}-D array, got shape {shape}")
+    raw = base64.b64decode(obj["data"], validate=True)
+    dt = np.dtype(dtype)
+    if len(raw) != math.prod(shape) * dt.itemsize:
+        raise ValueError(f"array data holds {len(raw)} bytes, not the {shape} of {dtype} expected")
+    # A native-endian, writable copy (frombuffer over bytes is read-only).
+    return np.frombuffer(raw, dtype=dt).reshape(shape).astype(dt.newbyteorder("="))
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types; non-finite floats tagged (strict JSON has none)."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        x = float(value)
+        if math.isfinite(x):
+            return x
+        return {_FLOAT_TAG: "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")}
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)  # anything else (informational fields of the fit report) as text
+
+
+def _from_jsonable(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_from_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {_FLOAT_TAG}:
+            tag = value[_FLOAT_TAG]
+            if tag not in ("inf", "-inf", "nan"):
+                raise ValueError(f"unknown float tag {tag!r}")
+            return float(tag)
+        return {k: _from_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _canonical(payload: dict[str, Any]) -> bytes:
+    """The bytes the checksum covers."""
+    text = json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+    return text.encode("utf-8")
+
+
+def _params(model: VGM) -> dict[str, Any]:
+    params = dict(model.get_params())
+    if isinstance(params.get("random_state"), (np.random.Generator, np.random.RandomState)):
+        params["random_state"] = int(model.seed_)  # the resolved seed: what the fit used
+    return {name: _jsonable(value) for name, value in params.items()}
+
+
+def _payload(model: VGM) -> dict[str, Any]:
+    priors, post, moments = model._priors, model._post, model.moments_
+    lower_bounds = getattr(model, "lower_bounds_", None)
+    fit_report = getattr(model, "fit_report_", None)
+    return {
+        "library_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z",
+        "params": _params(model),
+        "columns": [str(c) for c in model._columns],
+        "columns_from_data": hasattr(model, "feature_names_in_"),
+        "backend": str(model.backend_),
+        "seed": int(model.seed_),
+        "priors": {
+            **{name: _encode_array(getattr(priors, name)) for name in PRIOR_ARRAYS},
+            **{name: _jsonable(float(getattr(priors, name))) for name in PRIOR_SCALARS},
+        },
+        "posterior": {name: _encode_array(getattr(post, name)) for name in POSTERIOR_ARRAYS},
+        "moments": (
+            None
+            if moments is None
+            else {name: _encode_array(getattr(moments, name)) for name in MOMENT_ARRAYS}
+        ),
+        "n_iter": _encode_array(model.n_iter_),
+        "converged": _encode_array(model.converged_),
+        "lower_bound": _encode_array(model.lower_bound_),
+        "lower_bounds": (
+            None if lower_bounds is None else [_encode_array(tr) for tr in lower_bounds]
+        ),
+        "fit_report": None if fit_report is None else _jsonable(fit_report),
+    }
+
+
+def save_model(model: VGM, path: str | os.PathLike) -> None:
+    """Write a fitted model to ``path`` as a gpuvgm model file (format above), atomically.
+
+    Parameters
+    ----------
+    model : VGM
+        A fitted model.
+    path : str or path-like
+        Destination; its directory is created if needed and an existing file is replaced only
+        once the new one is completely written.
+    """
+    from ._validation import validate_params
+
+    # Refuse to write a file that could not be loaded back.
+    validate_params(type(model).__name__, model.get_params())
+    payload = _payload(model)
+    document = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sha256": hashlib.sha256(_canonical(payload)).hexdigest(),
+        "payload": payload,
+    }
+    data = (json.dumps(document, indent=1, ensure_ascii=True, allow_nan=False) + "\n").encode(
+        "utf-8"
+    )
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------------- decoding
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"no model file at {str(path)!r}.") from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {str(path)!r}: {exc}.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(
+            f"{str(path)!r} is not a gpuvgm model file, or it is corrupted: it is not UTF-8 "
+            f"text (byte {exc.start})."
+        ) from None
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+        truncated = isinstance(exc, json.JSONDecodeError) and exc.pos >= len(text.rstrip())
+        what = "truncated" if truncated else "corrupted, or not a gpuvgm model file"
+        raise ModelFileError(f"model file {str(path)!r} is {what}: invalid JSON ({exc}).") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ModelFileError(
+            f"{str(path)!r} is not a gpuvgm model file (it has no "
+            f'"format": "{FORMAT}" field at the top level).'
+        )
+    version = doc.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(
+            f"model file {str(path)!r} has an invalid format_version {version!r}; it is corrupted."
+        )
+    if version > FORMAT_VERSION:
+        payload = doc.get("payload")
+        writer = payload.get("library_version") if isinstance(payload, dict) else None
+        raise ModelFileError(
+            f"model file {str(path)!r} has format version {version} (written by gpuvgm "
+            f"{writer or 'unknown'}); gpuvgm {__version__} reads format versions up to "
+            f"{FORMAT_VERSION}. Upgrade gpuvgm to load it."
+        )
+    payload, checksum = doc.get("payload"), doc.get("sha256")
+    if not isinstance(payload, dict) or not isinstance(checksum, str):
+        raise ModelFileError(
+            f"model file {str(path)!r} is corrupted: it lacks its payload or its checksum."
+        )
+    if hashlib.sha256(_canonical(payload)).hexdigest() != checksum:
+        raise ModelFileError(
+            f"model file {str(path)!r} is corrupted: its SHA-256 checksum does not match its "
+            "content."
+        )
+    return payload
+
+
+def _rebuild(payload: dict[str, Any], device: str | None) -> VGM:
+    from ._estimator import VGM
+
+    params = _from_jsonable(payload["params"])
+    if not isinstance(params, dict):
+        raise ValueError("'params' is not an object")
+    if device is not None:
+        params["device"] = device
+    model = VGM(**params)  # unknown names raise TypeError
+    from ._validation import validate_params
+
+    validate_params(type(model).__name__, model.get_params())
+
+    names = payload["columns"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
+        raise ValueError("'columns' is not a non-empty list of strings")
+    n_cols, k = len(names), model.n_components
+
+    p = payload["priors"]
+    prior_arrays = {name: _decode_array(p[name], ndim=1) for name in PRIOR_ARRAYS}
+    prior_scalars: dict[str, float] = {}
+    for name in PRIOR_SCALARS:
+        value = _from_jsonable(p[name])
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"prior {name!r} is not a number")
+        prior_scalars[name] = float(value)
+    priors = Priors(
+        shift=prior_arrays["shift"],
+        scale=prior_arrays["scale"],
+        mean=prior_arrays["mean"],
+        covariance=prior_arrays["covariance"],
+        reg_covar=prior_arrays["reg_covar"],
+        weight_concentration=prior_scalars["weight_concentration"],
+        mean_precision=prior_scalars["mean_precision"],
+        degrees_of_freedom=prior_scalars["degrees_of_freedom"],
+    )
+    post = Posterior(
+        **{name: _decode_array(payload["posterior"][name], ndim=2) for name in POSTERIOR_ARRAYS}
+    )
+    moments = (
+        None
+        if payload["moments"] is None
+        else Moments(**{name: _decode_array(payload["moments"][name], 1) for name in MOMENT_ARRAYS})
+    )
+    for group, arrays, shape in (
+        ("priors", prior_arrays.values(), (n_cols,)),
+        ("posterior", (getattr(post, f) for f in POSTERIOR_ARRAYS), (n_cols, k)),
+        (
+            "moments",
+            () if moments is None else (getattr(moments, f) for f in MOMENT_ARRAYS),
+            (n_cols,),
+        ),
+    ):
+        for arr in arrays:
+            if arr.shape != shape:
+                raise ValueError(f"a {group} array has shape {arr.shape}, expected {shape}")
+
+    named = payload["columns_from_data"]
+    backend, seed = payload["backend"], payload["seed"]
+    if not isinstance(named, bool) or not isinstance(backend, str):
+        raise ValueError("'columns_from_data' or 'backend' has the wrong type")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise ValueError("'seed' is not an unsigned 64-bit integer")
+    model._set_fitted(priors, post, moments, names, named, backend, seed)
+
+    model.n_iter_ = _decode_array(payload["n_iter"], ndim=1)
+    model.converged_ = _decode_array(payload["converged"], ndim=1)
+    model.lower_bound_ = _decode_array(payload["lower_bound"], ndim=1)
+    for name in ("n_iter_", "converged_", "lower_bound_"):
+        if getattr(model, name).shape != (n_cols,):
+            raise ValueError(f"{name} does not have shape ({n_cols},)")
+    if payload["lower_bounds"] is not None:
+        traces = [_decode_array(tr, ndim=1) for tr in payload["lower_bounds"]]
+        if len(traces) != n_cols:
+            raise ValueError(f"'lower_bounds' does not hold {n_cols} traces")
+        model.lower_bounds_ = traces
+    if payload["fit_report"] is not None:
+        model.fit_report_ = _from_jsonable(payload["fit_report"])
+    return model
+
+
+def load_model(path: str | os.PathLike, *, device: str | None = None) -> VGM:
+    """Load a model written by :meth:`VGM.save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A gpuvgm model file (format in :mod:`gpuvgm._persistence`).
+    device : {"auto", "cpu", "cuda"} or None, default=None
+        Overrides the saved ``device`` parameter, e.g. ``"cpu"`` to use a model fitted with
+        ``device="cuda"`` on a machine without a GPU. Transforms do not depend on the device.
+
+    Returns
+    -------
+    VGM
+        The fitted model; it transforms bit-identically to the one that was saved.
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing or unreadable, is not a gpuvgm model file, is truncated or
+        corrupted (invalid JSON, checksum mismatch, malformed content), or has a newer format
+        version than this gpuvgm reads.
+    """
+    if device is not None:
+        from ._validation import validate_params
+
+        validate_params("load", {"device": device})
+    path = Path(path)
+    payload = _read_document(path)
+    try:
+        return _rebuild(payload, device)
+    except GPUVGMError as exc:
+        raise ModelFileError(f"model file {str(path)!r} cannot be loaded: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ModelFileError(
+            f"model file {str(path)!r} is malformed ({what}); it was not written by gpuvgm "
+            "or has been altered."
+        ) from None
