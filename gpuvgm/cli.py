@@ -73,6 +73,229 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Bars:
+    """tqdm progress bars on stderr, one per phase (``progress(phase, rows)`` callbacks); nothing
+    when stderr is not a terminal, ``--quiet`` is given or tqdm is not installed."""
+
+    def __init__(self, total: int | None, enabled: bool):
+        self.total = total
+        self.bar: Any = None
+        self.phase = ""
+        self.tqdm: Any = None
+        if enabled and sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+
+                self.tqdm = tqdm
+            except ImportError:
+                pass
+
+    def __call__(self, phase: str, rows: int) -> None:
+        if self.tqdm is None:
+            return
+        if phase != self.phase:
+            self.close()
+            self.phase = phase
+            self.bar = self.tqdm(
+                total=self.total,
+                desc=phase,
+                unit="rows",
+                unit_scale=True,
+                leave=False,
+                file=sys.stderr,
+            )
+        self.bar.update(rows)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _columns(text: str | None) -> list[str] | None:
+    return None if text is None else [c for c in text.split(",") if c]
+
+
+def _write_metrics(path: str | None, metrics: dict[str, Any]) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(metrics, f, indent=2, default=str)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import warnings
+
+    from ._errors import ConvergenceWarning
+    from ._estimator import VGM
+    from ._sources import make_source
+
+    source = make_source(args.data, _columns(args.columns))
+    model = VGM(
+        n_components=args.n_components,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        tol_scale=args.tol_scale,
+        component_selection=args.component_selection,
+        chunk_rows=args.chunk_rows,
+        cache_bytes=args.cache_bytes,
+        device=args.device,
+        random_state=args.seed,
+    )
+    bars = _Bars(source.n_rows, not args.quiet)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        try:
+            model.fit(source, progress=bars)
+        finally:
+            bars.close()
+    for w in caught:
+        print(f"gpuvgm: warning: {w.message}", file=sys.stderr)
+    model.save(args.output)
+    report = model.fit_report_
+    _write_metrics(args.metrics_json, report)
+    if not args.quiet:
+        seconds = report["seconds"]["total"]
+        print(
+            f"fitted {report['rows']:,} rows x {len(report['columns'])} columns on "
+            f"{report['backend']} in {seconds:.2f} s ({report['passes']} passes); "
+            f"model written to {args.output}"
+        )
+        print(f"  {'column':<24} {'components':>10} {'iterations':>10} {'converged':>9}")
+        for j, name in enumerate(report["columns"]):
+            print(
+                f"  {name:<24} {int(model.valid_components_[j].sum()):>10} "
+                f"{report['n_iter'][j]:>10} {'yes' if report['converged'][j] else 'no':>9}"
+            )
+    return 0
+
+
+def _load(path: str, device: str, chunk_rows: int) -> Any:
+    from ._persistence import load_model
+
+    model = load_model(path)
+    return model.set_params(device=device, chunk_rows=chunk_rows)
+
+
+def _cmd_transform(args: argparse.Namespace) -> int:
+    from ._sources import make_source
+
+    model = _load(args.model, args.device, args.chunk_rows)
+    columns = _columns(args.columns) or list(model._columns)
+    source = make_source(args.data, columns)
+    bars = _Bars(source.n_rows, not args.quiet)
+    try:
+        info = model.transform_parquet(
+            source,
+            args.output,
+            layout=args.layout,
+            passthrough=_columns(args.passthrough) or (),
+            progress=bars,
+        )
+    finally:
+        bars.close()
+    _write_metrics(args.metrics_json, info)
+    if not args.quiet:
+        print(
+            f"transformed {info['rows']:,} rows in {info['seconds']:.2f} s "
+            f"({info['rows_per_second']:,.0f} rows/s, {args.layout} layout) -> {args.output}; "
+            f"clipped per column: {info['n_clipped']}"
+        )
+    return 0
+
+
+def _cmd_inverse(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    model = _load(args.model, args.device, args.chunk_rows)
+    total = None
+    try:
+        total = pq.read_metadata(args.data).num_rows
+    except Exception:  # the inverse itself reports an unreadable file with a clear error
+        pass
+    bars = _Bars(total, not args.quiet)
+    try:
+        info = model.inverse_parquet(args.data, args.output, progress=bars)
+    finally:
+        bars.close()
+    _write_metrics(args.metrics_json, info)
+    if not args.quiet:
+        print(
+            f"decoded {info['rows']:,} rows in {info['seconds']:.2f} s "
+            f"({info['rows_per_second']:,.0f} rows/s) -> {args.output}"
+        )
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    model = _load(args.model, args.device, args.chunk_rows)
+    model.plot(
+        args.data,
+        args.output,
+        columns=_columns(args.columns),
+        sample_rows=args.sample_rows,
+        max_rows=args.max_rows,
+        bins=args.bins,
+        dpi=args.dpi,
+    )
+    if not args.quiet:
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import time
+    import warnings
+
+    import numpy as np
+
+    from ._errors import ConvergenceWarning
+    from ._estimator import VGM
+
+    rng = np.random.default_rng(0)
+    centers = np.array([-5.0, 0.0, 3.0, 8.0, 15.0])
+    X = (
+        centers[rng.integers(0, 5, (args.rows, args.columns))]
+        + rng.normal(0, 0.7, (args.rows, args.columns))
+    ).astype(np.float32)
+    results: dict[str, Any] = {
+        "rows": args.rows,
+        "columns": args.columns,
+        "iterations": args.iterations,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = VGM(
+            10,
+            max_iter=args.iterations,
+            tol=0.0,
+            device=args.device,
+            chunk_rows=args.chunk_rows,
+            random_state=0,
+        ).fit(X)
+    seconds = model.fit_report_["seconds"]
+    values = args.rows * args.columns
+    results["backend"] = model.backend_
+    results["prepass_values_per_second"] = values / seconds["prepass"]
+    results["iteration_seconds"] = seconds["iterations"] / args.iterations
+    results["estep_values_per_second"] = values / results["iteration_seconds"]
+    t = time.perf_counter()
+    model.transform(X)
+    results["transform_values_per_second"] = values / (time.perf_counter() - t)
+    _write_metrics(args.metrics_json, results)
+    if not args.quiet:
+        print(
+            f"gpuvgm bench: {args.rows:,} rows x {args.columns} float32 columns, K=10, "
+            f"backend {model.backend_}"
+        )
+        print(f"  pre-pass        {results['prepass_values_per_second']:>14,.0f} values/s")
+        print(
+            f"  iteration       {results['estep_values_per_second']:>14,.0f} values/s "
+            f"({results['iteration_seconds'] * 1e3:.1f} ms per pass)"
+        )
+        print(f"  transform       {results['transform_values_per_second']:>14,.0f} values/s")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import numpy as np
     import pyarrow as pa
@@ -81,6 +304,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     print(f"gpuvgm {__version__}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, pyarrow {pa.__version__}")
+    if args.model:
+        from ._persistence import load_model
+
+        model = load_model(args.model)
+        print(f"model {args.model}: {model!r}")
+        for j, name in enumerate(model._columns):
+            valid = model.valid_components_[j]
+            means = ", ".join(f"{m:.6g}" for m in model.means_[j][valid])
+            print(f"  {name}: {int(valid.sum())} components, means [{means}]")
     try:
         backend = get_backend("cuda")
         print(f"cuda: available ({backend.NAME})")
@@ -120,7 +352,61 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-iter", type=int, default=100)
     demo.set_defaults(func=_cmd_demo)
 
-    info = sub.add_parser("info", help="versions and whether a GPU backend is usable")
+    fit = sub.add_parser("fit", parents=[common], help="fit a model to Parquet/CSV files")
+    fit.add_argument("data", nargs="+", help="Parquet/CSV files or directories (sorted)")
+    fit.add_argument("-o", "--output", required=True, help="model file to write")
+    fit.add_argument("--columns", help="comma-separated columns to fit (default: all)")
+    fit.add_argument("--n-components", type=int, default=10)
+    fit.add_argument("--max-iter", type=int, default=100)
+    fit.add_argument("--tol", type=float, default=1e-7)
+    fit.add_argument("--tol-scale", choices=["per_row", "sum"], default="per_row")
+    fit.add_argument("--component-selection", choices=["sample", "argmax"], default="sample")
+    fit.add_argument("--cache-bytes", type=int, default=2 << 30)
+    fit.add_argument("--seed", type=int, default=None)
+    fit.set_defaults(func=_cmd_fit)
+
+    transform = sub.add_parser(
+        "transform", parents=[common], help="encode files with a fitted model into a Parquet file"
+    )
+    transform.add_argument("model")
+    transform.add_argument("data", nargs="+")
+    transform.add_argument("-o", "--output", required=True)
+    transform.add_argument("--layout", choices=["rdt", "compact", "ctgan"], default="rdt")
+    transform.add_argument("--columns", help="comma-separated (default: the model's columns)")
+    transform.add_argument("--passthrough", help="comma-separated columns copied unchanged")
+    transform.set_defaults(func=_cmd_transform)
+
+    inverse = sub.add_parser(
+        "inverse", parents=[common], help="decode a transformed Parquet file back to the columns"
+    )
+    inverse.add_argument("model")
+    inverse.add_argument("data")
+    inverse.add_argument("-o", "--output", required=True)
+    inverse.set_defaults(func=_cmd_inverse)
+
+    plot = sub.add_parser(
+        "plot", parents=[common], help="draw each column's data and fitted mixture into an image"
+    )
+    plot.add_argument("model", help="a model file written by `gpuvgm fit`")
+    plot.add_argument("data", nargs="+", help="Parquet/CSV files or directories (sorted)")
+    plot.add_argument("-o", "--output", required=True, help="image to write: .png, .svg or .pdf")
+    plot.add_argument("--columns", help="comma-separated columns to draw (default: all)")
+    plot.add_argument(
+        "--sample-rows", type=int, default=200_000, help="histogram sample per column"
+    )
+    plot.add_argument("--max-rows", type=int, default=None, help="read at most this many rows")
+    plot.add_argument("--bins", type=int, default=100)
+    plot.add_argument("--dpi", type=int, default=100)
+    plot.set_defaults(func=_cmd_plot)
+
+    bench = sub.add_parser("bench", parents=[common], help="time the passes on generated data")
+    bench.add_argument("--rows", type=int, default=1_000_000)
+    bench.add_argument("--columns", type=int, default=1)
+    bench.add_argument("--iterations", type=int, default=10)
+    bench.set_defaults(func=_cmd_bench)
+
+    info = sub.add_parser("info", help="versions, GPU availability, a model file's contents")
+    info.add_argument("model", nargs="?", help="a model file to describe")
     info.add_argument(
         "--device",
         action="store_true",

@@ -107,3 +107,212 @@ def test_failed_transform_leaves_no_file_and_keeps_the_old_one(tmp_path, rng):
         model.transform_parquet(bad, dst)
     assert dst.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+def _write(path, n, rng, extra=True):
+    x = five_modes(n, rng)
+    x[::101] = np.nan
+    cols = {"id": np.arange(n), "v": x}
+    if extra:
+        cols["label"] = np.where(np.arange(n) % 2 == 0, "even", "odd")
+    pq.write_table(pa.table(cols), path, row_group_size=50_000)
+    return x
+
+
+def test_cli_fit_transform_inverse_round_trip_in_row_order(tmp_path, rng, capsys):
+    data = tmp_path / "data.parquet"
+    x = _write(data, 120_000, rng)
+    model = tmp_path / "m.gpuvgm"
+    assert (
+        main(
+            [
+                "fit",
+                str(data),
+                "-o",
+                str(model),
+                "--columns",
+                "v",
+                "--seed",
+                "3",
+                "--max-iter",
+                "30",
+                "--device",
+                "cpu",
+                "--chunk-rows",
+                "40000",
+            ]
+        )
+        == 0
+    )
+    assert "model written to" in capsys.readouterr().out
+    encoded = tmp_path / "enc.parquet"
+    assert (
+        main(
+            [
+                "transform",
+                str(model),
+                str(data),
+                "-o",
+                str(encoded),
+                "--passthrough",
+                "id",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    out = pq.read_table(encoded)
+    assert out.column_names[0] == "id"
+    np.testing.assert_array_equal(out.column("id").to_numpy(), np.arange(len(x)))
+    back_path = tmp_path / "back.parquet"
+    assert main(["inverse", str(model), str(encoded), "-o", str(back_path), "-q"]) == 0
+    back = pq.read_table(back_path).column("v").to_numpy(zero_copy_only=False)
+    alpha = out.column("v.normalized").to_numpy(zero_copy_only=False)
+    ok = ~np.isnan(x) & (np.abs(alpha) < 0.99)
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(x))
+    assert np.max(np.abs(back[ok] - x[ok])) <= 1e-6 * np.nanstd(x)
+    assert main(["info", str(model)]) == 0
+    assert "components" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("truncated", "cannot be read"),
+        ("missing_column", "column 'nope' is not in"),
+        ("non_numeric", "column 'label' has type string, which is not numeric"),
+        ("empty", "the input is empty"),
+        ("not_there", "does not exist"),
+    ],
+)
+def test_cli_bad_files_exit_1_with_one_line(tmp_path, rng, capsys, setup, message):
+    data = tmp_path / "data.parquet"
+    _write(data, 5000, rng)
+    columns = "v"
+    if setup == "truncated":
+        raw = data.read_bytes()
+        data.write_bytes(raw[: len(raw) // 2])
+    elif setup == "missing_column":
+        columns = "v,nope"
+    elif setup == "non_numeric":
+        columns = "label"
+    elif setup == "empty":
+        pq.write_table(pa.table({"v": pa.array([], pa.float64())}), data)
+    elif setup == "not_there":
+        data = tmp_path / "absent.parquet"
+    code = main(["fit", str(data), "-o", str(tmp_path / "m"), "--columns", columns, "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith("gpuvgm: error: ") and message in err[0], err
+    assert not (tmp_path / "m").exists()
+
+
+def test_killed_transform_leaves_no_output_and_the_input_intact(tmp_path, rng):
+    import os
+    import signal
+    import time
+
+    data = tmp_path / "data.parquet"
+    _write(data, 3_000_000, rng, extra=False)
+    before = data.read_bytes()
+    model = tmp_path / "m.gpuvgm"
+    assert (
+        main(
+            [
+                "fit",
+                str(data),
+                "-o",
+                str(model),
+                "--columns",
+                "v",
+                "--max-iter",
+                "2",
+                "-q",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    dst = tmp_path / "out.parquet"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gpuvgm",
+            "transform",
+            str(model),
+            str(data),
+            "-o",
+            str(dst),
+            "--chunk-rows",
+            "100000",
+            "--device",
+            "cpu",
+        ]
+    )
+    deadline = time.monotonic() + 60
+    # Wait until the temporary file has data in it, then kill without warning.
+    while time.monotonic() < deadline:
+        tmps = list(tmp_path.glob(".out.parquet.*.tmp"))
+        if tmps and tmps[0].stat().st_size > 0:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert tmps, "the transform never started writing"
+    assert not dst.exists()
+    assert data.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_cli_round_trip_on_ten_million_rows(tmp_path):
+    """Issue #4: fit -> transform -> inverse on 10^7 rows from Parquet, on the CPU."""
+    n = 10_000_000
+    rng = np.random.default_rng(7)
+    data = tmp_path / "big.parquet"
+    with pq.ParquetWriter(data, pa.schema([("x", pa.float32())])) as w:
+        for _ in range(0, n, 2_000_000):
+            w.write_table(pa.table({"x": five_modes(2_000_000, rng).astype(np.float32)}))
+    model = tmp_path / "m.gpuvgm"
+    assert (
+        main(["fit", str(data), "-o", str(model), "--max-iter", "5", "-q", "--device", "cpu"]) == 0
+    )
+    enc = tmp_path / "enc.parquet"
+    assert (
+        main(
+            [
+                "transform",
+                str(model),
+                str(data),
+                "-o",
+                str(enc),
+                "--layout",
+                "compact",
+                "-q",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    back = tmp_path / "back.parquet"
+    assert main(["inverse", str(model), str(enc), "-o", str(back), "-q"]) == 0
+    with pq.ParquetFile(data) as a, pq.ParquetFile(back) as b, pq.ParquetFile(enc) as e:
+        assert a.metadata.num_rows == b.metadata.num_rows == n
+        batches = zip(
+            a.iter_batches(1 << 20),
+            b.iter_batches(1 << 20),
+            e.iter_batches(1 << 20, columns=["x.normalized"]),
+            strict=True,
+        )
+        std = None
+        for xa, xb, xe in batches:
+            x = xa.column(0).to_numpy().astype(np.float64)
+            y = xb.column(0).to_numpy()
+            alpha = xe.column(0).to_numpy()
+            std = std or float(np.std(x))
+            ok = np.abs(alpha) < 0.99
+            # compact stores alpha in float32: the bound is float32's, times 4 sigma of the mode
+            assert np.max(np.abs(y[ok] - x[ok])) <= 1e-5 * std

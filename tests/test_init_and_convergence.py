@@ -78,7 +78,9 @@ def test_fit_logs_one_info_line_and_debug_lines_per_iteration(rng, caplog):
             warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
             gpuvgm.VGM(5, max_iter=4, device="cpu").fit(x)
     infos = [r for r in caplog.records if r.levelno == logging.INFO]
-    debugs = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    debugs = [
+        r for r in caplog.records if r.levelno == logging.DEBUG and r.msg.startswith("iteration %d")
+    ]
     assert len(infos) == 1 and "rows/s" in infos[0].getMessage()
     assert len(debugs) == 4
 
@@ -118,3 +120,28 @@ def test_get_params_round_trip_and_repr():
     clone = gpuvgm.VGM(**model.get_params())
     assert clone.get_params() == model.get_params()
     assert repr(model) == "VGM(n_components=7, tol=0.0001, device='cpu')"
+
+
+def test_staged_fit_reaches_the_same_optimum_with_fewer_full_passes(rng):
+    x = five_modes(200_000, rng)
+    kw = dict(
+        n_components=8,
+        max_iter=400,
+        tol=1e-6,
+        device="cpu",
+        random_state=0,
+        init_sample_size=20_000,
+    )
+    plain = gpuvgm.VGM(**kw).fit(x)
+    staged = gpuvgm.VGM(staged=True, **kw).fit(x)
+    assert plain.converged_[0] and staged.converged_[0]
+    report = staged.fit_report_["staged"]
+    assert report["sample_rows"] == [20_000] and report["sample_iterations"][0] >= 1
+    # The sample stage does most of the work: fewer full passes (no full k-means pass either).
+    assert staged.fit_report_["passes"] < plain.fit_report_["passes"]
+    # ...and the full passes polish it to the same optimum.
+    lb_plain = plain.fit_report_["lower_bound_per_row"][0]
+    lb_staged = staged.fit_report_["lower_bound_per_row"][0]
+    assert abs(lb_staged - lb_plain) <= 1e-3 * abs(lb_plain)
+    # The same mixture (8 components: the wide modes are split in two, in both fits).
+    np.testing.assert_allclose(np.sort(staged.means_[0]), np.sort(plain.means_[0]), atol=0.15)

@@ -99,3 +99,33 @@ def test_a_source_can_be_iterated_many_times(frame, tmp_path):
     for (_, a), (_, b) in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
     assert sum(len(c) for _, c in first) == len(frame) == src.n_rows
+
+
+def test_cache_fills_the_device_then_host_memory_then_gives_up():
+    from types import SimpleNamespace
+
+    from gpuvgm._estimator import _ChunkCache
+
+    moved = []
+    backend = SimpleNamespace(to_device=lambda c: moved.append(c) or ("device", c))
+    chunk = np.zeros((100, 2))  # 1600 bytes
+    cache = _ChunkCache(device_budget=3200, host_budget=1600, backend=backend)
+    for i in range(3):
+        cache.add(i * 100, chunk)
+    assert [type(c) for _, c in cache.chunks] == [tuple, tuple, np.ndarray]
+    assert cache.report() == {"device_bytes": 3200, "host_bytes": 1600}
+    cache.add(300, chunk)  # fits nowhere: keep nothing, stream every pass
+    assert cache.chunks is None and cache.report() == {"device_bytes": 0, "host_bytes": 0}
+    assert len(moved) == 2
+
+
+def test_fit_report_says_where_the_iterations_read(tmp_path, frame):
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pandas(frame[["b"]], preserve_index=False), path)
+    cached = fit(path)
+    assert cached.fit_report_["cache"] == {"device_bytes": 0, "host_bytes": len(frame) * 8}
+    streamed = gpuvgm.VGM(5, max_iter=3, cache_bytes=0, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        streamed.fit(path)
+    assert streamed.fit_report_["cache"] == {"device_bytes": 0, "host_bytes": 0}

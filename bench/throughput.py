@@ -1,0 +1,262 @@
+"""The benchmark users run on their machine or card: gpuvgm's passes from 10**6 rows up.
+
+For each size (as far as memory allows) it times, on generated float32 data held in the
+backend's memory: the pre-pass, one E-step pass, the full fit (``--iterations`` passes), the
+transform, and Parquet -> Parquet end to end (fit + transform to a file) for the sizes up to
+``--parquet-max-rows``. Figures are rows/s, GB/s of input read, and the fraction of a floor
+measured or known for this machine:
+
+- CUDA: the card's memory bandwidth (DESIGN.md §5; H100 3.0 TB/s, A100 1.5-2.0 TB/s), i.e. the
+  time to read 4 bytes per value once;
+- CPU: a plain NumPy pass evaluating K exponentials per value, measured in the same run.
+
+Side by side, where they finish (<= 10**7 rows): scikit-learn's BayesianGaussianMixture per
+iteration and RDT's ClusterBasedNormalizer transform (its per-row Python loop).
+
+    python bench/throughput.py --quick          # CPU, under a minute
+    python bench/throughput.py --device cuda    # on a GPU box: 10**6 .. 10**9 rows
+
+Writes bench/results/throughput-<backend>-<machine>-<date>.json and a log-log PNG of rows/s
+against rows (when matplotlib is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import gpuvgm  # noqa: E402
+from gpuvgm._backends import get_backend  # noqa: E402
+
+K = 10
+CENTERS = np.array([-5.0, 0.0, 3.0, 8.0, 15.0], dtype=np.float32)
+# Memory bandwidth of known cards, bytes/s (DESIGN.md §5 uses 3.0 TB/s measured on an H100).
+CARD_BANDWIDTH = {"H100": 3.0e12, "H200": 4.0e12, "A100-SXM4-80GB": 2.0e12, "A100": 1.5e12}
+
+
+def data(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return CENTERS[rng.integers(0, 5, n)] + rng.normal(0, 0.7, n).astype(np.float32)
+
+
+def card() -> tuple[str, float | None]:
+    """The GPU's name and known bandwidth, or the CPU's description and None."""
+    try:
+        import cupy
+
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        for key, bw in CARD_BANDWIDTH.items():
+            if key in name:
+                return name, bw
+        return name, None
+    except Exception:
+        return f"{platform.processor() or platform.machine()} x{os.cpu_count()}", None
+
+
+def cpu_floor_seconds(n: int) -> float:
+    """A plain NumPy pass evaluating K exponentials per value, in cache-sized blocks."""
+    block = np.linspace(-50, 0, K * 16384).reshape(K, -1)
+    out = np.empty_like(block)
+    reps = max(1, n // 16384)
+    t = time.perf_counter()
+    for _ in range(min(reps, 2000)):
+        np.exp(block, out=out)
+    return (time.perf_counter() - t) * reps / min(reps, 2000)
+
+
+def fit(x, iterations: int, device: str) -> gpuvgm.VGM:
+    model = gpuvgm.VGM(K, max_iter=iterations, tol=0.0, device=device, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        return model.fit(x)
+
+
+def sklearn_seconds_per_iteration(x: np.ndarray) -> float:
+    from sklearn.mixture import BayesianGaussianMixture
+
+    def run(it: int) -> float:
+        bgm = BayesianGaussianMixture(
+            n_components=K,
+            weight_concentration_prior=1e-3,
+            weight_concentration_prior_type="dirichlet_process",
+            max_iter=it,
+            tol=0.0,
+            random_state=0,
+        )
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bgm.fit(x[:, None].astype(np.float64))
+        return time.perf_counter() - t
+
+    return (run(4) - run(1)) / 3
+
+
+def rdt_transform_seconds(x: np.ndarray) -> float:
+    import pandas as pd
+    from rdt.transformers.numerical import ClusterBasedNormalizer
+
+    frame = pd.DataFrame({"x": x.astype(np.float64)})
+    cbn = ClusterBasedNormalizer(max_clusters=K)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cbn.fit(frame, "x")
+        t = time.perf_counter()
+        cbn.transform(frame)
+    return time.perf_counter() - t
+
+
+def parquet_end_to_end(x: np.ndarray, iterations: int, device: str) -> float:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.parquet", Path(tmp) / "out.parquet"
+        pq.write_table(pa.table({"x": x}), src, row_group_size=1 << 20)
+        t = time.perf_counter()
+        model = fit(src, iterations, device)
+        model.transform_parquet(src, dst, layout="compact")
+        return time.perf_counter() - t
+
+
+def plot(results: list[dict], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rows = [r["rows"] for r in results]
+    for key, label in [
+        ("estep_rows_per_second", "E-step pass"),
+        ("transform_rows_per_second", "transform"),
+        ("prepass_rows_per_second", "pre-pass"),
+        ("sklearn_rows_per_second", "scikit-learn iteration"),
+        ("rdt_transform_rows_per_second", "RDT transform"),
+    ]:
+        pts = [(r["rows"], r[key]) for r in results if r.get(key)]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rows")
+    ax.set_ylabel("rows / s")
+    ax.set_xlim(min(rows) / 2, max(rows) * 2)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title(f"gpuvgm throughput, K={K}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true", help="CPU smoke run, under a minute")
+    p.add_argument("--sizes", default=None, help="comma-separated row counts")
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--reference-max-rows", type=int, default=10_000_000)
+    p.add_argument("--parquet-max-rows", type=int, default=100_000_000)
+    args = p.parse_args()
+    if args.quick:
+        sizes = [100_000, 1_000_000]
+        args.iterations, args.reference_max_rows, args.parquet_max_rows = 3, 100_000, 1_000_000
+    elif args.sizes:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    else:
+        sizes = [10**6, 10**7, 10**8, 10**9]
+    backend = get_backend(args.device)
+    name, bandwidth = card()
+    results = []
+    for n in sizes:
+        need = n * 4 * 3  # the data, a copy in the chunk, the transform's outputs (roughly)
+        if backend.NAME == "numpy" and need > 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf(
+            "SC_PHYS_PAGES"
+        ):
+            print(f"  {n:,} rows: skipped (needs more than half of host memory)")
+            continue
+        x = data(n)
+        if backend.NAME == "cupy":
+            x = backend.to_device(x)
+        m = fit(x, args.iterations, args.device)
+        s = m.fit_report_["seconds"]
+        estep = s["iterations"] / args.iterations
+        t = time.perf_counter()
+        m.transform(x)
+        transform = time.perf_counter() - t
+        floor = n * 4 / bandwidth if bandwidth else cpu_floor_seconds(n)
+        r = {
+            "rows": n,
+            "prepass_seconds": s["prepass"],
+            "estep_seconds": estep,
+            "fit_seconds": s["total"],
+            "transform_seconds": transform,
+            "prepass_rows_per_second": n / s["prepass"],
+            "estep_rows_per_second": n / estep,
+            "transform_rows_per_second": n / transform,
+            "estep_gb_per_second": n * 4 / estep / 1e9,
+            "floor_seconds": floor,
+            "estep_fraction_of_floor": floor / estep,
+        }
+        host_x = x if isinstance(x, np.ndarray) else x.get()
+        if n <= args.parquet_max_rows:
+            r["parquet_end_to_end_seconds"] = parquet_end_to_end(
+                host_x, args.iterations, args.device
+            )
+        if n <= args.reference_max_rows:
+            sk = sklearn_seconds_per_iteration(host_x)
+            r["sklearn_seconds_per_iteration"] = sk
+            r["sklearn_rows_per_second"] = n / sk
+            if n <= 1_000_000:
+                r["rdt_transform_rows_per_second"] = n / rdt_transform_seconds(host_x)
+        results.append(r)
+        print(
+            f"  {n:>13,} rows: pre-pass {r['prepass_rows_per_second']:.3g} rows/s, E-step "
+            f"{r['estep_rows_per_second']:.3g} rows/s ({r['estep_gb_per_second']:.3g} GB/s, "
+            f"{r['estep_fraction_of_floor']:.2f} of floor), transform "
+            f"{r['transform_rows_per_second']:.3g} rows/s"
+            + (
+                f", scikit-learn {r['sklearn_rows_per_second']:.3g} rows/s"
+                if "sklearn_rows_per_second" in r
+                else ""
+            )
+        )
+    stem = f"throughput-{backend.NAME}-{platform.node()}-{dt.date.today().isoformat()}"
+    out = {
+        "date": dt.date.today().isoformat(),
+        "backend": backend.NAME,
+        "device": name,
+        "bandwidth_bytes_per_second": bandwidth,
+        "iterations": args.iterations,
+        "results": results,
+    }
+    if not args.quick:
+        (HERE / "results").mkdir(exist_ok=True)
+        (HERE / "results" / f"{stem}.json").write_text(json.dumps(out, indent=2) + "\n")
+        if plot(results, HERE / "results" / f"{stem}.png"):
+            print(f"  wrote bench/results/{stem}.json and .png")
+        else:
+            print(f"  wrote bench/results/{stem}.json (install matplotlib for the plot)")
+
+
+if __name__ == "__main__":
+    main()
