@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report its parent's.
+from gpuvgm._profiling import peak_rss_bytes  # noqa: E402
 
 
 def column(n: int, seed: int = 0) -> np.ndarray:
@@ -84,30 +86,14 @@ def write_parquet(path: Path, n: int) -> None:
             w.write_table(pa.table({"x": column(min(block, n - start), seed=start)}))
 
 
-def high_water_rss() -> int:
-    """Peak resident memory of this process in bytes.
-
-    Linux keeps ``ru_maxrss`` across ``exec``, so a child would inherit its parent's peak; the
-    ``VmHWM`` line of /proc/self/status belongs to the new address space only.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def child(kind: str, rows: int, path: str | None) -> None:
     """Run one fit and print the peak RSS (bytes) as JSON."""
-    base = high_water_rss()
+    base = peak_rss_bytes()
     if kind == "sklearn":
         sklearn_fit(column(rows), max_iter=3)
     else:
         gpuvgm_fit(path, max_iter=3, cache_bytes=0)
-    print(json.dumps({"peak_rss": high_water_rss(), "baseline_rss": base}))
+    print(json.dumps({"peak_rss": peak_rss_bytes(), "baseline_rss": base}))
 
 
 def peak_rss(kind: str, rows: int, path: Path | None = None) -> dict:

@@ -36,7 +36,7 @@ from ._validation import (
     per_column,
     validate_params,
 )
-from ._writers import LAYOUTS, atomic_path, encoded_table
+from ._writers import LAYOUTS, encoded_table, parquet_output
 
 logger = logging.getLogger("gpuvgm")
 
@@ -928,7 +928,6 @@ class VGM:
         dict
             ``rows``, ``seconds``, ``rows_per_second`` and ``n_clipped`` per column.
         """
-        import pyarrow.parquet as pq
 
         if layout not in LAYOUTS:
             raise ParameterError(
@@ -938,38 +937,22 @@ class VGM:
         n_valid = self.valid_components_.sum(axis=1)
         rows = 0
         n_clipped = np.zeros(self.n_features_in_, dtype=np.int64)
-        with atomic_path(dst) as tmp:
-            writer = None
-            try:
-                chunks = self._encoded_chunks(source, columns, passthrough)
-                for (normalized, component, null, clipped), passed in chunks:
-                    table = encoded_table(
-                        normalized, component, null, self._columns, n_valid, layout
-                    )
-                    if passed is not None:
-                        for name in reversed(passed.column_names):
-                            table = table.add_column(0, name, passed.column(name))
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema)
-                    writer.write_table(table, row_group_size=row_group_rows)
-                    rows += len(normalized)
-                    n_clipped += clipped
-                    if progress is not None:
-                        progress("transform", len(normalized))
-                if writer is None:  # no rows: still write a valid, empty file
-                    empty = np.empty((0, self.n_features_in_))
-                    table = encoded_table(
-                        empty,
-                        empty.astype(np.int32),
-                        empty.astype(bool),
-                        self._columns,
-                        n_valid,
-                        layout,
-                    )
-                    writer = pq.ParquetWriter(tmp, table.schema)
-            finally:
-                if writer is not None:
-                    writer.close()
+        empty = np.empty((0, self.n_features_in_))
+        empty_schema = encoded_table(
+            empty, empty.astype(np.int32), empty.astype(bool), self._columns, n_valid, layout
+        ).schema
+        with parquet_output(dst, empty_schema, row_group_rows) as write:
+            chunks = self._encoded_chunks(source, columns, passthrough)
+            for (normalized, component, null, clipped), passed in chunks:
+                table = encoded_table(normalized, component, null, self._columns, n_valid, layout)
+                if passed is not None:
+                    for name in reversed(passed.column_names):
+                        table = table.add_column(0, name, passed.column(name))
+                write(table)
+                rows += len(normalized)
+                n_clipped += clipped
+                if progress is not None:
+                    progress("transform", len(normalized))
         seconds = time.perf_counter() - t
         logger.info(
             "transform_parquet %d rows -> %s (%s layout) in %.2f s (%.3g rows/s)",
@@ -1034,49 +1017,37 @@ class VGM:
                 needed += [f"{name}.normalized", *names]
                 onehot.append(names)
         rows = 0
-        with reader, atomic_path(dst) as tmp:
-            writer = None
-            try:
-                for batch in reader.iter_batches(batch_size=self.chunk_rows, columns=needed):
-                    n = batch.num_rows
-                    alpha = np.empty((n, self.n_features_in_))
-                    comp = np.empty((n, self.n_features_in_), dtype=np.int64)
-                    for j, name in enumerate(self._columns):
-                        a = batch.column(f"{name}.normalized").cast(pa.float64())
-                        alpha[:, j] = a.to_numpy(zero_copy_only=False)
-                        code_columns = onehot[j]
-                        if code_columns is None:
-                            c = batch.column(f"{name}.component")
-                            comp[:, j] = _fill_null(c, -1)
-                        else:
-                            codes = np.column_stack(
-                                [
-                                    batch.column(c).to_numpy(zero_copy_only=False)
-                                    for c in code_columns
-                                ]
-                            )
-                            comp[:, j] = np.argmax(codes, axis=1)
-                            alpha[~(codes > 0).any(axis=1), j] = np.nan
-                    alpha[comp < 0] = np.nan
-                    x = self.inverse_transform((alpha, comp))
-                    table = pa.table(
-                        {
-                            c: pa.array(x[:, j], mask=np.isnan(x[:, j]))
-                            for j, c in enumerate(self._columns)
-                        }
-                    )
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema)
-                    writer.write_table(table, row_group_size=row_group_rows)
-                    rows += n
-                    if progress is not None:
-                        progress("inverse", n)
-                if writer is None:
-                    schema = pa.schema([(c, pa.float64()) for c in self._columns])
-                    writer = pq.ParquetWriter(tmp, schema)
-            finally:
-                if writer is not None:
-                    writer.close()
+        empty_schema = pa.schema([(c, pa.float64()) for c in self._columns])
+        with reader, parquet_output(dst, empty_schema, row_group_rows) as write:
+            for batch in reader.iter_batches(batch_size=self.chunk_rows, columns=needed):
+                n = batch.num_rows
+                alpha = np.empty((n, self.n_features_in_))
+                comp = np.empty((n, self.n_features_in_), dtype=np.int64)
+                for j, name in enumerate(self._columns):
+                    a = batch.column(f"{name}.normalized").cast(pa.float64())
+                    alpha[:, j] = a.to_numpy(zero_copy_only=False)
+                    code_columns = onehot[j]
+                    if code_columns is None:
+                        c = batch.column(f"{name}.component")
+                        comp[:, j] = _fill_null(c, -1)
+                    else:
+                        codes = np.column_stack(
+                            [batch.column(c).to_numpy(zero_copy_only=False) for c in code_columns]
+                        )
+                        comp[:, j] = np.argmax(codes, axis=1)
+                        alpha[~(codes > 0).any(axis=1), j] = np.nan
+                alpha[comp < 0] = np.nan
+                x = self.inverse_transform((alpha, comp))
+                table = pa.table(
+                    {
+                        c: pa.array(x[:, j], mask=np.isnan(x[:, j]))
+                        for j, c in enumerate(self._columns)
+                    }
+                )
+                write(table)
+                rows += n
+                if progress is not None:
+                    progress("inverse", n)
         seconds = time.perf_counter() - t
         logger.info(
             "inverse_parquet %d rows -> %s in %.2f s (%.3g rows/s)",

@@ -18,17 +18,34 @@ def annotate(name: str) -> contextlib.AbstractContextManager[Any]:
     return nvtx.annotate(name, domain="gpuvgm")
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process (``VmHWM`` on Linux, ``ru_maxrss`` elsewhere)."""
+def _proc_status_bytes(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status in bytes, or None where there is none (not Linux)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (``VmHWM`` on Linux, ``ru_maxrss`` elsewhere).
+
+    ``VmHWM`` belongs to the current address space; ``ru_maxrss`` survives ``exec``, so a child
+    process would report its parent's peak.
+    """
+    peak = _proc_status_bytes("VmHWM:")
+    if peak is not None:
+        return peak
     import resource
     import sys
 
     scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux/BSD
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+
+def current_rss_bytes() -> int:
+    """Resident memory now (``VmRSS`` on Linux); 0 where /proc is missing."""
+    return _proc_status_bytes("VmRSS:") or 0

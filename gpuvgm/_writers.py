@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +81,30 @@ def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def parquet_output(
+    dst: str | os.PathLike, empty_schema: pa.Schema, row_group_rows: int
+) -> Iterator[Callable[[pa.Table], None]]:
+    """Yield ``write(table)`` appending to a Parquet file that appears at ``dst`` only once
+    complete (:func:`atomic_path`); the first table fixes the schema, and a run that writes no
+    table still leaves a valid empty file with ``empty_schema``."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(dst) as tmp:
+        writer: pq.ParquetWriter | None = None
+
+        def write(table: pa.Table) -> None:
+            nonlocal writer
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table, row_group_size=row_group_rows)
+
+        try:
+            yield write
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, empty_schema)
+        finally:
+            if writer is not None:
+                writer.close()

@@ -8,24 +8,12 @@ import numpy as np
 import pytest
 
 import gpuvgm
-from gpuvgm._profiling import peak_rss_bytes
+from gpuvgm._profiling import current_rss_bytes, peak_rss_bytes
 
 pytestmark = pytest.mark.filterwarnings("ignore::gpuvgm.ConvergenceWarning")
 
 CYCLES = 200
 LIMIT_BYTES = 50 * 2**20
-
-
-def current_rss_bytes() -> int:
-    """Resident memory now (``VmRSS``); 0 where /proc is missing (the peak check still runs)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def test_fit_transform_cycles_do_not_grow_memory(tmp_path):
