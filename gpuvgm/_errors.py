@@ -42,5 +42,11 @@ class MissingDependencyError(GPUVGMError, ImportError):
     extra that installs it (``pip install 'gpuvgm[plot]'``)."""
 
 
+class DistributedError(GPUVGMError, RuntimeError):
+    """A distributed (Dask) pass failed: workers were lost beyond what the scheduler could
+    recover, or the cluster went away. The fit stops rather than return a model computed from
+    part of the data."""
+
+
 class ConvergenceWarning(UserWarning):
     """A column's variational fit stopped at ``max_iter`` before meeting ``tol``."""

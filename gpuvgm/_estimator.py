@@ -4,6 +4,7 @@ mode-specific normalization, fitted by streaming passes over chunks."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 import math
@@ -17,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _model, _rng
+from . import _dask, _model, _rng
 from ._backends import get_backend
 from ._errors import (
     ConvergenceWarning,
     DataError,
-    DataTypeError,
     NotFittedError,
     ParameterError,
 )
@@ -32,7 +32,9 @@ from ._profiling import annotate, peak_rss_bytes
 from ._sources import ArraySource, CachedSource, Source, is_path_like, make_source
 from ._validation import (
     check_columns_match,
-    first_row,
+    check_encoded,
+    check_finite,
+    check_no_nulls,
     per_column,
     validate_params,
 )
@@ -172,6 +174,72 @@ class _Reservoir:
     def sample(self, j: int) -> np.ndarray:
         """Column ``j``'s sample, ordered by priority (independent of the chunking)."""
         return self.values[j][np.argsort(self.keys[j])]
+
+    def __add__(self, other: _Reservoir) -> _Reservoir:
+        """The sample of both reservoirs' rows: the bottom k of the union is the bottom k of
+        the two bottom-k sets, so merging per-partition reservoirs (Dask) gives the sample of
+        one pass over all rows."""
+        out = _Reservoir(len(self.keys), self.size, self.seed)
+        for j in range(len(self.keys)):
+            keys = np.concatenate([self.keys[j], other.keys[j]])
+            values = np.concatenate([self.values[j], other.values[j]])
+            if keys.size > self.size:
+                sel = np.argpartition(keys, self.size - 1)[: self.size]
+                keys, values = keys[sel], values[sel]
+            out.keys[j], out.values[j] = keys, values
+        return out
+
+
+def _checked_moments(
+    offset: int, chunk: np.ndarray, backend: ModuleType, names: Sequence[str], null_policy: str
+) -> Moments:
+    """The pre-pass moments of one chunk whose first row is global row ``offset``, after the
+    checks (no infinities; no nulls under ``null_policy="error"``)."""
+    part = backend.moments(chunk)
+    # The moments see infinities and nulls already; the chunk is searched for the first
+    # offending row only when there is one.
+    if (~(np.isfinite(part.minimum) & np.isfinite(part.maximum)) & (part.count > 0)).any():
+        check_finite(chunk, names, offset)
+    if null_policy == "error" and part.n_null.any():
+        check_no_nulls(chunk, names, offset)
+    return part
+
+
+def _on_chunk(fn: Callable[..., Stats], *args: Any) -> Callable[[int, Any], Stats]:
+    """``(row_offset, chunk) -> fn(chunk, *args)``: a pass function (see ``VGM._pass``) for
+    statistics that do not depend on the row index; picklable, so it can run on Dask workers."""
+    return functools.partial(_call_on_chunk, fn, args)
+
+
+def _call_on_chunk(fn: Callable[..., Stats], args: tuple, row_offset: int, chunk: Any) -> Stats:
+    return fn(chunk, *args)
+
+
+@dataclass
+class _PrepassPart:
+    """What the pre-pass gathers from some rows: moments and the bottom-k sample; adds."""
+
+    moments: Moments
+    reservoir: _Reservoir
+
+    def __add__(self, other: _PrepassPart) -> _PrepassPart:
+        return _PrepassPart(self.moments + other.moments, self.reservoir + other.reservoir)
+
+
+def _prepass_part(
+    offset: int,
+    chunk: np.ndarray,
+    *,
+    backend: ModuleType,
+    names: Sequence[str],
+    null_policy: str,
+    sample_size: int,
+    seed: int,
+) -> _PrepassPart:
+    """The pre-pass of one chunk on its own (a Dask partition's chunks are reduced with ``+``)."""
+    reservoir = _Reservoir(len(names), sample_size, seed)
+    reservoir.add(offset, chunk)
+    return _PrepassPart(_checked_moments(offset, chunk, backend, names, null_policy), reservoir)
 
 
 def _seeding_frame(sample: np.ndarray) -> tuple[np.ndarray, float]:
@@ -590,26 +658,27 @@ class VGM:
         cache = _ChunkCache(
             backend.cache_budget_bytes(), 0 if source.in_memory else self.cache_bytes, backend
         )
-        for offset, chunk in _reported(source, self.chunk_rows, progress, "prepass"):
-            cache.add(offset, chunk)
-            part = backend.moments(chunk)
-            bad = ~(np.isfinite(part.minimum) & np.isfinite(part.maximum)) & (part.count > 0)
-            if bad.any():
-                j = int(np.flatnonzero(bad)[0])
-                row = offset + first_row(np.isinf(np.asarray(chunk[:, j], dtype=np.float64)))
-                raise DataError(
-                    f"column {names[j]!r} holds an infinite value (first at row {row}); "
-                    "replace or drop infinities before fitting."
+        if isinstance(source, _dask.DaskSource):
+            # A distributed source (gpuvgm._dask): the same pass per partition on its workers,
+            # merged there; its partitions stay on the workers for the iterations.
+            fn = functools.partial(
+                _prepass_part,
+                backend=backend,
+                names=names,
+                null_policy=self.null_policy,
+                sample_size=self.init_sample_size,
+                seed=seed,
+            )
+            total = source.map_reduce(fn, self.chunk_rows, progress, "prepass")
+            moments, reservoir = total.moments, total.reservoir
+            source.persist_on(backend)
+        else:
+            for offset, chunk in _reported(source, self.chunk_rows, progress, "prepass"):
+                cache.add(offset, chunk)
+                moments = moments + _checked_moments(
+                    offset, chunk, backend, names, self.null_policy
                 )
-            if self.null_policy == "error" and part.n_null.any():
-                j = int(np.flatnonzero(part.n_null)[0])
-                row = offset + first_row(np.isnan(np.asarray(chunk[:, j], dtype=np.float64)))
-                raise DataError(
-                    f"column {names[j]!r} holds a null (first at row {row}) and "
-                    "null_policy='error'."
-                )
-            moments = moments + part
-            reservoir.add(offset, chunk)
+                reservoir.add(offset, chunk)
         n_rows = int(moments.count[0] + moments.n_null[0]) if names else 0
         if n_rows == 0:
             raise DataError("the input is empty: there are no rows to fit.")
@@ -670,10 +739,8 @@ class VGM:
                 np.ones_like(centers),
                 np.zeros_like(centers),
             )
-            stats = self._reduce(
-                backend.assign_stats(chunk, centers, params)
-                for _, chunk in _reported(source, self.chunk_rows, progress, "init")
-            )
+            fn = _on_chunk(backend.assign_stats, centers, params)
+            stats = self._pass(source, fn, progress, "init")
             if stats_scale is not None:
                 stats = stats.scaled(stats_scale)
             return _model.m_step(stats, priors)
@@ -707,6 +774,16 @@ class VGM:
         assert total is not None  # sources always yield at least one chunk after the pre-pass
         return total
 
+    def _pass(
+        self, source: Source, fn: Callable[[int, Any], Stats], progress: Progress | None, phase: str
+    ) -> Stats:
+        """``fn(row_offset, chunk)`` summed over every chunk of ``source``: on the workers for a
+        Dask source (:meth:`gpuvgm._dask.DaskSource.map_reduce`), else here, chunk by chunk."""
+        if isinstance(source, _dask.DaskSource):
+            return source.map_reduce(fn, self.chunk_rows, progress, phase)
+        chunks = _reported(source, self.chunk_rows, progress, phase)
+        return self._reduce(fn(offset, chunk) for offset, chunk in chunks)
+
     def _iterate(
         self,
         source: Source,
@@ -735,11 +812,8 @@ class VGM:
             params = _model.estep_params(post.select(cols), sub_priors, cols)
             with annotate(f"iteration {it}"):
                 with annotate("estep"):
-                    stats = self._reduce(
-                        backend.estep_stats(chunk, params)
-                        for _, chunk in _reported(
-                            source, self.chunk_rows, progress, f"iteration {it}"
-                        )
+                    stats = self._pass(
+                        source, _on_chunk(backend.estep_stats, params), progress, f"iteration {it}"
                     )
                 if stats_scale is not None:
                     stats = stats.scaled(stats_scale[cols])
@@ -836,21 +910,9 @@ class VGM:
             else ((offset, chunk, None) for offset, chunk in source.chunks(self.chunk_rows))
         )
         for offset, chunk, passed in items:
-            inf = np.isinf(chunk)
-            if inf.any():
-                j = int(np.flatnonzero(inf.any(axis=0))[0])
-                raise DataError(
-                    f"column {names[j]!r} holds an infinite value (first at row "
-                    f"{offset + first_row(inf[:, j])})."
-                )
+            check_finite(chunk, names, offset)
             if self.null_policy == "error":
-                nan = np.isnan(chunk)
-                if nan.any():
-                    j = int(np.flatnonzero(nan.any(axis=0))[0])
-                    raise DataError(
-                        f"column {names[j]!r} holds a null (first at row "
-                        f"{offset + first_row(nan[:, j])}) and null_policy='error'."
-                    )
+                check_no_nulls(chunk, names, offset)
             yield offset, chunk, passed
 
     def _backend(self) -> ModuleType:
@@ -875,6 +937,8 @@ class VGM:
         Encoded
             ``normalized`` and ``component`` arrays of shape (n_rows, n_columns) and the null mask.
         """
+        if _dask.is_dask_collection(X):  # lazy: Dask arrays, one block per partition
+            return _dask.transform(self, X, columns)
         t = time.perf_counter()
         parts = [encoded for encoded, _ in self._encoded_chunks(X, columns)]
         c = self.n_features_in_
@@ -1071,65 +1135,20 @@ class VGM:
         ----------
         encoded : Encoded or (normalized, component)
             What :meth:`transform` returned, or the two arrays of shape (n_rows, n_columns).
-            Rows whose ``normalized`` is NaN (nulls) decode to NaN.
+            Rows whose ``normalized`` is NaN (nulls) decode to NaN. With clipping on (the
+            default), ``|normalized|`` may not exceed ``max(1, clip)``: CTGAN's generator
+            outputs lie in [-1, 1].
         """
         self._check_is_fitted()
-        if isinstance(encoded, Encoded):
-            normalized, component = encoded.normalized, encoded.component
-        else:
-            try:
-                normalized, component = encoded
-            except (TypeError, ValueError):
-                raise DataError(
-                    "inverse_transform expects an Encoded or a (normalized, component) pair."
-                ) from None
-        try:
-            normalized, component = np.asarray(normalized), np.asarray(component)
-        except (TypeError, ValueError) as exc:  # ragged nested lists
-            raise DataError(f"normalized and component must be arrays: {exc}") from None
-        if normalized.dtype.kind not in "iufO":  # not strings, bools, complex numbers, dates
-            raise DataTypeError(f"normalized must hold floats, got dtype {normalized.dtype}.")
-        try:
-            normalized = np.asarray(normalized, dtype=np.float64)
-        except (TypeError, ValueError) as exc:  # objects that are not numbers
-            raise DataTypeError(f"normalized must hold floats: {exc}") from None
-        if normalized.ndim == 1 and self.n_features_in_ == 1:
-            normalized, component = normalized[:, None], component.reshape(-1, 1)
-        c = self.n_features_in_
-        if normalized.ndim != 2 or normalized.shape[1] != c or component.shape != normalized.shape:
-            raise DataError(
-                f"normalized and component must both have shape (n_rows, {c}); got "
-                f"{normalized.shape} and {component.shape}."
-            )
-        if component.dtype.kind == "f":
-            rounded = np.round(component)
-            bad = ~np.isnan(normalized) & (rounded != component)
-            if bad.any():
-                j = int(np.flatnonzero(bad.any(axis=0))[0])
-                raise DataError(
-                    f"column {self._columns[j]!r}: component is not an integer "
-                    f"(first at row {first_row(bad[:, j])})."
-                )
-            component = np.nan_to_num(rounded, nan=-1).astype(np.int64)
-        elif component.dtype.kind not in "iu":
-            raise DataError(f"component must hold integers, got dtype {component.dtype}.")
-        n_valid = self.valid_components_.sum(axis=1)
-        present = ~np.isnan(normalized)
-        bad = present & ((component < 0) | (component >= n_valid[None, :]))
-        if bad.any():
-            j = int(np.flatnonzero(bad.any(axis=0))[0])
-            i = first_row(bad[:, j])
-            raise DataError(
-                f"column {self._columns[j]!r}: component {int(component[i, j])} at row {i} is "
-                f"out of range; the column has {int(n_valid[j])} valid components."
-            )
-        inf = np.isinf(normalized)
-        if inf.any():
-            j = int(np.flatnonzero(inf.any(axis=0))[0])
-            raise DataError(
-                f"column {self._columns[j]!r}: normalized value is infinite at row "
-                f"{first_row(inf[:, j])}."
-            )
+        pair = (encoded.normalized, encoded.component) if isinstance(encoded, Encoded) else encoded
+        if _dask.is_dask_collection(pair[0]):  # lazy: a Dask array blocked as normalized
+            return _dask.inverse(self, pair[0], pair[1])
+        normalized, component = check_encoded(
+            pair,
+            self._columns,
+            self.valid_components_.sum(axis=1),
+            alpha_bound=math.inf if self.clip is None else max(1.0, float(self.clip)),
+        )
         return self._backend().inverse(normalized, component, self._transform_params())
 
     def predict_proba(self, X: Any, *, columns: Sequence[Any] | None = None) -> np.ndarray:

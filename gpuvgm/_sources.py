@@ -373,9 +373,14 @@ def is_path_like(x: Any) -> bool:
 
 
 def make_source(X: Any, columns: Sequence[Any] | None = None) -> Source:
-    """Wrap ``X`` (array, DataFrame, Arrow table, path(s)) as a :class:`Source`."""
+    """Wrap ``X`` (array, DataFrame, Arrow table, path(s), Dask collection) as a
+    :class:`Source`."""
     if isinstance(X, Source):
         return X
+    from ._dask import DaskSource, is_dask_collection  # imports Dask only for a Dask input
+
+    if is_dask_collection(X):
+        return DaskSource(X, columns)
     if is_path_like(X):
         paths = _expand_paths(X)
         csv = [p for p in paths if p.name.lower().endswith(_CSV_SUFFIXES)]

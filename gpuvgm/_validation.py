@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import DataError, ParameterError
+from ._errors import DataError, DataTypeError, ParameterError
 
 MAX_COMPONENTS = 32  # the CUDA kernels keep K components in registers
 
@@ -165,3 +165,97 @@ def check_columns_match(fitted: Sequence[str], given: Sequence[str], named: bool
 def first_row(mask: np.ndarray) -> int:
     """Index of the first True in ``mask``."""
     return int(np.flatnonzero(mask)[0])
+
+
+def _first_bad(bad: np.ndarray) -> tuple[int, int]:
+    """``(row, column)`` of the first offending column's first offending row, (n, C) mask."""
+    j = int(np.flatnonzero(bad.any(axis=0))[0])
+    return first_row(bad[:, j]), j
+
+
+def check_finite(chunk: np.ndarray, names: Sequence[str], offset: int) -> None:
+    """No ±inf in a chunk of shape (n, C) whose first row is global row ``offset``."""
+    inf = np.isinf(chunk)
+    if inf.any():
+        i, j = _first_bad(inf)
+        raise DataError(
+            f"column {names[j]!r} holds an infinite value (first at row {offset + i}); "
+            "replace or drop infinities."
+        )
+
+
+def check_no_nulls(chunk: np.ndarray, names: Sequence[str], offset: int) -> None:
+    """No NaN (null) in a chunk, for ``null_policy="error"``."""
+    nan = np.isnan(chunk)
+    if nan.any():
+        i, j = _first_bad(nan)
+        raise DataError(
+            f"column {names[j]!r} holds a null (first at row {offset + i}) and null_policy='error'."
+        )
+
+
+def check_encoded(
+    encoded: Any, names: Sequence[str], n_valid: np.ndarray, alpha_bound: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(normalized, component)`` checked for :meth:`VGM.inverse_transform`.
+
+    Returns ``normalized`` as float64 and ``component`` as int64, both of shape (n, C); a NaN
+    ``normalized`` marks a null (its component is not checked). Raises :class:`DataError` or
+    :class:`DataTypeError` naming the column and the first offending row for: a wrong width, a
+    non-integer or out-of-range component, an infinite or out-of-bound (``|alpha| >
+    alpha_bound``) normalized value.
+    """
+    try:
+        normalized, component = encoded
+    except (TypeError, ValueError):
+        raise DataError(
+            "inverse_transform expects an Encoded or a (normalized, component) pair."
+        ) from None
+    try:
+        normalized, component = np.asarray(normalized), np.asarray(component)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise DataError(f"normalized and component must be arrays: {exc}") from None
+    if normalized.dtype.kind not in "iufO":  # not strings, bools, complex numbers, dates
+        raise DataTypeError(f"normalized must hold floats, got dtype {normalized.dtype}.")
+    try:
+        normalized = np.asarray(normalized, dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # objects that are not numbers
+        raise DataTypeError(f"normalized must hold floats: {exc}") from None
+    c = len(names)
+    if normalized.ndim == 1 and c == 1:
+        normalized, component = normalized[:, None], component.reshape(-1, 1)
+    if normalized.ndim != 2 or normalized.shape[1] != c or component.shape != normalized.shape:
+        raise DataError(
+            f"normalized and component must both have shape (n_rows, {c}); got "
+            f"{normalized.shape} and {component.shape}."
+        )
+    present = ~np.isnan(normalized)
+    if component.dtype.kind == "f":
+        rounded = np.round(component)
+        bad = present & (rounded != component)
+        if bad.any():
+            i, j = _first_bad(bad)
+            raise DataError(f"column {names[j]!r}: component is not an integer (first at row {i}).")
+        component = np.nan_to_num(rounded, nan=-1).astype(np.int64)
+    elif component.dtype.kind not in "iu":
+        raise DataError(f"component must hold integers, got dtype {component.dtype}.")
+    bad = present & ((component < 0) | (component >= n_valid[None, :]))
+    if bad.any():
+        i, j = _first_bad(bad)
+        raise DataError(
+            f"column {names[j]!r}: component {int(component[i, j])} at row {i} is out of range; "
+            f"the column has {int(n_valid[j])} valid components."
+        )
+    inf = np.isinf(normalized)
+    if inf.any():
+        i, j = _first_bad(inf)
+        raise DataError(f"column {names[j]!r}: normalized value is infinite at row {i}.")
+    bad = present & (np.abs(normalized) > alpha_bound)
+    if bad.any():
+        i, j = _first_bad(bad)
+        raise DataError(
+            f"column {names[j]!r}: normalized value {normalized[i, j]:.6g} at row {i} is outside "
+            f"[-{alpha_bound:g}, {alpha_bound:g}]; transform output lies in [-clip, clip] and "
+            "CTGAN's generator output in [-1, 1]."
+        )
+    return normalized, np.asarray(component, dtype=np.int64)

@@ -173,3 +173,19 @@ def test_cuda_without_a_gpu_says_how_to_install(frame):
         gpuvgm.VGM(3, device="cuda").fit(frame)
     # device="auto" falls back to the CPU.
     assert gpuvgm.VGM(3, max_iter=50, device="auto").fit(frame).backend_ == "numpy"
+
+
+def test_inverse_transform_refuses_alpha_beyond_the_clip(frame):
+    model = fitted(frame)
+    enc = model.transform(frame)
+    alpha = enc.normalized.copy()
+    alpha[9, 0] = 1.5  # a clipping model writes |alpha| <= 0.99; CTGAN's tanh stays in [-1, 1]
+    with pytest.raises(
+        DataError, match=r"column 'price': normalized value 1.5 at row 9 is outside"
+    ):
+        model.inverse_transform((alpha, enc.component))
+    alpha[9, 0] = 1.0
+    model.inverse_transform((alpha, enc.component))
+    model.set_params(clip=None)  # unclipped codes may go anywhere
+    alpha[9, 0] = 7.0
+    assert np.isfinite(model.inverse_transform((alpha, enc.component))).all()

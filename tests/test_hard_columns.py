@@ -79,13 +79,13 @@ def test_round_trip_within_a_millionth_of_the_std(fitted):
 
 def test_unclipped_round_trip_is_exact_on_every_row(fitted):
     _, X, model = fitted
-    model.set_params(clip=None)
+    model.set_params(clip=None)  # unclipped codes (|alpha| may exceed 1) decode only then
     try:
         enc = model.transform(X)
+        back = model.inverse_transform(enc)
     finally:
         model.set_params(clip=0.99)
     assert np.all(enc.n_clipped == 0)
-    back = model.inverse_transform(enc)
     ok = ~np.isnan(X)
     scale = np.maximum(np.nanstd(X, axis=0), np.nanmax(np.abs(X), axis=0) * 1e-10)
     assert np.all(np.abs(back - X)[ok] <= (1e-6 * scale[None, :] * np.ones_like(X))[ok])
