@@ -110,8 +110,10 @@ class _ChunkCache:
         self.used = {"device": 0, "host": 0}
         self.backend = backend
         self.chunks: list[tuple[int, Any]] | None = []
+        self.seen = 0  # bytes of one pass over the source
 
     def add(self, offset: int, chunk: np.ndarray) -> None:
+        self.seen += chunk.nbytes
         if self.chunks is None:
             return
         for where in ("device", "host"):
@@ -627,6 +629,11 @@ class VGM:
             "n_iter": n_iter.tolist(),
             "converged": converged.tolist(),
             "lower_bound_per_row": (lower / moments.count).tolist(),
+            "lower_bound_trace_per_row": [
+                (np.asarray(tr) / moments.count[j]).tolist() for j, tr in enumerate(traces)
+            ],
+            # The pre-pass reads the source; later passes read it again unless it was cached.
+            "bytes_read": cache.seen * (1 if cache.chunks else passes),
             "memory": {"peak_host_rss_bytes": peak_rss_bytes(), **backend.memory_report()},
         }
         logger.info(

@@ -94,6 +94,9 @@ def test_fit_report(rng):
     report = model.fit_report_
     assert report["rows"] == 3000 and report["nulls"] == [10]
     assert report["backend"] == "numpy" and report["passes"] == 1 + 1 + 4
+    assert report["bytes_read"] == 3000 * 8 * report["passes"]  # in memory: nothing cached
+    assert len(report["lower_bound_trace_per_row"][0]) == 4
+    assert report["lower_bound_trace_per_row"][0][-1] == report["lower_bound_per_row"][0]
     assert set(report["seconds"]) >= {"prepass", "init", "iterations", "total"}
 
 
