@@ -1148,8 +1148,8 @@ class VGM:
         """
         self._check_is_fitted()
         pair = (encoded.normalized, encoded.component) if isinstance(encoded, Encoded) else encoded
-        if _dask.is_dask_collection(pair[0]):  # lazy: a Dask array blocked as normalized
-            return _dask.inverse(self, pair[0], pair[1])
+        if isinstance(pair, tuple) and len(pair) == 2 and _dask.is_dask_collection(pair[0]):
+            return _dask.inverse(self, *pair)  # lazy: a Dask array blocked as normalized
         normalized, component = check_encoded(
             pair,
             self._columns,

@@ -122,6 +122,34 @@ def _write_metrics(path: str | None, metrics: dict[str, Any]) -> None:
             json.dump(metrics, f, indent=2, default=str)
 
 
+def _dask_client_and_frame(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(client, Dask DataFrame of the files) for --scheduler/--local-cluster, else (None, None)."""
+    if not (args.scheduler or args.local_cluster):
+        return None, None
+    try:
+        import dask.dataframe as dd
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        from ._errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"--scheduler/--local-cluster need Dask ({exc}): pip install 'gpuvgm[dask]'"
+        ) from None
+
+    from ._sources import _CSV_SUFFIXES, _expand_paths
+
+    client = (
+        Client(args.scheduler)
+        if args.scheduler
+        else Client(LocalCluster(n_workers=args.local_cluster, threads_per_worker=1))
+    )
+    paths = [str(p) for p in _expand_paths(args.data)]  # sorted: a stable row order
+    columns = _columns(args.columns)
+    csv = paths[0].lower().endswith(_CSV_SUFFIXES)
+    frame = dd.read_csv(paths, usecols=columns) if csv else dd.read_parquet(paths, columns=columns)
+    return client, frame
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     import warnings
 
@@ -129,7 +157,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from ._estimator import VGM
     from ._sources import make_source
 
-    source = make_source(args.data, _columns(args.columns))
+    client, frame = _dask_client_and_frame(args)
+    source = (
+        make_source(frame) if frame is not None else make_source(args.data, _columns(args.columns))
+    )
     model = VGM(
         n_components=args.n_components,
         max_iter=args.max_iter,
@@ -148,6 +179,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             model.fit(source, progress=bars)
         finally:
             bars.close()
+            if client is not None:
+                client.close()
     for w in caught:
         print(f"gpuvgm: warning: {w.message}", file=sys.stderr)
     model.save(args.output)
@@ -363,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--component-selection", choices=["sample", "argmax"], default="sample")
     fit.add_argument("--cache-bytes", type=int, default=2 << 30)
     fit.add_argument("--seed", type=int, default=None)
+    where = fit.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="fit on a running Dask cluster (tcp://head:8786)"
+    )
+    where.add_argument(
+        "--local-cluster", type=int, metavar="N", help="fit on a local Dask cluster of N workers"
+    )
     fit.set_defaults(func=_cmd_fit)
 
     transform = sub.add_parser(

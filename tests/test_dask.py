@@ -184,29 +184,26 @@ def test_worker_killed_between_iterations(client, data, single_process):
 
 
 def test_lost_data_is_a_clear_error(client, data):
-    """Data that cannot be recomputed (scattered to a worker that dies): DistributedError, not
-    a model fitted on part of the data."""
+    """Data that cannot be recomputed (scattered to the workers, which all die): a
+    DistributedError, not a model fitted on part of the data."""
     client.wait_for_workers(2, timeout=60)
-    workers = list(client.scheduler_info()["workers"])
     half = N_ROWS // 2
-    futures = [
-        client.scatter(data[:half], workers=[workers[0]]),
-        client.scatter(data[half:], workers=[workers[1]]),
-    ]
+    futures = [client.scatter(data[:half]), client.scatter(data[half:])]
     x = da.concatenate(
         [
             da.from_delayed(dask.delayed(f), shape=(n, 2), dtype=np.float64)
             for f, n in zip(futures, (half, N_ROWS - half), strict=True)
         ]
     )
-    pid = client.run(os.getpid, workers=[workers[1]])[workers[1]]
+    pids = list(client.run(os.getpid).values())
 
-    def kill_at_iteration_2(phase: str, rows: int) -> None:
+    def kill_all_at_iteration_2(phase: str, rows: int) -> None:
         if phase == "iteration 2":
-            os.kill(pid, signal.SIGKILL)
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
 
     with pytest.raises(DistributedError, match="distributed pass failed"):
-        gpuvgm.VGM(**PARAMS).fit(x, progress=kill_at_iteration_2)
+        gpuvgm.VGM(**PARAMS).fit(x, progress=kill_all_at_iteration_2)
     client.wait_for_workers(2, timeout=60)
 
 
@@ -217,3 +214,21 @@ def test_errors_raised_on_workers_keep_their_type(client, data):
         gpuvgm.VGM(**PARAMS).fit(da.from_array(bad, chunks=(_chunks(3), 2)))
     with pytest.raises(gpuvgm.DataTypeError):
         gpuvgm.VGM(**PARAMS).fit(da.from_array(np.array([["a"], ["b"]])))
+
+
+def test_cli_fit_on_a_local_cluster_equals_the_local_fit(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gpuvgm.cli import main
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(-3, 1, 30_000), rng.normal(4, 0.5, 30_000)])
+    for i, part in enumerate(np.array_split(x, 3)):
+        pq.write_table(pa.table({"v": part}), tmp_path / f"part-{i}.parquet")
+    args = ["fit", str(tmp_path), "--max-iter", "15", "--seed", "1", "-q", "--device", "cpu"]
+    assert main([*args, "-o", str(tmp_path / "local.gpuvgm")]) == 0
+    assert main([*args, "-o", str(tmp_path / "dask.gpuvgm"), "--local-cluster", "1"]) == 0
+    local, remote = gpuvgm.load(tmp_path / "local.gpuvgm"), gpuvgm.load(tmp_path / "dask.gpuvgm")
+    np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-9)
+    np.testing.assert_allclose(remote.weights_, local.weights_, rtol=1e-9)
