@@ -157,10 +157,18 @@ class _Reservoir:
     def add(self, offset: int, chunk: np.ndarray) -> None:
         n = chunk.shape[0]
         words = _rng.random_words(self.seed, self._COLUMN_KEY, offset, n, _rng.STREAM_SAMPLE)
-        rows = np.arange(offset, offset + n, dtype=np.uint64) & np.uint64(0xFFFFFFFF)
-        prio = (words.astype(np.uint64) << np.uint64(32)) | rows
+        # Once every column's sample is full, only rows whose word does not exceed the largest
+        # kept word can enter: a few per chunk. Select them before building 64-bit keys.
+        if all(k.size >= self.size for k in self.keys):
+            limit = max(int(k.max()) >> 32 for k in self.keys)
+            rows = np.flatnonzero(words <= limit)
+        else:
+            rows = np.arange(n)
+        prio = (words[rows].astype(np.uint64) << np.uint64(32)) | (
+            (rows.astype(np.uint64) + np.uint64(offset)) & np.uint64(0xFFFFFFFF)
+        )
         for j in range(chunk.shape[1]):
-            x = np.asarray(chunk[:, j], dtype=np.float64)
+            x = np.asarray(chunk[rows, j], dtype=np.float64)
             ok = ~np.isnan(x)
             k, v = prio[ok], x[ok]
             if self.keys[j].size >= self.size:
@@ -999,7 +1007,6 @@ class VGM:
         dict
             ``rows``, ``seconds``, ``rows_per_second`` and ``n_clipped`` per column.
         """
-
         if layout not in LAYOUTS:
             raise ParameterError(
                 f"The 'layout' parameter must be a str among {LAYOUTS}. Got {layout!r} instead."
