@@ -121,7 +121,7 @@ def main() -> None:
     short, long = (2, 5) if args.quick else (2, 12)
     mem_sizes = (200_000, 2_000_000) if args.quick else (1_000_000, 20_000_000)
     sk_mem_rows = 1_000_000 if args.quick else 5_000_000
-    from gpuvgm._backends import _numpy
+    from gpuvgm._parallel import n_threads
 
     x = column(rows)
     sk = per_iteration(sklearn_fit, x, short, long)
@@ -143,7 +143,7 @@ def main() -> None:
             "node": platform.node(),
             "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
-            "threads": _numpy.n_threads(),
+            "threads": n_threads(),
         },
         "rows": rows,
         "iterations": [short, long],

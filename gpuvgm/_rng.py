@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._parallel import parallel_map
+
 _MASK = np.uint64(0xFFFFFFFF)
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
@@ -19,6 +21,7 @@ _W0 = 0x9E3779B9
 _W1 = 0xBB67AE85
 _SHIFT = np.uint64(32)
 _ROUNDS = 10
+_BLOCK = 1 << 15  # counters per task: 128 Ki rows
 
 # Streams: independent uses of the same (seed, column) pair.
 STREAM_COMPONENT = 0  # component sampling in transform
@@ -60,13 +63,21 @@ def random_words(seed: int, column: int, start: int, n: int, stream: int = 0) ->
         return np.empty(0, dtype=np.uint32)
     q0 = start >> 2
     q1 = (start + n - 1) >> 2
-    q = np.arange(q0, q1 + 1, dtype=np.uint64)
-    c2 = np.full_like(q, np.uint64(column & 0xFFFFFFFF))
-    c3 = np.full_like(q, np.uint64(stream & 0xFFFFFFFF))
-    words = philox4x32_10(q & _MASK, q >> _SHIFT, c2, c3, seed & 0xFFFFFFFF, seed >> 32)
-    block = np.stack(words, axis=1).astype(np.uint32).reshape(-1)  # (4 * nq,)
+    block = np.empty((q1 + 1 - q0, 4), dtype=np.uint32)  # 4 words per counter
+
+    def fill(a: int, b: int) -> None:
+        q = np.arange(q0 + a, q0 + b, dtype=np.uint64)
+        c2 = np.full_like(q, np.uint64(column & 0xFFFFFFFF))
+        c3 = np.full_like(q, np.uint64(stream & 0xFFFFFFFF))
+        words = philox4x32_10(q & _MASK, q >> _SHIFT, c2, c3, seed & 0xFFFFFFFF, seed >> 32)
+        for w in range(4):
+            block[a:b, w] = words[w]
+
+    # Counters are independent: blocks of them run on the thread pool (NumPy releases the GIL).
+    nq = block.shape[0]
+    parallel_map(fill, [(a, min(a + _BLOCK, nq)) for a in range(0, nq, _BLOCK)])
     offset = start & 3
-    return block[offset : offset + n]
+    return block.reshape(-1)[offset : offset + n]
 
 
 def uniform(seed: int, column: int, start: int, n: int, stream: int = 0) -> np.ndarray:

@@ -62,13 +62,13 @@ def test_same_seed_same_model_and_components(table):
 
 
 def test_two_threads_equal_one(table, monkeypatch):
-    from gpuvgm._backends import _numpy
+    from gpuvgm import _parallel
 
     results = []
     for threads in ("1", "2"):
         monkeypatch.setenv("GPUVGM_NUM_THREADS", threads)
-        _numpy._pool.cache_clear()
+        _parallel.pool.cache_clear()
         results.append(fit(table, 65536))
-    _numpy._pool.cache_clear()
+    _parallel.pool.cache_clear()
     np.testing.assert_array_equal(results[0].means_, results[1].means_)
     np.testing.assert_array_equal(results[0].lower_bound_, results[1].lower_bound_)

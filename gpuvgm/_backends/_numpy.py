@@ -9,15 +9,9 @@ of threads.
 
 from __future__ import annotations
 
-import functools
-import os
 import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from .. import _rng
 from .._model import (
@@ -28,40 +22,11 @@ from .._model import (
     Stats,
     TransformParams,
 )
+from .._parallel import parallel_map
 
 NAME = "numpy"
 # 16 Ki rows x K=10 float64 = 1.3 MB per temporary: stays in a core's L2 cache.
 BLOCK_ROWS = 16384
-
-T = TypeVar("T")
-
-
-def n_threads() -> int:
-    """Worker threads: ``GPUVGM_NUM_THREADS`` if set, else the CPU count (at most 16)."""
-    return int(os.environ.get("GPUVGM_NUM_THREADS", "0")) or min(os.cpu_count() or 1, 16)
-
-
-@functools.lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=n_threads(), thread_name_prefix="gpuvgm")
-
-
-@functools.lru_cache(maxsize=1)
-def _blas() -> ThreadpoolController:
-    return ThreadpoolController()
-
-
-def _map(fn: Callable[..., T], tasks: Iterable[tuple]) -> list[T]:
-    """``[fn(*t) for t in tasks]`` on the thread pool, in task order.
-
-    BLAS is held to one thread meanwhile: the blocks are the parallelism, and OpenBLAS threads
-    on top of them oversubscribe the cores (measured 3x slower on 2 cores).
-    """
-    tasks = list(tasks)
-    if len(tasks) <= 1 or n_threads() == 1:
-        return [fn(*t) for t in tasks]
-    with _blas().limit(limits=1, user_api="blas"):
-        return list(_pool().map(lambda t: fn(*t), tasks))
 
 
 def _blocks(n: int) -> list[slice]:
@@ -211,7 +176,7 @@ def estep_stats(chunk: np.ndarray, params: EStepParams) -> Stats:
         for blk in _blocks(xw.size):
             tasks.append((i, xw[blk], params.means[i], nhp, params.log_consts[i]))
 
-    results = _map(lambda i, *args: (i, _estep_block(*args)), tasks)
+    results = parallel_map(lambda i, *args: (i, _estep_block(*args)), tasks)
     for i, (stats, h, log_prob) in results:
         out.nk[i] += stats[:, 0]
         out.s1[i] += stats[:, 1]
@@ -320,7 +285,7 @@ def transform(
     def run(i: int, rows: np.ndarray, x: np.ndarray, u: np.ndarray | None):
         return i, rows, _transform_block(x, u, i, params)
 
-    for i, rows, (alpha, comp, clipped) in _map(run, tasks):
+    for i, rows, (alpha, comp, clipped) in parallel_map(run, tasks):
         normalized[rows, i] = alpha
         component[rows, i] = comp
         n_clipped[i] += clipped
