@@ -316,3 +316,48 @@ def test_cli_round_trip_on_ten_million_rows(tmp_path):
             ok = np.abs(alpha) < 0.99
             # compact stores alpha in float32: the bound is float32's, times 4 sigma of the mode
             assert np.max(np.abs(y[ok] - x[ok])) <= 1e-5 * std
+
+
+def test_bench_command_reports_rates(tmp_path, capsys):
+    metrics = tmp_path / "bench.json"
+    assert (
+        main(
+            [
+                "bench",
+                "--rows",
+                "30000",
+                "--columns",
+                "2",
+                "--iterations",
+                "2",
+                "--device",
+                "cpu",
+                "--metrics-json",
+                str(metrics),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "values/s" in out and "backend numpy" in out
+    result = json.loads(metrics.read_text())
+    for key in (
+        "prepass_values_per_second",
+        "estep_values_per_second",
+        "transform_values_per_second",
+    ):
+        assert result[key] > 0
+
+
+def test_info_and_its_device_smoke_check(capsys):
+    from gpuvgm._backends import _cuda_backend
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"gpuvgm {gpuvgm.__version__}") and "cuda:" in out
+    try:
+        _cuda_backend()
+        gpu = True
+    except gpuvgm.BackendUnavailableError:
+        gpu = False
+    assert main(["info", "--device"]) == (0 if gpu else 1)
