@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._errors import DataError, DataTypeError, DistributedError, GPUVGMError
-from ._sources import Chunk, Source, _select
+from ._sources import Chunk, Source, _non_numeric_array, _select, array_columns
 from ._validation import check_columns_match, check_encoded, check_finite, check_no_nulls
 
 if TYPE_CHECKING:
@@ -197,21 +197,12 @@ class DaskSource(Source):
             self.columns, self.named = selected, True
             self._kind = "DataFrame"
         else:
-            if X.ndim not in (1, 2):
-                raise DataError(f"expected a 1-D or 2-D array, got an array of shape {X.shape}.")
+            idx, names = array_columns(X.ndim, X.shape[-1] if X.ndim == 2 else 1, columns)
             if X.dtype.kind not in "iuf":
-                raise DataTypeError(
-                    f"the array has dtype {X.dtype}, which is not numeric; gpuvgm models "
-                    "continuous columns (integers or floats)."
-                )
+                raise _non_numeric_array(X.dtype)
             arr = X[:, None] if X.ndim == 1 else X
-            names = [str(i) for i in range(arr.shape[1])]
-            if columns is not None:
-                idx = [int(c) for c in columns]
-                for c in idx:
-                    if not 0 <= c < arr.shape[1]:
-                        raise DataError(f"column {c} does not exist: the array has {arr.shape[1]}.")
-                arr, names = arr[:, idx], [str(c) for c in idx]
+            if idx is not None:
+                arr = arr[:, idx]
             arr = arr.rechunk({1: -1})  # a partition holds whole rows
             convert = dask.delayed(_array_block, pure=True)
             self._raw = [convert(b) for b in arr.to_delayed().ravel()]

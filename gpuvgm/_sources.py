@@ -121,6 +121,31 @@ def _select(available: Sequence[str], columns: Sequence[str] | None, what: str) 
     return list(columns)
 
 
+def _non_numeric_array(dtype: np.dtype) -> DataTypeError:
+    return DataTypeError(
+        f"the array has dtype {dtype}, which is not numeric; gpuvgm models continuous columns "
+        "(integers or floats)."
+    )
+
+
+def array_columns(
+    ndim: int, n_columns: int, columns: Sequence[Any] | None
+) -> tuple[list[int] | None, list[str]]:
+    """Checks an array's rank and a column selection by position: ``(positions or None, names)``.
+
+    Shared by in-memory arrays and Dask arrays.
+    """
+    if ndim not in (1, 2):
+        raise DataError(f"expected a 1-D or 2-D array, got an array with {ndim} dimensions.")
+    if columns is None:
+        return None, [str(i) for i in range(n_columns)]
+    idx = [int(c) for c in columns]
+    for c in idx:
+        if not 0 <= c < n_columns:
+            raise DataError(f"column {c} does not exist: the array has {n_columns}.")
+    return idx, [str(c) for c in idx]
+
+
 class ArraySource(Source):
     """A NumPy array of shape (n_rows,) or (n_rows, n_columns), in memory."""
 
@@ -131,10 +156,9 @@ class ArraySource(Source):
             arr = np.asarray(array)
         except (TypeError, ValueError) as exc:  # ragged nested lists
             raise DataError(f"the input cannot be read as a 2-D array: {exc}") from None
+        idx, names = array_columns(arr.ndim, arr.shape[-1] if arr.ndim == 2 else 1, columns)
         if arr.ndim == 1:
             arr = arr[:, None]
-        if arr.ndim != 2:
-            raise DataError(f"expected a 1-D or 2-D array, got an array of shape {arr.shape}.")
         if arr.dtype.kind not in "iuf":
             if arr.dtype.kind == "O":
                 try:
@@ -145,18 +169,9 @@ class ArraySource(Source):
                         "columns."
                     ) from None
             else:
-                raise DataTypeError(
-                    f"the array has dtype {arr.dtype}, which is not numeric; gpuvgm models "
-                    "continuous columns (integers or floats)."
-                )
-        names = [str(i) for i in range(arr.shape[1])]
-        if columns is not None:
-            idx = [int(c) for c in columns]
-            for c in idx:
-                if not 0 <= c < arr.shape[1]:
-                    raise DataError(f"column {c} does not exist: the array has {arr.shape[1]}.")
+                raise _non_numeric_array(arr.dtype)
+        if idx is not None:
             arr = arr[:, idx]
-            names = [str(c) for c in idx]
         self._array = arr
         self.columns = names
         self.named = False
