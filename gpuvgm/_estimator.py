@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._kmeans import kmeans, kmeans_plusplus
 from ._model import EStepParams, Moments, Posterior, Priors, Stats, TransformParams
+from ._parallel import read_ahead
 from ._profiling import annotate, peak_rss_bytes
 from ._sources import ArraySource, CachedSource, Source, is_path_like, make_source
 from ._validation import (
@@ -78,8 +79,10 @@ Progress = Callable[[str, int], None]
 def _reported(
     source: Source, chunk_rows: int, progress: Progress | None, phase: str
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """``source.chunks(chunk_rows)``, telling ``progress(phase, rows)`` after each chunk."""
-    for offset, chunk in source.chunks(chunk_rows):
+    """``source.chunks(chunk_rows)``, telling ``progress(phase, rows)`` after each chunk; read
+    ahead on a background thread unless the chunks are already in memory."""
+    chunks = source.chunks(chunk_rows)
+    for offset, chunk in chunks if source.in_memory else read_ahead(chunks):
         yield offset, chunk
         if progress is not None:
             progress(phase, len(chunk))
@@ -924,7 +927,7 @@ class VGM:
             if extra
             else ((offset, chunk, None) for offset, chunk in source.chunks(self.chunk_rows))
         )
-        for offset, chunk, passed in items:
+        for offset, chunk, passed in items if source.in_memory else read_ahead(items):
             check_finite(chunk, names, offset)
             if self.null_policy == "error":
                 check_no_nulls(chunk, names, offset)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -41,3 +43,62 @@ def parallel_map(fn: Callable[..., T], tasks: Iterable[tuple]) -> list[T]:
         return [fn(*t) for t in tasks]
     with _blas().limit(limits=1, user_api="blas"):
         return list(pool().map(lambda t: fn(*t), tasks))
+
+
+#: Chunks a source may be read ahead of the pass that consumes them (bounded memory: this many
+#: chunks plus the one being processed).
+READ_AHEAD = 2
+
+
+def read_ahead(items: Iterable[T], depth: int = READ_AHEAD) -> Iterator[T]:
+    """The items of ``items`` in order, produced on a background thread up to ``depth`` ahead.
+
+    Reading and decoding the next chunks (pyarrow and NumPy release the GIL) overlaps the work
+    on the current one. An exception in the producer is raised here, at the item it stopped
+    at; closing this generator early (an error or an interrupt in the consumer) stops the
+    producer and closes ``items`` on its thread.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if not put((True, item)):
+                    break
+            else:
+                put((True, end))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((False, exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    producer = threading.Thread(target=produce, name="gpuvgm-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            ok, item = slots.get()
+            if not ok:
+                raise item  # type: ignore[misc]
+            if item is end:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        producer.join()

@@ -189,6 +189,8 @@ class ArraySource(Source):
 class CachedSource(Source):
     """Chunks already read and converted, kept in host memory for the next passes."""
 
+    in_memory = True
+
     def __init__(self, chunks: list[Chunk], like: Source):
         self._chunks = chunks
         self.columns = like.columns
