@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import _dask, _model, _rng
+from ._backends import _numpy as _numpy_backend
 from ._backends import get_backend
 from ._errors import (
     ConvergenceWarning,
@@ -106,38 +107,84 @@ def _fill_null(column: Any, value: int) -> np.ndarray:
 
 class _ChunkCache:
     """Where the iterations read the data: device memory first, then host memory, each up to its
-    budget; past both, nothing is kept and every iteration reads the source again."""
+    budget; past both, nothing is kept and every iteration reads the source again.
 
-    def __init__(self, device_budget: int, host_budget: int, backend: ModuleType):
+    When the source knows its row count and every row fits in the device budget, the rows are
+    gathered into one column-major device array (``whole``): an iteration is then one launch of
+    each kernel and one download of statistics, instead of one per chunk.
+    """
+
+    def __init__(
+        self, device_budget: int, host_budget: int, backend: ModuleType, n_rows: int | None
+    ):
         self.budget = {"device": device_budget, "host": host_budget}
         self.used = {"device": 0, "host": 0}
         self.backend = backend
+        self.n_rows = n_rows
+        self.whole: Any = None
+        self.rows = 0
         self.chunks: list[tuple[int, Any]] | None = []
         self.seen = 0  # bytes of one pass over the source
 
-    def add(self, offset: int, chunk: np.ndarray) -> None:
-        self.seen += chunk.nbytes
+    def add(self, offset: int, chunk: Any, host: np.ndarray) -> None:
+        """Keep rows ``offset ..`` : ``chunk`` where the backend computes (it may be a staging
+        buffer, reused after this call: it is copied), ``host`` the same rows in host memory."""
+        self.seen += host.nbytes
+        self.rows += host.shape[0]
         if self.chunks is None:
             return
+        if offset == 0 and self.n_rows:
+            nbytes = self.n_rows * host.shape[1] * host.itemsize
+            if nbytes <= self.budget["device"]:
+                self.whole = self.backend.empty_cache((self.n_rows, host.shape[1]), host.dtype)
+                self.used["device"] = nbytes
+        if self.whole is not None:
+            if self.rows > (self.n_rows or 0):  # more rows than the metadata said: distrust it
+                self._drop()
+                return
+            self.backend.cache_put(self.whole, offset, chunk)
+            return
         for where in ("device", "host"):
-            if self.used[where] + chunk.nbytes <= self.budget[where]:
-                self.used[where] += chunk.nbytes
-                kept = self.backend.to_device(chunk) if where == "device" else chunk
+            if self.used[where] + host.nbytes <= self.budget[where]:
+                self.used[where] += host.nbytes
+                kept = self.backend.to_device(chunk) if where == "device" else host
                 self.chunks.append((offset, kept))
                 return
-        self.chunks = None  # too large for the caches: stream every pass
+        self._drop()  # too large for the caches: stream every pass
+
+    def _drop(self) -> None:
+        self.chunks = None
+        self.whole = None
         self.used = {"device": 0, "host": 0}
 
+    def source(self, like: Source) -> Source | None:
+        """The cached rows as a source for the next passes, or None when they were not kept."""
+        if self.whole is not None and self.rows != self.n_rows:
+            self._drop()  # fewer rows than the metadata said
+        if self.whole is not None:
+            return CachedSource([(0, self.whole)], like, "device memory, one array")
+        if self.chunks:
+            where = "device memory" if self.used["device"] else "host memory"
+            if self.used["device"] and self.used["host"]:
+                where = "device and host memory"
+            return CachedSource(self.chunks, like, where)
+        return None
+
     def describe(self) -> str:
-        if self.chunks is None or not self.chunks:
+        if self.chunks is None or (not self.chunks and self.whole is None):
             return "the source on every pass (larger than the caches)"
         return (
-            f"the cache ({self.used['device'] / 1e9:.3g} GB on the device, "
+            f"the cache ({self.used['device'] / 1e9:.3g} GB on the device"
+            f"{' in one array' if self.whole is not None else ''}, "
             f"{self.used['host'] / 1e9:.3g} GB in host memory)"
         )
 
-    def report(self) -> dict[str, int]:
-        return {"device_bytes": self.used["device"], "host_bytes": self.used["host"]}
+    def report(self) -> dict[str, Any]:
+        return {
+            "device_bytes": self.used["device"],
+            "host_bytes": self.used["host"],
+            "whole_on_device": self.whole is not None,
+        }
 
 
 class _Reservoir:
@@ -157,32 +204,32 @@ class _Reservoir:
         self.keys = [np.empty(0, dtype=np.uint64) for _ in range(n_columns)]
         self.values = [np.empty(0) for _ in range(n_columns)]
 
-    def add(self, offset: int, chunk: np.ndarray) -> None:
-        n = chunk.shape[0]
-        words = _rng.random_words(self.seed, self._COLUMN_KEY, offset, n, _rng.STREAM_SAMPLE)
+    def add(self, offset: int, chunk: Any, backend: ModuleType = _numpy_backend) -> None:
+        """Offer the rows of ``chunk`` (global rows ``offset ..``; on ``backend``'s device)."""
         # Once every column's sample is full, only rows whose word does not exceed the largest
-        # kept word can enter: a few per chunk. Select them before building 64-bit keys.
+        # kept word can enter: a few per chunk. The backend selects them where the chunk is.
+        limit = 0xFFFFFFFF
         if all(k.size >= self.size for k in self.keys):
             limit = max(int(k.max()) >> 32 for k in self.keys)
-            rows = np.flatnonzero(words <= limit)
-        else:
-            rows = np.arange(n)
-        prio = (words[rows].astype(np.uint64) << np.uint64(32)) | (
+        rows, words, values = backend.sample_candidates(
+            chunk, self.seed, self._COLUMN_KEY, _rng.STREAM_SAMPLE, offset, limit
+        )
+        prio = (words.astype(np.uint64) << np.uint64(32)) | (
             (rows.astype(np.uint64) + np.uint64(offset)) & np.uint64(0xFFFFFFFF)
         )
-        for j in range(chunk.shape[1]):
-            x = np.asarray(chunk[rows, j], dtype=np.float64)
+        for j in range(values.shape[1]):
+            x = values[:, j]
             ok = ~np.isnan(x)
             k, v = prio[ok], x[ok]
             if self.keys[j].size >= self.size:
                 keep = k < self.keys[j].max()
                 k, v = k[keep], v[keep]
             keys = np.concatenate([self.keys[j], k])
-            values = np.concatenate([self.values[j], v])
+            values_j = np.concatenate([self.values[j], v])
             if keys.size > self.size:
                 sel = np.argpartition(keys, self.size - 1)[: self.size]
-                keys, values = keys[sel], values[sel]
-            self.keys[j], self.values[j] = keys, values
+                keys, values_j = keys[sel], values_j[sel]
+            self.keys[j], self.values[j] = keys, values_j
 
     def sample(self, j: int) -> np.ndarray:
         """Column ``j``'s sample, ordered by priority (independent of the chunking)."""
@@ -204,17 +251,23 @@ class _Reservoir:
 
 
 def _checked_moments(
-    offset: int, chunk: np.ndarray, backend: ModuleType, names: Sequence[str], null_policy: str
+    offset: int,
+    chunk: Any,
+    host: np.ndarray,
+    backend: ModuleType,
+    names: Sequence[str],
+    null_policy: str,
 ) -> Moments:
-    """The pre-pass moments of one chunk whose first row is global row ``offset``, after the
-    checks (no infinities; no nulls under ``null_policy="error"``)."""
+    """The pre-pass moments of one chunk whose first row is global row ``offset`` (``chunk``
+    where the backend computes, ``host`` the same rows on the host), after the checks (no
+    infinities; no nulls under ``null_policy="error"``)."""
     part = backend.moments(chunk)
     # The moments see infinities and nulls already; the chunk is searched for the first
     # offending row only when there is one.
     if (~(np.isfinite(part.minimum) & np.isfinite(part.maximum)) & (part.count > 0)).any():
-        check_finite(chunk, names, offset)
+        check_finite(host, names, offset)
     if null_policy == "error" and part.n_null.any():
-        check_no_nulls(chunk, names, offset)
+        check_no_nulls(host, names, offset)
     return part
 
 
@@ -251,8 +304,10 @@ def _prepass_part(
 ) -> _PrepassPart:
     """The pre-pass of one chunk on its own (a Dask partition's chunks are reduced with ``+``)."""
     reservoir = _Reservoir(len(names), sample_size, seed)
-    reservoir.add(offset, chunk)
-    return _PrepassPart(_checked_moments(offset, chunk, backend, names, null_policy), reservoir)
+    reservoir.add(offset, chunk, backend)
+    return _PrepassPart(
+        _checked_moments(offset, chunk, chunk, backend, names, null_policy), reservoir
+    )
 
 
 def _seeding_frame(sample: np.ndarray) -> tuple[np.ndarray, float]:
@@ -542,8 +597,9 @@ class VGM:
         progress: Progress | None,
     ) -> None:
         """Everything after the pre-pass: priors, initialisation, iterations, attributes."""
-        if cache.chunks:
-            source = CachedSource(cache.chunks, source)  # the iterations read the cache
+        cached = cache.source(source)
+        if cached is not None:
+            source = cached  # the iterations read the cache
         n_rows = int(moments.count[0] + moments.n_null[0])
         names = source.columns
         n_cols = len(names)
@@ -644,7 +700,7 @@ class VGM:
                 (np.asarray(tr) / moments.count[j]).tolist() for j, tr in enumerate(traces)
             ],
             # The pre-pass reads the source; later passes read it again unless it was cached.
-            "bytes_read": cache.seen * (1 if cache.chunks else passes),
+            "bytes_read": cache.seen * (1 if cached is not None else passes),
             "memory": {"peak_host_rss_bytes": peak_rss_bytes(), **backend.memory_report()},
         }
         logger.info(
@@ -674,7 +730,10 @@ class VGM:
         moments = Moments.empty(len(names))
         reservoir = _Reservoir(len(names), self.init_sample_size, seed)
         cache = _ChunkCache(
-            backend.cache_budget_bytes(), 0 if source.in_memory else self.cache_bytes, backend
+            backend.cache_budget_bytes(),
+            0 if source.in_memory else self.cache_bytes,
+            backend,
+            source.n_rows,
         )
         if isinstance(source, _dask.DaskSource):
             # A distributed source (gpuvgm._dask): the same pass per partition on its workers,
@@ -691,12 +750,13 @@ class VGM:
             moments, reservoir = total.moments, total.reservoir
             source.persist_on(backend)
         else:
-            for offset, chunk in _reported(source, self.chunk_rows, progress, "prepass"):
-                cache.add(offset, chunk)
+            chunks = _reported(source, self.chunk_rows, progress, "prepass")
+            for offset, chunk, host in backend.stage(chunks):
+                cache.add(offset, chunk, host)
                 moments = moments + _checked_moments(
-                    offset, chunk, backend, names, self.null_policy
+                    offset, chunk, host, backend, names, self.null_policy
                 )
-                reservoir.add(offset, chunk)
+                reservoir.add(offset, chunk, backend)
         n_rows = int(moments.count[0] + moments.n_null[0]) if names else 0
         if n_rows == 0:
             raise DataError("the input is empty: there are no rows to fit.")
@@ -758,7 +818,7 @@ class VGM:
                 np.zeros_like(centers),
             )
             fn = _on_chunk(backend.assign_stats, centers, params)
-            stats = self._pass(source, fn, progress, "init")
+            stats = self._pass(source, backend, fn, progress, "init")
             if stats_scale is not None:
                 stats = stats.scaled(stats_scale)
             return _model.m_step(stats, priors)
@@ -793,14 +853,19 @@ class VGM:
         return total
 
     def _pass(
-        self, source: Source, fn: Callable[[int, Any], Stats], progress: Progress | None, phase: str
+        self,
+        source: Source,
+        backend: ModuleType,
+        fn: Callable[[int, Any], Stats],
+        progress: Progress | None,
+        phase: str,
     ) -> Stats:
         """``fn(row_offset, chunk)`` summed over every chunk of ``source``: on the workers for a
         Dask source (:meth:`gpuvgm._dask.DaskSource.map_reduce`), else here, chunk by chunk."""
         if isinstance(source, _dask.DaskSource):
             return source.map_reduce(fn, self.chunk_rows, progress, phase)
         chunks = _reported(source, self.chunk_rows, progress, phase)
-        return self._reduce(fn(offset, chunk) for offset, chunk in chunks)
+        return self._reduce(fn(offset, chunk) for offset, chunk, _ in backend.stage(chunks))
 
     def _iterate(
         self,
@@ -831,7 +896,11 @@ class VGM:
             with annotate(f"iteration {it}"):
                 with annotate("estep"):
                     stats = self._pass(
-                        source, _on_chunk(backend.estep_stats, params), progress, f"iteration {it}"
+                        source,
+                        backend,
+                        _on_chunk(backend.estep_stats, params),
+                        progress,
+                        f"iteration {it}",
                     )
                 if stats_scale is not None:
                     stats = stats.scaled(stats_scale[cols])

@@ -187,12 +187,13 @@ class ArraySource(Source):
 
 
 class CachedSource(Source):
-    """Chunks already read and converted, kept in host memory for the next passes."""
+    """Chunks already read and converted, kept (in host or device memory) for the next passes."""
 
     in_memory = True
 
-    def __init__(self, chunks: list[Chunk], like: Source):
+    def __init__(self, chunks: list[Chunk], like: Source, where: str = "host memory"):
         self._chunks = chunks
+        self._where = where
         self.columns = like.columns
         self.named = like.named
         self.n_rows = sum(len(c) for _, c in chunks)
@@ -203,7 +204,7 @@ class CachedSource(Source):
         yield from self._chunks
 
     def describe(self) -> str:
-        return f"{self._like}, cached in host memory"
+        return f"{self._like}, cached in {self._where}"
 
 
 class PandasSource(Source):

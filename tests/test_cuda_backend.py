@@ -156,3 +156,35 @@ def test_out_of_memory_is_retried_in_pieces(monkeypatch, caplog):
         got = _cuda.estep_stats(chunk, params)
     assert "out of memory" in caplog.text
     assert_stats_close(got, ref.estep_stats(chunk, params), RTOL[np.float32])
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "dtype", "order"),
+    [(1, np.float32, "C"), (257, np.float64, "F"), (1_000_003, np.float32, "F")],
+)
+@pytest.mark.parametrize("limit", [0, 2**24, 2**31, 2**32 - 1])
+@pytest.mark.parametrize("device", [False, True], ids=["numpy-in", "cupy-in"])
+def test_sample_candidates(n_rows, dtype, order, limit, device):
+    chunk, _ = make_case(n_rows, n_rows, 2, 1, dtype, order)
+    args = ((1 << 40) + 5, 0xFFFFFFFF, 1, 2**32 - 5, limit)  # rows cross 2**32
+    got = _cuda.sample_candidates(_on(chunk, device), *args)
+    want = ref.sample_candidates(chunk, *args)
+    for g, w, name in zip(got, want, ("rows", "words", "values"), strict=True):
+        assert isinstance(g, np.ndarray) and g.dtype == w.dtype, name
+        np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+def test_sample_candidates_in_pieces(monkeypatch):
+    """The rows of a piece are shifted back to the chunk's, and its global rows are the chunk's."""
+    chunk, _ = make_case(18, 50_001, 2, 1, np.float64, "C")
+    cuts = [0, 1, 777, 30_000, 50_001]
+
+    def fixed_pieces(run, n_rows):
+        assert n_rows == cuts[-1]
+        return [run(cuts[i], cuts[i + 1]) for i in range(len(cuts) - 1)]
+
+    monkeypatch.setattr(_cuda, "_in_pieces", fixed_pieces)
+    args = (7, 3, 1, 123, 2**30)
+    got = _cuda.sample_candidates(cupy.asarray(chunk), *args)
+    for g, w in zip(got, ref.sample_candidates(chunk, *args), strict=True):
+        np.testing.assert_array_equal(g, w)

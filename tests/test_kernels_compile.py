@@ -48,7 +48,7 @@ def nvcc() -> str:
 
 def _translation_unit(family: str) -> str:
     """One family's NVRTC code, and a reference to every instance the backend names in it."""
-    ks = (0,) if family == "moments" else COMPONENTS
+    ks = (0,) if family in ("moments", "sample") else COMPONENTS
     names = list(dict.fromkeys(n for k in ks for n in _cuda.kernel_names(family, k)))
     table = ",\n".join(f"    reinterpret_cast<const void*>(&{name})" for name in names)
     return (
@@ -65,7 +65,7 @@ def _compile(nvcc: str, source: Path, arch: str, out: Path) -> subprocess.Comple
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("family", ["moments", "estep", "transform"])
+@pytest.mark.parametrize("family", ["moments", "estep", "transform", "sample"])
 def test_backend_kernels_compile(nvcc, tmp_path, family, arch):
     source = tmp_path / f"gpuvgm_{family}.cu"  # one program per family, as NVRTC gets them
     source.write_text(_translation_unit(family))
@@ -73,7 +73,7 @@ def test_backend_kernels_compile(nvcc, tmp_path, family, arch):
     assert done.returncode == 0, f"nvcc failed for {family} on {arch}:\n{done.stderr}{done.stdout}"
 
 
-@pytest.mark.parametrize("name", ["estep.cu", "transform.cu", "inverse.cu"])
+@pytest.mark.parametrize("name", ["estep.cu", "transform.cu", "inverse.cu", "sample.cu"])
 def test_each_file_compiles_on_its_own(nvcc, tmp_path, name):
     """The files as shipped, with a plain -I include path (what a reader or IDE compiles)."""
     done = subprocess.run(

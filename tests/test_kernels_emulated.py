@@ -72,6 +72,9 @@ _SIGNATURES = {
         vp, c_int, i64, i64, vp, c_int, i64, i64, i64, c_int, vp, c_int, vp, c_int, c_int, vp,
     ],
     "emu_philox_words": [u64, u64, ctypes.c_uint, u64, i64, vp],
+    "emu_sample_candidates": [
+        i64, u64, u64, ctypes.c_uint, i64, ctypes.c_uint, c_int, c_int, vp, vp, vp,
+    ],
 }  # fmt: skip
 
 

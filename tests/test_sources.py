@@ -109,23 +109,81 @@ def test_cache_fills_the_device_then_host_memory_then_gives_up():
     moved = []
     backend = SimpleNamespace(to_device=lambda c: moved.append(c) or ("device", c))
     chunk = np.zeros((100, 2))  # 1600 bytes
-    cache = _ChunkCache(device_budget=3200, host_budget=1600, backend=backend)
+    # Row count unknown (CSV): chunk by chunk.
+    cache = _ChunkCache(device_budget=3200, host_budget=1600, backend=backend, n_rows=None)
     for i in range(3):
-        cache.add(i * 100, chunk)
+        cache.add(i * 100, chunk, chunk)
     assert [type(c) for _, c in cache.chunks] == [tuple, tuple, np.ndarray]
-    assert cache.report() == {"device_bytes": 3200, "host_bytes": 1600}
-    cache.add(300, chunk)  # fits nowhere: keep nothing, stream every pass
-    assert cache.chunks is None and cache.report() == {"device_bytes": 0, "host_bytes": 0}
+    assert cache.report() == {"device_bytes": 3200, "host_bytes": 1600, "whole_on_device": False}
+    cache.add(300, chunk, chunk)  # fits nowhere: keep nothing, stream every pass
+    assert cache.chunks is None and cache.source(None) is None
+    assert cache.report() == {"device_bytes": 0, "host_bytes": 0, "whole_on_device": False}
     assert len(moved) == 2
+
+
+def test_cache_gathers_every_row_into_one_device_array_when_they_fit():
+    from gpuvgm._backends import _numpy
+    from gpuvgm._estimator import _ChunkCache
+    from gpuvgm._sources import ArraySource
+
+    x = np.random.default_rng(0).normal(size=(250, 3))
+    like = ArraySource(x)
+    cache = _ChunkCache(device_budget=x.nbytes, host_budget=0, backend=_numpy, n_rows=250)
+    for start in range(0, 250, 100):
+        staged = x[start : start + 100].copy()
+        cache.add(start, staged, staged)
+        staged[:] = np.nan  # a staging buffer is reused after add(): the cache kept a copy
+    ((offset, whole),) = cache.source(like).chunks(100)
+    assert offset == 0 and whole.flags.f_contiguous
+    np.testing.assert_array_equal(whole, x)
+    assert cache.report() == {"device_bytes": x.nbytes, "host_bytes": 0, "whole_on_device": True}
+    # One byte short: chunk by chunk (here: nothing fits, stream).
+    short = _ChunkCache(device_budget=x.nbytes - 1, host_budget=0, backend=_numpy, n_rows=250)
+    short.add(0, x, x)
+    assert not short.report()["whole_on_device"] and short.source(like) is None
+    # The source delivered fewer or more rows than its metadata said: the cache is not used.
+    for rows in (240, 260):
+        wrong = _ChunkCache(device_budget=10**6, host_budget=0, backend=_numpy, n_rows=250)
+        y = np.zeros((rows, 3))
+        wrong.add(0, y[:200], y[:200])
+        wrong.add(200, y[200:], y[200:])
+        assert wrong.source(like) is None
+
+
+@pytest.mark.filterwarnings("ignore::gpuvgm.ConvergenceWarning")
+def test_fit_from_one_device_array_matches_the_streamed_fit(tmp_path, frame, monkeypatch):
+    """The backend's cache budget admits every row: iterations read one array (one launch per
+    kernel on a GPU); the model is the streamed model up to summation order."""
+    from gpuvgm._backends import _numpy
+
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pandas(frame[["a", "b"]], preserve_index=False), path)
+    kw = dict(n_components=5, max_iter=20, chunk_rows=777, device="cpu", random_state=3)
+    streamed = gpuvgm.VGM(**kw, cache_bytes=0).fit(path)
+    monkeypatch.setattr(_numpy, "cache_budget_bytes", lambda: 1 << 30)
+    whole = gpuvgm.VGM(**kw).fit(path)
+    assert whole.fit_report_["cache"]["whole_on_device"]
+    assert "one array" in whole.fit_report_["source"]
+    np.testing.assert_array_equal(whole.n_iter_, streamed.n_iter_)
+    np.testing.assert_allclose(whole.means_, streamed.means_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(whole.weights_, streamed.weights_, rtol=1e-10, atol=1e-14)
 
 
 def test_fit_report_says_where_the_iterations_read(tmp_path, frame):
     path = tmp_path / "d.parquet"
     pq.write_table(pa.Table.from_pandas(frame[["b"]], preserve_index=False), path)
     cached = fit(path)
-    assert cached.fit_report_["cache"] == {"device_bytes": 0, "host_bytes": len(frame) * 8}
+    assert cached.fit_report_["cache"] == {
+        "device_bytes": 0,
+        "host_bytes": len(frame) * 8,
+        "whole_on_device": False,
+    }
     streamed = gpuvgm.VGM(5, max_iter=3, cache_bytes=0, device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
         streamed.fit(path)
-    assert streamed.fit_report_["cache"] == {"device_bytes": 0, "host_bytes": 0}
+    assert streamed.fit_report_["cache"] == {
+        "device_bytes": 0,
+        "host_bytes": 0,
+        "whole_on_device": False,
+    }

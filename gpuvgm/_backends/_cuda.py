@@ -21,7 +21,7 @@ import functools
 import importlib.resources
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -60,6 +60,7 @@ _FAMILY_FILES = {
     "moments": ("estep.cu",),
     "estep": ("estep.cu",),
     "transform": ("transform.cu", "inverse.cu"),
+    "sample": ("sample.cu",),
 }
 _INCLUDE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$')
 
@@ -126,6 +127,8 @@ def kernel_names(family: str, n_components: int = 0) -> tuple[str, ...]:
             "gpuvgm::reduce_partials",
             *(f"gpuvgm::{fn}<{t}>" for fn in ("moments_sums", "moments_m2") for t in _REALS),
         )
+    if family == "sample":  # reads no data: one instance, whatever the dtype
+        return ("gpuvgm::sample_candidates",)
     _check_k(k)
     if family == "estep":
         return (
@@ -729,6 +732,147 @@ def cache_budget_bytes() -> int:
 
 
 def to_device(chunk: Any) -> Any:
-    """A device copy of ``chunk`` (same dtype and memory order) for the next passes."""
+    """A device copy of ``chunk`` (same dtype and memory order) for the next passes; a copy
+    also when ``chunk`` is on the device already (it may be a staging buffer)."""
     _ensure_cupy()
-    return cupy.asarray(chunk, order="K")
+    return cupy.array(chunk, order="K", copy=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming host chunks to the device (gpuvgm/_backends/_staging.py) and the device cache
+# --------------------------------------------------------------------------------------------
+
+
+class _CupyOps:
+    """:class:`gpuvgm._backends._staging.DeviceOps` with CuPy: the copy stream is non-blocking
+    (it never waits for the legacy default stream the kernels run on), events carry no timing."""
+
+    def copy_stream(self) -> Any:
+        return cupy.cuda.Stream(non_blocking=True)
+
+    def current_stream(self) -> Any:
+        return cupy.cuda.get_current_stream()
+
+    def event(self) -> Any:
+        return cupy.cuda.Event(disable_timing=True)
+
+    def record(self, event: Any, stream: Any) -> None:
+        event.record(stream)
+
+    def wait(self, stream: Any, event: Any) -> None:
+        stream.wait_event(event)
+
+    def synchronize(self, event: Any) -> None:
+        event.synchronize()
+
+    def pinned(self, nbytes: int) -> np.ndarray:
+        import cupyx
+
+        return cupyx.empty_pinned((nbytes,), dtype=np.uint8)
+
+    def device(self, nbytes: int) -> Any:
+        return cupy.empty((nbytes,), dtype=cupy.uint8)
+
+    def view(self, buffer: Any, shape: tuple[int, ...], dtype: np.dtype, order: str) -> Any:
+        return cupy.ndarray(shape, dtype=dtype, memptr=buffer.data, order=order)
+
+    def copy_async(self, dst: Any, src: np.ndarray, nbytes: int, stream: Any) -> None:
+        cupy.cuda.runtime.memcpyAsync(
+            dst.data.ptr, src.ctypes.data, nbytes, cupy.cuda.runtime.memcpyHostToDevice, stream.ptr
+        )
+
+
+def stage(chunks: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, Any, Any]]:
+    """``(offset, device array, host array)`` for each ``(offset, chunk)``: host chunks go
+    through pinned buffers and asynchronous copies on a stream of their own, ahead of the
+    kernels (:class:`~gpuvgm._backends._staging.Stager`); device chunks pass through. A
+    device array is valid until the next one is requested."""
+    from ._staging import Stager
+
+    _ensure_cupy()
+    stager = Stager(_CupyOps())
+    try:
+        with annotate("staged_pass"):
+            yield from stager.stage(chunks)
+    finally:
+        stager.close()
+        logger.debug("staged %d bytes to the device", stager.bytes_copied)
+
+
+def empty_cache(shape: tuple[int, int], dtype: np.dtype) -> Any:
+    """Device memory for a whole column-major copy of the data (see ``_ChunkCache``)."""
+    _ensure_cupy()
+    return cupy.empty(shape, dtype=dtype, order="F")
+
+
+def cache_put(cache: Any, start: int, chunk: Any) -> None:
+    """``cache[start : start + len(chunk)] = chunk``, on the current stream (device to device
+    when the chunk is on the device)."""
+    cache[start : start + chunk.shape[0]] = cupy.asarray(chunk)
+
+
+# --------------------------------------------------------------------------------------------
+# The initialisation sample's candidate rows (kernels/sample.cu)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_sample_args(seed: int, offset: int, limit: int) -> tuple[int, int, int]:
+    """``(seed, offset, limit)`` as ints, or ValueError (the NumPy twin checks the same ranges)."""
+    for name, value, bound in (("seed", seed, 64), ("offset", offset, 63), ("limit", limit, 32)):
+        if not 0 <= int(value) < 2**bound:
+            raise ValueError(f"{name} must be in [0, 2**{bound}), got {value}")
+    return int(seed), int(offset), int(limit)
+
+
+def sample_candidates(
+    chunk: Any, seed: int, column_key: int, stream: int, offset: int, limit: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of ``chunk`` (global rows ``offset .. offset + n - 1``) whose Philox word
+    ``(seed, column_key, global row, stream)`` is ``<= limit`` (``0 <= limit < 2**32``).
+
+    CUDA twin of :func:`gpuvgm._backends._numpy.sample_candidates`; kernel ``sample_candidates``
+    in ``kernels/sample.cu``. Returns ``rows`` int64 ascending (chunk-relative), their ``words``
+    uint32 and ``values`` float64 of shape (m, n_columns), nulls staying NaN: NumPy arrays, for a
+    NumPy or a CuPy chunk. The kernel reads no data and appends candidates in the order its
+    atomics give; they are sorted by row on the device. A CuPy chunk's values are gathered on the
+    device; a NumPy chunk is never copied to the device, its candidate rows are read on the host.
+    """
+    _ensure_cupy()
+    chunk, on_host = _check_chunk(chunk)
+    seed, offset, limit = _check_sample_args(seed, offset, limit)
+    kernel = _kernel("sample", "gpuvgm::sample_candidates")
+    resident = _blocks_per_sm(kernel) * _sm_count(cupy.cuda.Device().id)
+    key = np.uint64(int(column_key) & 0xFFFFFFFF)  # the Philox counter takes 32 bits, as the twin
+    stream_u = np.uint32(int(stream) & 0xFFFFFFFF)
+
+    def run(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n_rows = stop - start
+        rows_d = cupy.empty(n_rows, dtype=cupy.int64)
+        words_d = cupy.empty(n_rows, dtype=cupy.uint32)
+        count_d = cupy.zeros(1, dtype=cupy.uint64)
+        grid_x = _grid_x(n_rows, 1, 1, 4 * resident)
+        kernel(
+            (grid_x,),
+            (THREADS,),
+            (
+                np.int64(n_rows), np.uint64(seed), key, stream_u, np.int64(offset + start),
+                np.uint32(limit), rows_d, words_d, count_d,
+            ),
+        )  # fmt: skip
+        m = min(int(count_d.get()[0]), n_rows)
+        rows_d, words_d = rows_d[:m], words_d[:m]
+        if m > 1:  # the atomics hand out slots in no set order: by row, as the NumPy twin
+            order = cupy.argsort(rows_d)
+            rows_d, words_d = rows_d[order], words_d[order]
+        if on_host:
+            rows = cupy.asnumpy(rows_d)
+            values = np.asarray(chunk[start:stop][rows], dtype=np.float64)
+        else:
+            values = cupy.asnumpy(chunk[start:stop][rows_d].astype(cupy.float64, copy=False))
+            rows = cupy.asnumpy(rows_d)
+        return rows + start, cupy.asnumpy(words_d), values
+
+    with annotate("sample_candidates"):
+        parts = _in_pieces(run, chunk.shape[0])
+    rows, words, values = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return rows, words, values

@@ -10,6 +10,7 @@ of threads.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -74,6 +75,30 @@ def _set_column(m: Moments, j: int, part: Moments) -> Moments:
     for name in ("count", "mean", "m2", "minimum", "maximum", "n_null"):
         getattr(m, name)[j] = getattr(part, name)[0]
     return m
+
+
+def _check_sample_args(seed: int, offset: int, limit: int) -> tuple[int, int, int]:
+    """``(seed, offset, limit)`` as ints, or ValueError (the CUDA twin checks the same ranges)."""
+    for name, value, bound in (("seed", seed, 64), ("offset", offset, 63), ("limit", limit, 32)):
+        if not 0 <= int(value) < 2**bound:
+            raise ValueError(f"{name} must be in [0, 2**{bound}), got {value}")
+    return int(seed), int(offset), int(limit)
+
+
+def sample_candidates(
+    chunk: np.ndarray, seed: int, column_key: int, stream: int, offset: int, limit: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of ``chunk`` (global rows ``offset .. offset + n - 1``) whose Philox word
+    ``(seed, column_key, global row, stream)`` is ``<= limit`` (``0 <= limit < 2**32``).
+
+    Returns ``rows`` int64 ascending (chunk-relative), their ``words`` uint32 and ``values``
+    float64 of shape (m, n_columns), nulls staying NaN. The candidates of the initialisation
+    sample's bottom-k selection. NumPy twin of ``sample_candidates`` in ``kernels/sample.cu``.
+    """
+    seed, offset, limit = _check_sample_args(seed, offset, limit)
+    words = _rng.random_words(seed, column_key, offset, chunk.shape[0], stream)
+    rows = np.flatnonzero(words <= limit).astype(np.int64, copy=False)
+    return rows, words[rows], np.asarray(chunk[rows], dtype=np.float64)
 
 
 # |x'| beyond this happens only at transform time, for values far outside the fitted data: their
@@ -326,3 +351,19 @@ def cache_budget_bytes() -> int:
 def to_device(chunk: np.ndarray) -> np.ndarray:
     """The chunk where this backend computes: host memory, as it is."""
     return chunk
+
+
+def stage(chunks: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(offset, chunk where this backend computes, host chunk)``: the same array twice."""
+    for offset, chunk in chunks:
+        yield offset, chunk, chunk
+
+
+def empty_cache(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """Memory for a whole column-major copy of the data (see ``_ChunkCache``)."""
+    return np.empty(shape, dtype=dtype, order="F")
+
+
+def cache_put(cache: np.ndarray, start: int, chunk: np.ndarray) -> None:
+    """``cache[start : start + len(chunk)] = chunk``."""
+    cache[start : start + chunk.shape[0]] = chunk

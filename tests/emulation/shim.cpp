@@ -9,6 +9,7 @@
 
 #include "estep.cu"
 #include "inverse.cu"
+#include "sample.cu"
 #include "transform.cu"
 
 #include <vector>
@@ -189,6 +190,16 @@ int emu_inverse(const void* alpha, int a_itemsize, i64 a_row_stride, i64 a_col_s
     }
   });
   return (c_itemsize == 4 || c_itemsize == 8) ? rc : -1;
+}
+
+// rows, words: n_rows entries each; *count zeroed by the caller. The candidates come out in the
+// order the atomics gave them, as on the GPU (the caller sorts them, as the CUDA backend does).
+int emu_sample_candidates(i64 n_rows, u64 seed, u64 column_key, unsigned int stream,
+                          i64 row_offset, unsigned int limit, int grid_x, int block, i64* rows,
+                          unsigned int* words, u64* count) {
+  launch(dim3(grid_x), dim3(block), gpuvgm::sample_candidates, n_rows, seed, column_key, stream,
+         row_offset, limit, rows, words, count);
+  return 0;
 }
 
 // The device twin of gpuvgm._rng.random_words, called on the host (it is __host__ __device__).
