@@ -4,6 +4,7 @@ fixed order and do not depend on the number of threads."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
@@ -95,10 +96,81 @@ def read_ahead(items: Iterable[T], depth: int = READ_AHEAD) -> Iterator[T]:
         while True:
             ok, item = slots.get()
             if not ok:
-                raise item  # type: ignore[misc]
+                raise item
             if item is end:
                 return
-            yield item  # type: ignore[misc]
+            yield item
     finally:
         stop.set()
         producer.join()
+
+
+class WriteBehind:
+    """Calls ``fn(item)`` for submitted items, in order, on a background thread, up to
+    ``depth`` items behind the submitter: writing a chunk overlaps computing the next.
+
+    An exception in ``fn`` is raised by the next :meth:`submit` or by :meth:`finish`; after
+    one, nothing more is written. :meth:`abort` drops what is queued and stops the thread.
+    """
+
+    _END = object()
+
+    def __init__(self, fn: Callable[[T], object], depth: int = READ_AHEAD):
+        self._fn = fn
+        self._items: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gpuvgm-write-behind", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._items.get()
+            if item is self._END or self._stop.is_set():
+                return
+            try:
+                self._fn(item)
+            except BaseException as exc:  # raised on the submitting thread
+                self._error = exc
+                return
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._stop.set()
+            raise error
+
+    def submit(self, item: T) -> None:
+        while True:
+            self._raise()
+            if not self._thread.is_alive():
+                raise RuntimeError("the write-behind thread has stopped")
+            try:
+                self._items.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        """Wait until every submitted item is written; raise the writer's error if any."""
+        if self._thread.is_alive():
+            while True:
+                try:
+                    self._items.put(self._END, timeout=0.05)
+                    break
+                except queue.Full:
+                    if not self._thread.is_alive():
+                        break
+            self._thread.join()
+        self._raise()
+
+    def abort(self) -> None:
+        """Stop without writing what is still queued (after an error or an interrupt)."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._items.put_nowait(self._END)
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self._items.get_nowait()
+            self._thread.join(timeout=0.05)

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from ._parallel import WriteBehind
+
 LAYOUTS = ("rdt", "compact", "ctgan")
 
 
@@ -101,10 +103,16 @@ def parquet_output(
                 writer = pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table, row_group_size=row_group_rows)
 
+        # Encoding and writing a chunk (pyarrow releases the GIL) overlaps computing the next.
+        behind = WriteBehind(write)
         try:
-            yield write
+            yield behind.submit
+            behind.finish()
             if writer is None:
                 writer = pq.ParquetWriter(tmp, empty_schema)
+        except BaseException:
+            behind.abort()
+            raise
         finally:
             if writer is not None:
                 writer.close()

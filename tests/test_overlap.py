@@ -1,5 +1,6 @@
-"""Reading ahead (``gpuvgm._parallel.read_ahead``): order, bounded memory, overlap, errors and
-early close; and a streamed fit that reads ahead gives the model of the in-memory fit."""
+"""Overlap on the host: reading ahead (``read_ahead``) and writing behind (``WriteBehind``) in
+``gpuvgm._parallel``: order, bounded memory, overlap, errors, early close; a streamed fit that
+reads ahead gives the model of the in-memory fit, and a failed write leaves no file."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gpuvgm import VGM, DataError
-from gpuvgm._parallel import read_ahead
+from gpuvgm._parallel import WriteBehind, read_ahead
 
 
 def test_items_in_order_and_complete():
@@ -109,3 +110,79 @@ def test_streamed_fit_and_transform_match_memory(tmp_path):
     a, b = streamed.transform(path), memory.transform(x.reshape(-1, 1))
     np.testing.assert_array_equal(a.component, b.component)
     np.testing.assert_allclose(a.normalized, b.normalized, rtol=1e-9, atol=1e-12)
+
+
+def test_write_behind_writes_everything_in_order():
+    written = []
+    behind = WriteBehind(written.append, depth=2)
+    for i in range(500):
+        behind.submit(i)
+    behind.finish()
+    assert written == list(range(500))
+
+
+def test_write_behind_overlaps_the_submitter():
+    started, release = threading.Event(), threading.Event()
+
+    def slow(item):
+        started.set()
+        assert release.wait(5)
+
+    behind = WriteBehind(slow, depth=2)
+    behind.submit(0)  # returns while item 0 is still being written
+    assert started.wait(5)
+    behind.submit(1)
+    release.set()
+    behind.finish()
+
+
+def test_write_behind_raises_the_writers_error_and_stops_writing():
+    written = []
+
+    def write(item):
+        if item == 3:
+            raise OSError("disk full")
+        written.append(item)
+
+    behind = WriteBehind(write, depth=1)
+    with pytest.raises(OSError, match="disk full"):
+        for i in range(100):
+            behind.submit(i)
+        behind.finish()
+    assert written == [0, 1, 2]
+
+
+def test_write_behind_abort_drops_queued_items():
+    gate = threading.Event()
+    written = []
+
+    def write(item):
+        assert gate.wait(5)
+        written.append(item)
+
+    behind = WriteBehind(write, depth=3)
+    for i in range(4):
+        behind.submit(i)
+    gate.set()
+    behind.abort()
+    assert written in ([0], [0, 1])  # the item being written when aborted, at most one more
+    with pytest.raises(RuntimeError):
+        behind.submit(9)
+
+
+def test_failed_parquet_write_leaves_no_file(tmp_path):
+    from gpuvgm._writers import parquet_output
+
+    dst = tmp_path / "out.parquet"
+    good = pa.table({"a": np.arange(5.0)})
+    bad = pa.table({"b": np.arange(5)})  # another schema: the writer thread fails
+    with pytest.raises(ValueError, match="schema"):
+        with parquet_output(dst, good.schema, 1000) as write:
+            write(good)
+            write(bad)
+            write(good)
+    assert not dst.exists() and list(tmp_path.iterdir()) == []
+    with parquet_output(dst, good.schema, 1000) as write:
+        for _ in range(3):
+            write(good)
+    assert pq.read_table(dst).num_rows == 15
