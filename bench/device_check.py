@@ -14,7 +14,10 @@ Sections, each recorded in the JSON even when it fails:
    exponentials/s and the fraction of the DESIGN.md §5 floor (H100: 3.0 TB/s, 4e12 exp/s); plus
    two variants of the launch (2 blocks per SM compiled in, two waves of blocks);
 4. transform pass (argmax and sampled) over the same values;
-5. a 100-iteration variational fit of 10^9 device-resident values (model functions directly).
+5. a 100-iteration variational fit of 10^9 device-resident values (model functions directly);
+6. ``VGM`` end to end against the CPU, and streaming: staged copies (correctness, GB/s against
+   synchronous copies), the sample's candidate kernel, fits from Parquet from one device array,
+   from the host cache through the staging ring, and re-reading the file every pass.
 
 Writes ``<out>/<gpu-name>-<date>.json`` (default ``bench/results``) and prints a table last.
 Benchmarks print; the library never does.
@@ -455,6 +458,111 @@ def section_estimator(n: int) -> dict[str, Any]:
     return out
 
 
+def section_streaming(n: int) -> dict[str, Any]:
+    """Host data through the staging pipeline (pinned ring, copy stream, events): correctness
+    against the host, throughput against synchronous ``cupy.asarray`` copies; the sample's
+    candidate kernel against NumPy; ``VGM`` fitted from a Parquet file three ways (one device
+    array, staged from the host cache, re-read from the file each pass) against the CPU."""
+    import tempfile
+    import warnings
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import gpuvgm
+    from gpuvgm import _rng
+
+    out: dict[str, Any] = {}
+    rng = np.random.default_rng(11)
+    # 1. Every staged chunk arrives intact, in order (sizes, layouts and dtypes vary).
+    chunks, sums = [], []
+    for i in range(40):
+        rows = int(rng.integers(1, 1 << 20))
+        a = rng.normal(size=(rows, 2)).astype(np.float32 if i % 3 else np.float64)
+        chunks.append((i, np.asfortranarray(a) if i % 2 else a))
+    for _, dev, _ in _cuda.stage(iter(chunks)):
+        sums.append(dev.astype(cupy.float64).sum(axis=0))
+    got = cupy.asnumpy(cupy.stack(sums))
+    want = np.stack([c.astype(np.float64).sum(axis=0) for _, c in chunks])
+    out["staged_max_abs_err"] = float(np.max(np.abs(got - want)))
+    # 2. Throughput: 64 chunks of 2**23 float32 rows (32 MiB) with a light kernel per chunk.
+    block = rng.normal(size=(1 << 23, 1)).astype(np.float32)
+    n_chunks = max(2, 64 * n // 10**7)
+    feed = [(i, block) for i in range(n_chunks)]
+    nbytes = block.nbytes * n_chunks
+    for name, run in (
+        ("sync_asarray", lambda: [cupy.asarray(c).sum() for _, c in feed]),
+        ("staged", lambda: [d.sum() for _, d, _ in _cuda.stage(iter(feed))]),
+    ):
+        run()  # warm: pinned and device pools, kernels
+        cupy.cuda.Device().synchronize()
+        t = time.perf_counter()
+        run()
+        cupy.cuda.Device().synchronize()
+        dt = time.perf_counter() - t
+        out[f"h2d_{name}_GB_per_s"] = round(nbytes / dt / 1e9, 2)
+    # 3. The sample's candidates on the device = NumPy (host and device chunks).
+    x = rng.normal(size=(n, 3))
+    x[rng.random(n) < 0.01, 1] = np.nan
+    for limit in (0xFFFFFFFF, 1 << 24):
+        want_c = ref.sample_candidates(x, 7, 0xFFFFFFFF, _rng.STREAM_SAMPLE, 12345, limit)
+        for where, chunk in (("host", x), ("device", cupy.asarray(x))):
+            cupy.cuda.Device().synchronize()
+            t = time.perf_counter()
+            got_c = _cuda.sample_candidates(chunk, 7, 0xFFFFFFFF, _rng.STREAM_SAMPLE, 12345, limit)
+            cupy.cuda.Device().synchronize()
+            key = f"sample_candidates_{where}_limit_{limit:#x}"
+            out[key] = {
+                "ms": round(1e3 * (time.perf_counter() - t), 3),
+                "candidates": int(got_c[0].size),
+                "equal": all(
+                    np.array_equal(g, w, equal_nan=True) for g, w in zip(got_c, want_c, strict=True)
+                ),
+            }
+    # 4. VGM from Parquet: one device array / staged from the host cache / re-read each pass.
+    X = np.concatenate([rng.normal(-4, 1, n // 2), rng.normal(3, 0.5, n - n // 2)])
+    X = X[rng.permutation(n)].astype(np.float32)
+    kw = dict(n_components=10, max_iter=15, tol=0.0, random_state=0, chunk_rows=1 << 20)
+    models: dict[str, Any] = {}
+    budget = _cuda.cache_budget_bytes
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "x.parquet"
+        pq.write_table(pa.table({"x": X}), src, row_group_size=1 << 20)
+        runs = (
+            ("cpu", dict(device="cpu"), budget),
+            ("cuda_whole", dict(device="cuda"), budget),
+            ("cuda_host_cache", dict(device="cuda"), lambda: 0),
+            ("cuda_reread", dict(device="cuda", cache_bytes=0), lambda: 0),
+        )
+        try:
+            for name, extra, device_budget in runs:
+                _cuda.cache_budget_bytes = device_budget
+                m = gpuvgm.VGM(**kw, **extra)
+                t = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+                    m.fit(src)
+                out[f"fit_{name}_s"] = round(time.perf_counter() - t, 3)
+                out[f"fit_{name}_cache"] = m.fit_report_["cache"]
+                models[name] = m
+        finally:
+            _cuda.cache_budget_bytes = budget
+        cpu = models["cpu"]
+        for name in ("cuda_whole", "cuda_host_cache", "cuda_reread"):
+            out[f"{name}_means_max_rel"] = max_rel(
+                models[name].means_, cpu.means_, scale=np.sqrt(cpu.covariances_)
+            )
+    out["pass"] = bool(
+        out["staged_max_abs_err"] < 1e-6 * (1 << 20)
+        and all(v["equal"] for k, v in out.items() if k.startswith("sample_candidates"))
+        and out["fit_cuda_whole_cache"]["whole_on_device"]
+        and not out["fit_cuda_host_cache_cache"]["whole_on_device"]
+        and all(out[f"{m}_means_max_rel"] < 1e-3 for m in ("cuda_whole", "cuda_host_cache",
+                                                            "cuda_reread"))
+    )  # fmt: skip
+    return out
+
+
 def _frame_only(priors: Priors, columns: np.ndarray) -> EStepParams:
     """E-step parameters carrying only the frame (assign_stats reads columns, shift, scale)."""
     z = np.zeros((1, K))
@@ -478,6 +586,7 @@ def main() -> int:
         ("build", section_build),
         ("correctness", lambda: section_correctness(10**6 // scale)),
         ("estimator", lambda: section_estimator(10**7 // scale)),
+        ("streaming", lambda: section_streaming(10**7 // scale)),
         ("estep", lambda: section_estep([10**8 // scale, 10**9 // scale])),
         ("transform", lambda: section_transform(10**9 // scale)),
         ("fit", lambda: section_fit(10**9 // scale, 100)),
@@ -545,7 +654,15 @@ def _print_table(report: dict[str, Any], path: Path) -> None:
             f" (cpu {est['fit_cpu_s']} s), component mismatches {est['component_mismatches']}, "
             f"Parquet fit+transform {est['parquet_fit20_transform_cuda_s']} s"
         )
-    for name in ("build", "correctness", "estimator", "estep", "transform", "fit"):
+    st = report.get("streaming", {})
+    if "pass" in st:
+        lines.append(
+            f"streaming: pass={st['pass']}, H2D staged {st['h2d_staged_GB_per_s']} GB/s vs "
+            f"sync {st['h2d_sync_asarray_GB_per_s']} GB/s; fit whole {st['fit_cuda_whole_s']} s, "
+            f"host cache {st['fit_cuda_host_cache_s']} s, re-read {st['fit_cuda_reread_s']} s, "
+            f"cpu {st['fit_cpu_s']} s"
+        )
+    for name in ("build", "correctness", "estimator", "streaming", "estep", "transform", "fit"):
         err = report.get(name, {}).get("error") if isinstance(report.get(name), dict) else None
         if err:
             lines.append(f"ERROR in {name}: {err}")
