@@ -524,29 +524,24 @@ def section_streaming(n: int) -> dict[str, Any]:
     X = X[rng.permutation(n)].astype(np.float32)
     kw = dict(n_components=10, max_iter=15, tol=0.0, random_state=0, chunk_rows=1 << 20)
     models: dict[str, Any] = {}
-    budget = _cuda.cache_budget_bytes
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "x.parquet"
         pq.write_table(pa.table({"x": X}), src, row_group_size=1 << 20)
         runs = (
-            ("cpu", dict(device="cpu"), budget),
-            ("cuda_whole", dict(device="cuda"), budget),
-            ("cuda_host_cache", dict(device="cuda"), lambda: 0),
-            ("cuda_reread", dict(device="cuda", cache_bytes=0), lambda: 0),
+            ("cpu", dict(device="cpu")),
+            ("cuda_whole", dict(device="cuda")),
+            ("cuda_host_cache", dict(device="cuda", device_cache_fraction=0.0)),
+            ("cuda_reread", dict(device="cuda", device_cache_fraction=0.0, cache_bytes=0)),
         )
-        try:
-            for name, extra, device_budget in runs:
-                _cuda.cache_budget_bytes = device_budget
-                m = gpuvgm.VGM(**kw, **extra)
-                t = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
-                    m.fit(src)
-                out[f"fit_{name}_s"] = round(time.perf_counter() - t, 3)
-                out[f"fit_{name}_cache"] = m.fit_report_["cache"]
-                models[name] = m
-        finally:
-            _cuda.cache_budget_bytes = budget
+        for name, extra in runs:
+            m = gpuvgm.VGM(**kw, **extra)
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+                m.fit(src)
+            out[f"fit_{name}_s"] = round(time.perf_counter() - t, 3)
+            out[f"fit_{name}_cache"] = m.fit_report_["cache"]
+            models[name] = m
         cpu = models["cpu"]
         for name in ("cuda_whole", "cuda_host_cache", "cuda_reread"):
             out[f"{name}_means_max_rel"] = max_rel(

@@ -171,12 +171,17 @@ class _ChunkCache:
         return None
 
     def describe(self) -> str:
+        """Where the iterations read, and why (the budgets)."""
+        budgets = (
+            f"budgets: device {self.budget['device'] / 1e9:.3g} GB, host "
+            f"{self.budget['host'] / 1e9:.3g} GB; one pass reads {self.seen / 1e9:.3g} GB"
+        )
         if self.chunks is None or (not self.chunks and self.whole is None):
-            return "the source on every pass (larger than the caches)"
+            return f"the source on every pass, larger than the caches ({budgets})"
         return (
-            f"the cache ({self.used['device'] / 1e9:.3g} GB on the device"
+            f"the cache: {self.used['device'] / 1e9:.3g} GB on the device"
             f"{' in one array' if self.whole is not None else ''}, "
-            f"{self.used['host'] / 1e9:.3g} GB in host memory)"
+            f"{self.used['host'] / 1e9:.3g} GB in host memory ({budgets})"
         )
 
     def report(self) -> dict[str, Any]:
@@ -398,6 +403,13 @@ class VGM:
         Data read from files (or converted from pandas/Arrow) is kept in host memory for the
         iterations when it takes at most this many bytes; otherwise every iteration streams it
         again from the source, so memory stays bounded. 0 always streams.
+    device_cache_fraction : float, default=0.5
+        On a GPU, the data is kept in device memory for the iterations when it takes at most
+        this fraction of the free device memory (gathered into one array when the source knows
+        its row count: one kernel launch per pass); what does not fit there goes to the host
+        cache (``cache_bytes``), and past both every pass reads the source again, through
+        pinned buffers copied asynchronously ahead of the kernels. 0 keeps nothing on the
+        device. ``fit_report_["cache"]`` says where the iterations read.
     staged : bool, default=False
         Fit in two stages: initialise and iterate to ``tol`` on the initialisation sample (its
         statistics scaled to the column's row count), then polish with full passes from there.
@@ -452,6 +464,7 @@ class VGM:
         null_policy: str = "ignore",
         chunk_rows: int = 1 << 20,
         cache_bytes: int = 2 << 30,
+        device_cache_fraction: float = 0.5,
         staged: bool = False,
         device: str = "auto",
         random_state: Any = None,
@@ -475,6 +488,7 @@ class VGM:
         self.null_policy = null_policy
         self.chunk_rows = chunk_rows
         self.cache_bytes = cache_bytes
+        self.device_cache_fraction = device_cache_fraction
         self.staged = staged
         self.device = device
         self.random_state = random_state
@@ -730,7 +744,7 @@ class VGM:
         moments = Moments.empty(len(names))
         reservoir = _Reservoir(len(names), self.init_sample_size, seed)
         cache = _ChunkCache(
-            backend.cache_budget_bytes(),
+            backend.cache_budget_bytes(self.device_cache_fraction),
             0 if source.in_memory else self.cache_bytes,
             backend,
             source.n_rows,
@@ -776,7 +790,7 @@ class VGM:
                     f"column {name!r} has {int(moments.count[j])} non-null values, fewer than "
                     f"n_components={self.n_components}."
                 )
-        logger.debug("iterations read %s from %s", source.describe(), cache.describe())
+        logger.info("iterations over %s read %s", source.describe(), cache.describe())
         return moments, reservoir, cache
 
     def _initialize(

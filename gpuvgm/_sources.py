@@ -265,6 +265,80 @@ class ArrowSource(Source):
             yield start, table.slice(start, chunk_rows)
 
 
+def _rechunk(batches: Iterator[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``chunk_rows`` rows (larger ones sliced, zero-copy), empty ones
+    dropped."""
+    for batch in batches:
+        for start in range(0, batch.num_rows, chunk_rows):
+            yield batch.slice(start, chunk_rows)
+
+
+class DatasetSource(Source):
+    """A ``pyarrow.dataset.Dataset``: fragments (files) in path order, each streamed by record
+    batches with only the selected columns read; never materialised as a whole."""
+
+    def __init__(self, dataset: Any, columns: Sequence[str] | None = None):
+        schema = dataset.schema
+        self.columns = _select(schema.names, columns, "the dataset")
+        for name in self.columns:
+            _check_numeric_arrow(name, schema.field(name).type)
+        self._dataset = dataset
+        # A dataset discovered from a directory promises no file order: fix one.
+        self._fragments = sorted(dataset.get_fragments(), key=lambda f: str(getattr(f, "path", "")))
+        self._dtype = _chunk_dtype([schema.field(c).type for c in self.columns])
+        self.named = True
+        self.n_rows = int(dataset.count_rows())
+
+    def _tables(self, chunk_rows: int, names: Sequence[str]) -> Iterator[tuple[int, Any]]:
+        offset = 0
+        for fragment in self._fragments:
+            where = Path(str(getattr(fragment, "path", "a dataset fragment")))
+            try:
+                batches = fragment.to_batches(
+                    schema=self._dataset.schema, columns=list(names), batch_size=chunk_rows
+                )
+                for batch in _rechunk(batches, chunk_rows):
+                    yield offset, batch
+                    offset += batch.num_rows
+            except (pa.ArrowException, OSError) as exc:
+                raise _read_error(where, exc) from None
+
+    def describe(self) -> str:
+        return f"a pyarrow dataset of {len(self._fragments)} fragment(s)"
+
+
+class ReaderSource(Source):
+    """A ``pyarrow.RecordBatchReader``: a stream that can be read once. A fit reads it in the
+    pre-pass and iterates from the host cache, so the data must fit in ``cache_bytes``; a
+    transform reads it once."""
+
+    def __init__(self, reader: pa.RecordBatchReader, columns: Sequence[str] | None = None):
+        schema = reader.schema
+        self.columns = _select(schema.names, columns, "the record batch reader")
+        for name in self.columns:
+            _check_numeric_arrow(name, schema.field(name).type)
+        self._reader: pa.RecordBatchReader | None = reader
+        self._dtype = _chunk_dtype([schema.field(c).type for c in self.columns])
+        self.named = True
+        self.n_rows = None
+
+    def _tables(self, chunk_rows: int, names: Sequence[str]) -> Iterator[tuple[int, Any]]:
+        if self._reader is None:
+            raise DataError(
+                "a pyarrow RecordBatchReader can be read only once, and this one was read "
+                "already (the data did not fit in the host cache, cache_bytes, for the next "
+                "passes): pass a Table, a pyarrow dataset or files, or raise cache_bytes."
+            )
+        reader, self._reader = self._reader, None
+        offset = 0
+        for batch in _rechunk(iter(reader), chunk_rows):
+            yield offset, batch.select(list(names))
+            offset += batch.num_rows
+
+    def describe(self) -> str:
+        return "a pyarrow RecordBatchReader"
+
+
 class ParquetSource(Source):
     """One or more Parquet files, streamed by record batches in sorted file order."""
 
@@ -407,11 +481,13 @@ def make_source(X: Any, columns: Sequence[Any] | None = None) -> Source:
         return CSVSource(paths, columns) if csv else ParquetSource(paths, columns)
     if isinstance(X, (pa.Table, pa.RecordBatch)):
         return ArrowSource(X, columns)
+    if isinstance(X, pa.RecordBatchReader):
+        return ReaderSource(X, columns)
     module = type(X).__module__.split(".")[0]
     if module == "pandas":
         return PandasSource(X, columns)
-    if module == "pyarrow" and hasattr(X, "to_table"):  # a pyarrow.dataset.Dataset
-        return ArrowSource(X.to_table(columns=list(columns) if columns else None), None)
+    if module == "pyarrow" and hasattr(X, "get_fragments"):  # a pyarrow.dataset.Dataset
+        return DatasetSource(X, columns)
     if X is None:
         raise DataError("X is None; expected an array, a DataFrame, a table or file path(s).")
     if isinstance(X, np.ndarray) or isinstance(X, (list, tuple)):

@@ -110,6 +110,7 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "null_policy": [Options(("ignore", "error"))],
     "chunk_rows": [Interval(numbers.Integral, 1, None, "left")],
     "cache_bytes": [Interval(numbers.Integral, 0, None, "left")],
+    "device_cache_fraction": [Interval(numbers.Real, 0, 1, "both")],
     "staged": [Check(lambda v: isinstance(v, (bool, np.bool_)), "a bool")],
     "device": [Options(("auto", "cpu", "cuda"))],
     "random_state": [RANDOM_STATE, NONE],

@@ -169,6 +169,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         component_selection=args.component_selection,
         chunk_rows=args.chunk_rows,
         cache_bytes=args.cache_bytes,
+        device_cache_fraction=args.device_cache_fraction,
         device=args.device,
         random_state=args.seed,
     )
@@ -395,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--tol-scale", choices=["per_row", "sum"], default="per_row")
     fit.add_argument("--component-selection", choices=["sample", "argmax"], default="sample")
     fit.add_argument("--cache-bytes", type=int, default=2 << 30)
+    fit.add_argument("--device-cache-fraction", type=float, default=0.5)
     fit.add_argument("--seed", type=int, default=None)
     where = fit.add_mutually_exclusive_group()
     where.add_argument(

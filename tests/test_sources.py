@@ -160,7 +160,7 @@ def test_fit_from_one_device_array_matches_the_streamed_fit(tmp_path, frame, mon
     pq.write_table(pa.Table.from_pandas(frame[["a", "b"]], preserve_index=False), path)
     kw = dict(n_components=5, max_iter=20, chunk_rows=777, device="cpu", random_state=3)
     streamed = gpuvgm.VGM(**kw, cache_bytes=0).fit(path)
-    monkeypatch.setattr(_numpy, "cache_budget_bytes", lambda: 1 << 30)
+    monkeypatch.setattr(_numpy, "cache_budget_bytes", lambda fraction: int(fraction * 2**31))
     whole = gpuvgm.VGM(**kw).fit(path)
     assert whole.fit_report_["cache"]["whole_on_device"]
     assert "one array" in whole.fit_report_["source"]
@@ -187,3 +187,44 @@ def test_fit_report_says_where_the_iterations_read(tmp_path, frame):
         "host_bytes": 0,
         "whole_on_device": False,
     }
+
+
+@pytest.mark.filterwarnings("ignore::gpuvgm.ConvergenceWarning")
+def test_pyarrow_dataset_streams_in_path_order_with_projection(tmp_path):
+    import pyarrow.dataset as ds
+
+    rng = np.random.default_rng(4)
+    parts = []
+    for name in ("part-2.parquet", "part-0.parquet", "part-1.parquet"):  # written out of order
+        x = np.concatenate([rng.normal(-2, 1, 3_000), rng.normal(5, 0.5, 2_000)])
+        label = np.array([name] * x.size)
+        pq.write_table(pa.table({"x": x, "label": label}), tmp_path / name, row_group_size=1_100)
+        parts.append((name, x))
+    in_order = np.concatenate([x for _, x in sorted(parts)])
+    dataset = ds.dataset(tmp_path, format="parquet")
+    kw = dict(n_components=4, max_iter=25, chunk_rows=2_048, device="cpu", random_state=1)
+    streamed = gpuvgm.VGM(**kw).fit(dataset, columns=["x"])
+    memory = gpuvgm.VGM(**kw).fit(in_order.reshape(-1, 1))
+    assert "dataset of 3 fragment(s)" in streamed.fit_report_["source"]
+    np.testing.assert_allclose(streamed.means_, memory.means_, rtol=1e-10)
+    enc = streamed.transform(dataset, columns=["x"])
+    np.testing.assert_array_equal(enc.component, memory.transform(in_order).component)
+    with pytest.raises(gpuvgm.DataTypeError, match="label"):
+        gpuvgm.VGM(**kw).fit(dataset, columns=["label"])
+
+
+@pytest.mark.filterwarnings("ignore::gpuvgm.ConvergenceWarning")
+def test_record_batch_reader_is_read_once(frame):
+    table = pa.Table.from_pandas(frame[["a", "b"]], preserve_index=False)
+
+    def reader():
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=900))
+
+    kw = dict(n_components=3, max_iter=10, chunk_rows=500, device="cpu", random_state=0)
+    from_reader = gpuvgm.VGM(**kw).fit(reader())  # pre-pass reads it; the host cache holds it
+    from_table = gpuvgm.VGM(**kw).fit(table)
+    np.testing.assert_allclose(from_reader.means_, from_table.means_, rtol=1e-10)
+    a, b = from_table.transform(reader()), from_table.transform(table)
+    np.testing.assert_array_equal(a.component, b.component)
+    with pytest.raises(gpuvgm.DataError, match="read only once"):
+        gpuvgm.VGM(**kw, cache_bytes=0).fit(reader())

@@ -723,12 +723,13 @@ def release_memory() -> None:
 DEVICE_CACHE_FRACTION = 0.5
 
 
-def cache_budget_bytes() -> int:
-    """Bytes of device memory the fit may keep data in: half of what is free now."""
+def cache_budget_bytes(fraction: float = DEVICE_CACHE_FRACTION) -> int:
+    """Bytes of device memory the fit may keep data in: ``fraction`` of what is free now
+    (counting the pool's free blocks as free)."""
     _ensure_cupy()
     free, _ = cupy.cuda.runtime.memGetInfo()
     free += cupy.get_default_memory_pool().free_bytes()
-    return int(DEVICE_CACHE_FRACTION * free)
+    return int(fraction * free)
 
 
 def to_device(chunk: Any) -> Any:

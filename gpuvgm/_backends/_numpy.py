@@ -343,7 +343,7 @@ def release_memory() -> None:
     """Nothing to release: the NumPy backend keeps no pools (its per-thread scratch is ~5 MB)."""
 
 
-def cache_budget_bytes() -> int:
+def cache_budget_bytes(fraction: float = 0.5) -> int:
     """Bytes of device memory the fit may keep data in: none, the data is already on the host."""
     return 0
 
