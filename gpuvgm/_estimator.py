@@ -3,6 +3,7 @@ mode-specific normalization, fitted by streaming passes over chunks."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import inspect
@@ -177,6 +178,10 @@ class _ChunkCache:
             f"{self.budget['host'] / 1e9:.3g} GB; one pass reads {self.seen / 1e9:.3g} GB"
         )
         if self.chunks is None or (not self.chunks and self.whole is None):
+            if not any(self.budget.values()):
+                return (
+                    "the source on every pass (nothing to cache: in memory already, or caches off)"
+                )
             return f"the source on every pass, larger than the caches ({budgets})"
         return (
             f"the cache: {self.used['device'] / 1e9:.3g} GB on the device"
@@ -719,7 +724,7 @@ class VGM:
         }
         logger.info(
             "fit %d rows x %d columns on %s in %.2f s (%d passes, %.3g rows/s per pass); "
-            "iterations %s, converged %d/%d",
+            "iterations %s, converged %d/%d; the iterations read %s",
             n_rows,
             n_cols,
             backend.NAME,
@@ -729,6 +734,7 @@ class VGM:
             n_iter.tolist(),
             int(converged.sum()),
             n_cols,
+            cache.describe(),
         )
 
     def _prepass(
@@ -790,7 +796,7 @@ class VGM:
                     f"column {name!r} has {int(moments.count[j])} non-null values, fewer than "
                     f"n_components={self.n_components}."
                 )
-        logger.info("iterations over %s read %s", source.describe(), cache.describe())
+        logger.debug("iterations over %s read %s", source.describe(), cache.describe())
         return moments, reservoir, cache
 
     def _initialize(
@@ -1027,8 +1033,18 @@ class VGM:
         chunks = self._chunks(X, columns, extra)
         backend = self._backend()
         params = self._transform_params()
-        for offset, chunk, passed in chunks:
-            yield backend.transform(chunk, params, offset), passed
+        passed_along: collections.deque[Any] = collections.deque()
+
+        def pairs() -> Iterator[tuple[int, np.ndarray]]:
+            for offset, chunk, passed in chunks:
+                passed_along.append(passed)
+                yield offset, chunk
+
+        # Host chunks are staged to the device ahead of the kernels (CUDA); outputs come back.
+        for offset, chunk, _ in backend.stage(pairs()):
+            normalized, component, null, n_clipped = backend.transform(chunk, params, offset)
+            outputs = (backend.to_host(a) for a in (normalized, component, null))
+            yield (*outputs, n_clipped), passed_along.popleft()
 
     def transform(self, X: Any, *, columns: Sequence[Any] | None = None) -> Encoded:
         """Mode-specific normalization of every value (DESIGN.md §3).

@@ -800,6 +800,11 @@ def stage(chunks: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, Any, Any]]:
         logger.debug("staged %d bytes to the device", stager.bytes_copied)
 
 
+def to_host(array: Any) -> np.ndarray:
+    """``array`` in host memory (a device-to-host copy for a CuPy array)."""
+    return cupy.asnumpy(array) if isinstance(array, cupy.ndarray) else np.asarray(array)
+
+
 def empty_cache(shape: tuple[int, int], dtype: np.dtype) -> Any:
     """Device memory for a whole column-major copy of the data (see ``_ChunkCache``)."""
     _ensure_cupy()

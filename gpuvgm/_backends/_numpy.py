@@ -359,6 +359,11 @@ def stage(chunks: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.nd
         yield offset, chunk, chunk
 
 
+def to_host(array: np.ndarray) -> np.ndarray:
+    """``array`` in host memory: as it is."""
+    return array
+
+
 def empty_cache(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
     """Memory for a whole column-major copy of the data (see ``_ChunkCache``)."""
     return np.empty(shape, dtype=dtype, order="F")
