@@ -10,8 +10,11 @@ Sources know Arrow, pandas and NumPy, not the mixture (DESIGN.md §4).
 
 from __future__ import annotations
 
+import functools
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from ._errors import DataError, DataTypeError
+from ._parallel import n_threads
 
 Chunk = tuple[int, np.ndarray]
 ExtraChunk = tuple[int, np.ndarray, pa.Table]
@@ -339,6 +343,60 @@ class ReaderSource(Source):
         return "a pyarrow RecordBatchReader"
 
 
+#: Decoded bytes of Parquet row groups read in parallel at most (bounded memory).
+PARQUET_BYTES_IN_FLIGHT = 256 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def _io_pool() -> ThreadPoolExecutor:
+    """Threads that decode Parquet row groups (not the compute pool: a read never waits for
+    compute, so neither can starve the other)."""
+    return ThreadPoolExecutor(max_workers=n_threads(), thread_name_prefix="gpuvgm-io")
+
+
+def _read_row_group(path: Path, metadata: Any, index: int, names: Sequence[str]) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    # A reader per call (the footer is passed in, not parsed again): no reader is shared
+    # between threads.
+    with pq.ParquetFile(path, metadata=metadata, pre_buffer=False) as f:
+        return f.read_row_group(index, columns=list(names), use_threads=False)
+
+
+def _parquet_batches(
+    path: Path, f: Any, names: Sequence[str], chunk_rows: int
+) -> Iterator[pa.RecordBatch | pa.Table]:
+    """The rows of the open Parquet file ``f``, in order, in pieces of at most ``chunk_rows``.
+
+    A single pyarrow reader decodes one column on one thread. When the file has several row
+    groups small enough, up to one per I/O thread are decoded at once (within
+    :data:`PARQUET_BYTES_IN_FLIGHT`) and handed over in order; otherwise the file is streamed by
+    record batches.
+    """
+    meta = f.metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    row_bytes = 8 * max(len(names), 1)
+    in_flight = min(
+        n_threads(), PARQUET_BYTES_IN_FLIGHT // max(1, max(sizes, default=0) * row_bytes)
+    )
+    if len(sizes) < 2 or in_flight < 2:
+        yield from f.iter_batches(batch_size=chunk_rows, columns=list(names))
+        return
+    pending: deque[Future] = deque()
+    submitted = 0
+    try:
+        while submitted < len(sizes) or pending:
+            while submitted < len(sizes) and len(pending) < in_flight:
+                pending.append(_io_pool().submit(_read_row_group, path, meta, submitted, names))
+                submitted += 1
+            table = pending.popleft().result()
+            for start in range(0, table.num_rows, chunk_rows):
+                yield table.slice(start, chunk_rows)
+    finally:
+        for future in pending:  # stopped early: drop the reads not started
+            future.cancel()
+
+
 class ParquetSource(Source):
     """One or more Parquet files, streamed by record batches in sorted file order."""
 
@@ -382,7 +440,7 @@ class ParquetSource(Source):
                     missing = [c for c in names if c not in f.schema_arrow.names]
                     if missing:
                         raise DataError(f"column {missing[0]!r} is not in {path}.")
-                    for batch in f.iter_batches(batch_size=chunk_rows, columns=list(names)):
+                    for batch in _parquet_batches(path, f, names, chunk_rows):
                         yield offset, batch
                         offset += batch.num_rows
             except (pa.ArrowException, OSError) as exc:

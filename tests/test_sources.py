@@ -228,3 +228,44 @@ def test_record_batch_reader_is_read_once(frame):
     np.testing.assert_array_equal(a.component, b.component)
     with pytest.raises(gpuvgm.DataError, match="read only once"):
         gpuvgm.VGM(**kw, cache_bytes=0).fit(reader())
+
+
+@pytest.mark.parametrize("chunk_rows", [300, 1_000, 4_096])
+@pytest.mark.parametrize("budget", [0, 256 << 20])  # sequential record batches / parallel groups
+def test_parquet_row_groups_read_in_parallel_arrive_in_order(
+    tmp_path, monkeypatch, chunk_rows, budget
+):
+    from gpuvgm import _sources
+
+    monkeypatch.setattr(_sources, "PARQUET_BYTES_IN_FLIGHT", budget)
+    x = np.arange(6_500, dtype=np.float64)
+    y = (x * 0.5).astype(np.float32)
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.table({"x": x, "y": y, "s": x.astype(str)}), path, row_group_size=1_000)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 7
+    src = _sources.make_source(path, ["y", "x"])
+    chunks = list(src.chunks(chunk_rows))
+    offsets = [o for o, _ in chunks]
+    assert all(len(c) <= chunk_rows for _, c in chunks)
+    assert offsets == list(np.cumsum([0] + [len(c) for _, c in chunks])[:-1])
+    np.testing.assert_array_equal(np.concatenate([c for _, c in chunks]), np.c_[y, x])
+    # Stopping early leaves nothing behind that breaks the next pass.
+    it = src.chunks(chunk_rows)
+    next(it)
+    it.close()
+    assert sum(len(c) for _, c in src.chunks(chunk_rows)) == 6_500
+
+
+def test_corrupt_row_group_read_on_an_io_thread_is_a_data_error(tmp_path):
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"x": np.arange(8_000.0)}), path, row_group_size=1_000)
+    meta = pq.ParquetFile(path).metadata
+    rg = meta.row_group(5).column(0)
+    raw = bytearray(path.read_bytes())
+    start = rg.data_page_offset
+    raw[start : start + 64] = b"\xff" * 64  # the page header of row group 5
+    path.write_bytes(bytes(raw))
+    src = gpuvgm._sources.make_source(path)
+    with pytest.raises(gpuvgm.DataError, match="bad.parquet"):
+        for _ in src.chunks(1_000):
+            pass
