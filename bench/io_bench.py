@@ -4,9 +4,12 @@ In one run, on one generated float32 Parquet file:
 
 - the floor: pyarrow reading the column into NumPy, and writing an encoded-size table
   (float32 alpha + int8 component) back to Parquet;
-- gpuvgm's reader alone (the chunks a pass gets: row groups decoded in parallel, as NumPy);
+- gpuvgm's reader alone (the chunks a pass gets: row groups decoded in parallel, as NumPy), and
+  its directory writer alone (the same table as part files encoded in parallel);
 - gpuvgm's pre-pass, one E-step pass streamed from the file (host cache off) and one from the
-  host cache, and the whole job: fit (``--iterations``) + transform to Parquet (compact layout);
+  host cache, the transform alone to one Parquet file and to a directory of part files (written
+  in parallel), and the whole job: fit (``--iterations``) + transform to one Parquet file
+  (compact layout);
 - with ``--memory``: peak RSS of ``fit`` in child processes at 10**7 and 2 x 10**8 rows
   (goal: under 2 GB, and within 200 MB of each other).
 
@@ -94,6 +97,21 @@ def write_floor(path: Path, rows: int) -> float:
     return time.perf_counter() - t
 
 
+def part_writer(folder: Path, rows: int) -> float:
+    """The same encoded-size table as :func:`write_floor`, through gpuvgm's directory output
+    (part files encoded in parallel on the I/O threads)."""
+    from gpuvgm._writers import parquet_output
+
+    alpha = np.zeros(min(rows, BLOCK), dtype=np.float32)
+    comp = np.zeros(min(rows, BLOCK), dtype=np.int8)
+    table = pa.table({"x.normalized": alpha, "x.component": comp})
+    t = time.perf_counter()
+    with parquet_output(folder, table.schema, 1 << 20) as write:
+        for start in range(0, rows, 1 << 20):
+            write(table.slice(0, min(1 << 20, rows - start, table.num_rows)))
+    return time.perf_counter() - t
+
+
 def fit(path: Path, iterations: int, device: str, chunk_rows: int, cache: bool) -> gpuvgm.VGM:
     model = gpuvgm.VGM(
         10,
@@ -153,6 +171,7 @@ def main() -> None:
         read_s = read_floor(data, args.chunk_rows)
         source_s = source_read(data, args.chunk_rows)
         write_s = write_floor(tmp / "floor.parquet", args.rows)
+        parts_write_s = part_writer(tmp / "floor_parts", args.rows)
         floor = read_s + write_s
 
         streamed = fit(data, args.iterations, args.device, args.chunk_rows, cache=False)
@@ -161,6 +180,12 @@ def main() -> None:
         whole = fit(data, args.iterations, args.device, args.chunk_rows, cache=True)
         whole.transform_parquet(data, tmp / "out.parquet", layout="compact")
         whole_s = time.perf_counter() - t
+        t = time.perf_counter()
+        whole.transform_parquet(data, tmp / "again.parquet", layout="compact")
+        transform_file_s = time.perf_counter() - t
+        t = time.perf_counter()
+        whole.transform_parquet(data, tmp / "parts", layout="compact")
+        transform_parts_s = time.perf_counter() - t
         mem = memory(tmp, args.device) if args.memory else None
 
     s = streamed.fit_report_["seconds"]
@@ -170,9 +195,12 @@ def main() -> None:
         "pyarrow_read": read_s,
         "pyarrow_write_encoded": write_s,
         "gpuvgm_source_read": source_s,
+        "gpuvgm_write_part_files": parts_write_s,
         "gpuvgm_prepass": s["prepass"],
         "gpuvgm_estep_pass_streamed": s["iterations"] / args.iterations,
         "gpuvgm_estep_pass_cached": c["iterations"] / args.iterations,
+        "gpuvgm_transform_to_one_file": transform_file_s,
+        "gpuvgm_transform_to_part_files": transform_parts_s,
         "gpuvgm_fit_and_transform_to_parquet": whole_s,
     }
     result = {

@@ -29,6 +29,13 @@ def pool() -> ThreadPoolExecutor:
 
 
 @functools.lru_cache(maxsize=1)
+def io_pool() -> ThreadPoolExecutor:
+    """Threads that decode and encode files (Parquet row groups, part files): not the compute
+    pool, so a read or a write never waits behind compute, nor compute behind I/O."""
+    return ThreadPoolExecutor(max_workers=n_threads(), thread_name_prefix="gpuvgm-io")
+
+
+@functools.lru_cache(maxsize=1)
 def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 

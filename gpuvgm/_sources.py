@@ -10,11 +10,11 @@ Sources know Arrow, pandas and NumPy, not the mixture (DESIGN.md §4).
 
 from __future__ import annotations
 
-import functools
 import os
+import re
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from ._errors import DataError, DataTypeError
-from ._parallel import n_threads
+from ._parallel import io_pool, n_threads
 
 Chunk = tuple[int, np.ndarray]
 ExtraChunk = tuple[int, np.ndarray, pa.Table]
@@ -347,13 +347,6 @@ class ReaderSource(Source):
 PARQUET_BYTES_IN_FLIGHT = 256 << 20
 
 
-@functools.lru_cache(maxsize=1)
-def _io_pool() -> ThreadPoolExecutor:
-    """Threads that decode Parquet row groups (not the compute pool: a read never waits for
-    compute, so neither can starve the other)."""
-    return ThreadPoolExecutor(max_workers=n_threads(), thread_name_prefix="gpuvgm-io")
-
-
 def _read_row_group(path: Path, metadata: Any, index: int, names: Sequence[str]) -> pa.Table:
     import pyarrow.parquet as pq
 
@@ -387,7 +380,7 @@ def _parquet_batches(
     try:
         while submitted < len(sizes) or pending:
             while submitted < len(sizes) and len(pending) < in_flight:
-                pending.append(_io_pool().submit(_read_row_group, path, meta, submitted, names))
+                pending.append(io_pool().submit(_read_row_group, path, meta, submitted, names))
                 submitted += 1
             table = pending.popleft().result()
             for start in range(0, table.num_rows, chunk_rows):
@@ -490,16 +483,30 @@ class CSVSource(Source):
         return f"{len(self.paths)} CSV file(s)"
 
 
+def _natural_key(name: str) -> list[str | int]:
+    """Sort key comparing runs of digits as numbers: ``part.2`` before ``part.10`` (Dask and
+    pyarrow number part files without zero padding)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
 def _expand_paths(spec: Any) -> list[Path]:
+    """The files ``spec`` names: files as given, directories' Parquet/CSV files in natural
+    order of their relative paths."""
     items = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     paths: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
             found = sorted(
-                q
-                for q in p.rglob("*")
-                if q.is_file() and q.name.lower().endswith(_PARQUET_SUFFIXES + _CSV_SUFFIXES)
+                (
+                    q
+                    for q in p.rglob("*")
+                    if q.is_file()
+                    and q.name.lower().endswith(_PARQUET_SUFFIXES + _CSV_SUFFIXES)
+                    # as pyarrow's discovery: skip hidden/temporary/metadata files and folders
+                    and not any(c.startswith((".", "_")) for c in q.relative_to(p).parts)
+                ),
+                key=lambda q: _natural_key(q.relative_to(p).as_posix()),
             )
             if not found:
                 raise DataError(f"directory {str(p)!r} holds no Parquet or CSV files.")

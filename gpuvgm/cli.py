@@ -210,6 +210,9 @@ def _load(path: str, device: str, chunk_rows: int) -> Any:
     return model.set_params(device=device, chunk_rows=chunk_rows)
 
 
+_OUTPUT_HELP = "a .parquet file, or (any other name) a directory of part files written in parallel"
+
+
 def _cmd_transform(args: argparse.Namespace) -> int:
     from ._sources import make_source
 
@@ -223,6 +226,7 @@ def _cmd_transform(args: argparse.Namespace) -> int:
             args.output,
             layout=args.layout,
             passthrough=_columns(args.passthrough) or (),
+            rows_per_file=args.rows_per_file,
             progress=bars,
         )
     finally:
@@ -248,7 +252,9 @@ def _cmd_inverse(args: argparse.Namespace) -> int:
         pass
     bars = _Bars(total, not args.quiet)
     try:
-        info = model.inverse_parquet(args.data, args.output, progress=bars)
+        info = model.inverse_parquet(
+            args.data, args.output, rows_per_file=args.rows_per_file, progress=bars
+        )
     finally:
         bars.close()
     _write_metrics(args.metrics_json, info)
@@ -408,11 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(func=_cmd_fit)
 
     transform = sub.add_parser(
-        "transform", parents=[common], help="encode files with a fitted model into a Parquet file"
+        "transform", parents=[common], help="encode files with a fitted model into Parquet"
     )
     transform.add_argument("model")
     transform.add_argument("data", nargs="+")
-    transform.add_argument("-o", "--output", required=True)
+    transform.add_argument("-o", "--output", required=True, help=_OUTPUT_HELP)
+    transform.add_argument(
+        "--rows-per-file", type=int, default=None, help="rows per part file (directory output)"
+    )
     transform.add_argument("--layout", choices=["rdt", "compact", "ctgan"], default="rdt")
     transform.add_argument("--columns", help="comma-separated (default: the model's columns)")
     transform.add_argument("--passthrough", help="comma-separated columns copied unchanged")
@@ -422,8 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
         "inverse", parents=[common], help="decode a transformed Parquet file back to the columns"
     )
     inverse.add_argument("model")
-    inverse.add_argument("data")
-    inverse.add_argument("-o", "--output", required=True)
+    inverse.add_argument("data", help="a transformed Parquet file or directory of part files")
+    inverse.add_argument("-o", "--output", required=True, help=_OUTPUT_HELP)
+    inverse.add_argument(
+        "--rows-per-file", type=int, default=None, help="rows per part file (directory output)"
+    )
     inverse.set_defaults(func=_cmd_inverse)
 
     plot = sub.add_parser(

@@ -361,3 +361,95 @@ def test_info_and_its_device_smoke_check(capsys):
     except gpuvgm.BackendUnavailableError:
         gpu = False
     assert main(["info", "--device"]) == (0 if gpu else 1)
+
+
+@pytest.mark.filterwarnings("ignore::gpuvgm.ConvergenceWarning")
+def test_directory_output_is_part_files_in_row_order(tmp_path):
+    """A ``dst`` without a Parquet suffix is a directory of part files written in parallel;
+    read back as a directory (sorted names), it is the single-file output, and it decodes."""
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(-3, 1, 6_000), rng.normal(2, 0.3, 4_000)])
+    src = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"v": x, "id": np.arange(x.size)}), src, row_group_size=1_500)
+    model = gpuvgm.VGM(4, max_iter=20, chunk_rows=700, device="cpu", random_state=0).fit(
+        src, columns=["v"]
+    )
+    one = tmp_path / "enc.parquet"
+    parts = tmp_path / "enc"
+    model.transform_parquet(src, one, columns=["v"], passthrough=["id"])
+    info = model.transform_parquet(
+        src, parts, columns=["v"], passthrough=["id"], rows_per_file=2_000
+    )
+    names = sorted(p.name for p in parts.iterdir())
+    assert names == [f"part-{i:06d}.parquet" for i in range(len(names))] and len(names) == 5
+    assert all(pq.read_metadata(parts / n).num_rows >= 2_000 for n in names[:-1])
+    whole = pa.concat_tables([pq.read_table(parts / n) for n in names])
+    assert whole.equals(pq.read_table(one)) and info["rows"] == x.size
+    # Decoding reads the directory; writing the decoded data as parts again.
+    back = tmp_path / "back"
+    model.inverse_parquet(parts, back)
+    decoded = pa.concat_tables([pq.read_table(p) for p in sorted(back.iterdir())])
+    ok = np.abs(whole.column("v.normalized").to_numpy()) < 0.99
+    np.testing.assert_allclose(decoded.column("v").to_numpy()[ok], x[ok], rtol=1e-12, atol=1e-9)
+
+
+def test_directory_output_replaces_only_an_earlier_output(tmp_path):
+    from gpuvgm._writers import parquet_output
+
+    schema = pa.schema([("a", pa.float64())])
+    dst = tmp_path / "out"
+    t = pa.table({"a": np.arange(10.0)})
+    with parquet_output(dst, schema, 4, rows_per_file=4) as write:
+        write(t)
+        write(t)
+    assert sorted(p.name for p in dst.iterdir()) == ["part-000000.parquet", "part-000001.parquet"]
+    # A failure midway leaves the earlier output as it was, and nothing beside it.
+    with pytest.raises(ValueError, match="schema"):
+        with parquet_output(dst, schema, 4, rows_per_file=4) as write:
+            write(t)
+            write(pa.table({"b": np.arange(3)}))
+    assert len(list(dst.iterdir())) == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # Replaced by a new output (here: empty, so one empty part keeps the schema).
+    with parquet_output(dst, schema, 4) as write:
+        pass
+    (only,) = dst.iterdir()
+    assert pq.read_table(only).schema.equals(schema) and pq.read_table(only).num_rows == 0
+    # A directory with anything else in it is never replaced.
+    (dst / "notes.txt").write_text("mine")
+    with pytest.raises(gpuvgm.DataError, match=r"notes\.txt"):
+        with parquet_output(dst, schema, 4) as write:
+            write(t)
+    assert (dst / "notes.txt").read_text() == "mine"
+
+
+def test_directories_are_read_in_natural_order(tmp_path):
+    """Dask and pyarrow name parts part.2, part.10: numbers sort as numbers; files starting
+    with '.' or '_' are skipped, as pyarrow's discovery does."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for i in (10, 2, 1):
+        pq.write_table(pa.table({"x": np.full(3, float(i))}), folder / f"part.{i}.parquet")
+    pq.write_table(pa.table({"x": np.full(3, -1.0)}), folder / "_ignored.parquet")
+    src = gpuvgm._sources.make_source(folder)
+    values = np.concatenate([c[:, 0] for _, c in src.chunks(100)])
+    np.testing.assert_array_equal(values, np.repeat([1.0, 2.0, 10.0], 3))
+
+
+def test_cli_round_trip_through_part_files(tmp_path):
+    from gpuvgm.cli import main
+
+    rng = np.random.default_rng(8)
+    x = np.concatenate([rng.normal(0, 1, 3_000), rng.normal(6, 0.5, 2_000)])
+    data = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"v": x}), data)
+    model, enc, back = tmp_path / "m.gpuvgm", tmp_path / "enc", tmp_path / "back"
+    common = ["--device", "cpu", "--chunk-rows", "900", "-q"]
+    assert main(["fit", str(data), "-o", str(model), "--max-iter", "30", *common]) == 0
+    assert main(["transform", str(model), str(data), "-o", str(enc), "--rows-per-file", "1000",
+                 "--layout", "compact", *common]) == 0  # fmt: skip
+    assert len(list(enc.iterdir())) == 3  # parts close at >= 1000 rows: 2 chunks of 900
+    assert main(["inverse", str(model), str(enc), "-o", str(back), *common]) == 0
+    got = pq.read_table(back).column("v").to_numpy()  # pyarrow reads the directory
+    codes = pq.read_table(enc).column("v.normalized").to_numpy()
+    ok = np.abs(codes) < 0.99
+    np.testing.assert_allclose(got[ok], x[ok], rtol=1e-6, atol=1e-5)  # float32 alpha

@@ -266,6 +266,6 @@ def test_corrupt_row_group_read_on_an_io_thread_is_a_data_error(tmp_path):
     raw[start : start + 64] = b"\xff" * 64  # the page header of row group 5
     path.write_bytes(bytes(raw))
     src = gpuvgm._sources.make_source(path)
-    with pytest.raises(gpuvgm.DataError, match="bad.parquet"):
+    with pytest.raises(gpuvgm.DataError, match=r"bad\.parquet"):
         for _ in src.chunks(1_000):
             pass
