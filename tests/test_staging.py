@@ -143,7 +143,7 @@ def _chunks(seed, n_chunks=12, passthrough=False):
     out = []
     offset = 0
     for i in range(n_chunks):
-        n = int(rng.integers(1, 300))  # sizes vary: buffers grow and are reused
+        n = int(rng.integers(0, 300)) if i % 4 else 0  # sizes vary, some chunks are empty
         order = "F" if i % 2 else "C"
         dtype = np.float32 if i % 3 == 0 else np.float64
         a = np.asarray(rng.normal(size=(n, 3)), dtype=dtype, order=order)

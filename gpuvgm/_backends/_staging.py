@@ -114,6 +114,7 @@ class Stager:
         self.bytes_copied = 0
 
     def _reserve(self, slot: _Slot, nbytes: int) -> None:
+        nbytes = max(nbytes, 1)  # an empty chunk still gets buffers to view
         if nbytes <= slot.capacity:
             return
         if slot.used:  # the old buffers may still be read: wait before dropping them
