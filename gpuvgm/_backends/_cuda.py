@@ -29,6 +29,7 @@ import numpy as np
 from .._errors import DataError, DataTypeError
 from .._model import STD_MULTIPLIER, EStepParams, Moments, Stats, TransformParams
 from .._profiling import annotate
+from ._numpy import _check_sample_args  # the same argument checks as the NumPy twin
 
 try:
     import cupy
@@ -820,14 +821,6 @@ def cache_put(cache: Any, start: int, chunk: Any) -> None:
 # --------------------------------------------------------------------------------------------
 # The initialisation sample's candidate rows (kernels/sample.cu)
 # --------------------------------------------------------------------------------------------
-
-
-def _check_sample_args(seed: int, offset: int, limit: int) -> tuple[int, int, int]:
-    """``(seed, offset, limit)`` as ints, or ValueError (the NumPy twin checks the same ranges)."""
-    for name, value, bound in (("seed", seed, 64), ("offset", offset, 63), ("limit", limit, 32)):
-        if not 0 <= int(value) < 2**bound:
-            raise ValueError(f"{name} must be in [0, 2**{bound}), got {value}")
-    return int(seed), int(offset), int(limit)
 
 
 def sample_candidates(
