@@ -120,6 +120,8 @@ def fit(path: Path, iterations: int, device: str, chunk_rows: int, cache: bool) 
         device=device,
         chunk_rows=chunk_rows,
         cache_bytes=(8 << 30) if cache else 0,
+        # Streamed means from the file every pass: no device cache either (GPU).
+        device_cache_fraction=0.5 if cache else 0.0,
         random_state=0,
     )
     with warnings.catch_warnings():
