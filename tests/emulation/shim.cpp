@@ -210,3 +210,223 @@ void emu_philox_words(u64 seed, u64 column, unsigned int stream, u64 start, i64 
 }
 
 }  // extern "C"
+
+// ------------------------------------------------------------------------------------------------
+// One kernel per call, as CUDA launches it, for the CuPy stand-in of tests/fakecupy (which runs
+// the CUDA backend's own host code, gpuvgm/_backends/_cuda.py, on the CPU). Unlike the emu_*
+// entries above, these neither combine steps nor choose the grid: each launches exactly one
+// __global__ instance over the grid and block it is given, with the kernel's own parameters, in
+// the kernel's order, after the template arguments and the launch dimensions:
+//
+//   launch_<kernel>(template arguments..., gx, gy, gz, bx, by, bz, kernel parameters...)
+//
+// A typename template argument is passed as its size in bytes (float 4, double 8; int 4,
+// long long 8), an int one as its value. Returns 0; -1 for an instance this build lacks; -2 when
+// the emulation refused the launch (a block size it cannot run).
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+// The K values of the launch_* entries: those of with_k, and 5 (the end-to-end fits).
+template <typename F>
+int with_launch_k(int k, F&& f) {
+  switch (k) {
+    case 1: f(std::integral_constant<int, 1>{}); return 0;
+    case 2: f(std::integral_constant<int, 2>{}); return 0;
+    case 3: f(std::integral_constant<int, 3>{}); return 0;
+    case 5: f(std::integral_constant<int, 5>{}); return 0;
+    case 10: f(std::integral_constant<int, 10>{}); return 0;
+    default: return -1;
+  }
+}
+
+// itemsize 4 -> int, 8 -> long long (the component type of inverse).
+template <typename F>
+int with_index(int itemsize, F&& f) {
+  if (itemsize == 4) {
+    f(int{});
+    return 0;
+  }
+  if (itemsize == 8) {
+    f(i64{});
+    return 0;
+  }
+  return -1;
+}
+
+// Runs f (which returns 0 or -1); an exception of the emulation (it refuses a block size) is -2,
+// not a crash through the C boundary.
+template <typename F>
+int guarded(F&& f) {
+  try {
+    return f();
+  } catch (const std::exception&) {
+    return -2;
+  }
+}
+
+}  // namespace
+
+#define GPUVGM_DIMS unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz
+#define GPUVGM_GRID dim3(gx, gy, gz), dim3(bx, by, bz)
+
+extern "C" {
+
+int launch_reduce_partials(GPUVGM_DIMS, const double* partials, i64 n_blocks, i64 n_slots,
+                           double* out) {
+  return guarded([&] {
+    launch(GPUVGM_GRID, gpuvgm::reduce_partials, partials, n_blocks, n_slots, out);
+    return 0;
+  });
+}
+
+int launch_moments_sums(int t_size, GPUVGM_DIMS, const void* x, i64 n_rows, i64 row_stride,
+                        i64 col_stride, const i64* columns, double* partials) {
+  return guarded([&] {
+    return with_real(t_size, [&](auto t) {
+      using T = decltype(t);
+      launch(GPUVGM_GRID, gpuvgm::moments_sums<T>, static_cast<const T*>(x), n_rows, row_stride,
+             col_stride, columns, partials);
+    });
+  });
+}
+
+int launch_moments_m2(int t_size, GPUVGM_DIMS, const void* x, i64 n_rows, i64 row_stride,
+                      i64 col_stride, const i64* columns, const double* mean, double* partials) {
+  return guarded([&] {
+    return with_real(t_size, [&](auto t) {
+      using T = decltype(t);
+      launch(GPUVGM_GRID, gpuvgm::moments_m2<T>, static_cast<const T*>(x), n_rows, row_stride,
+             col_stride, columns, mean, partials);
+    });
+  });
+}
+
+int launch_estep_stats(int t_size, int ct_size, int k, GPUVGM_DIMS, const void* x, i64 n_rows,
+                       i64 row_stride, i64 col_stride, const i64* columns, const double* params,
+                       double* partials) {
+  return guarded([&] {
+    int rc = 0;
+    int found = with_launch_k(k, [&](auto kc) {
+      constexpr int K = decltype(kc)::value;
+      rc = with_real(t_size, [&](auto t) {
+        using T = decltype(t);
+        rc = with_real(ct_size, [&](auto ct) {
+          using CT = decltype(ct);
+          launch(GPUVGM_GRID, gpuvgm::estep_stats<T, CT, K>, static_cast<const T*>(x), n_rows,
+                 row_stride, col_stride, columns, params, partials);
+        });
+      });
+    });
+    return found != 0 ? found : rc;
+  });
+}
+
+int launch_assign_stats(int t_size, int k, GPUVGM_DIMS, const void* x, i64 n_rows,
+                        i64 row_stride, i64 col_stride, const i64* columns, const double* params,
+                        double* partials) {
+  return guarded([&] {
+    int rc = 0;
+    int found = with_launch_k(k, [&](auto kc) {
+      constexpr int K = decltype(kc)::value;
+      rc = with_real(t_size, [&](auto t) {
+        using T = decltype(t);
+        launch(GPUVGM_GRID, gpuvgm::assign_stats<T, K>, static_cast<const T*>(x), n_rows,
+               row_stride, col_stride, columns, params, partials);
+      });
+    });
+    return found != 0 ? found : rc;
+  });
+}
+
+int launch_log_resp(int t_size, int k, GPUVGM_DIMS, const void* x, i64 n_rows, i64 row_stride,
+                    i64 col_stride, const i64* columns, const double* params, double* out) {
+  return guarded([&] {
+    int rc = 0;
+    int found = with_launch_k(k, [&](auto kc) {
+      constexpr int K = decltype(kc)::value;
+      rc = with_real(t_size, [&](auto t) {
+        using T = decltype(t);
+        launch(GPUVGM_GRID, gpuvgm::log_resp<T, K>, static_cast<const T*>(x), n_rows,
+               row_stride, col_stride, columns, params, out);
+      });
+    });
+    return found != 0 ? found : rc;
+  });
+}
+
+int launch_transform(int t_size, int k, GPUVGM_DIMS, const void* x, i64 n_rows, i64 row_stride,
+                     i64 col_stride, const i64* columns, const double* params, const i64* info,
+                     u64 seed, i64 row_offset, int sample, double clip, float margin,
+                     double* normalized, int* component, unsigned char* null, u64* counts) {
+  return guarded([&] {
+    int rc = 0;
+    int found = with_launch_k(k, [&](auto kc) {
+      constexpr int K = decltype(kc)::value;
+      rc = with_real(t_size, [&](auto t) {
+        using T = decltype(t);
+        launch(GPUVGM_GRID, gpuvgm::transform<T, K>, static_cast<const T*>(x), n_rows,
+               row_stride, col_stride, columns, params, info, seed, row_offset, sample, clip,
+               margin, normalized, component, null, counts);
+      });
+    });
+    return found != 0 ? found : rc;
+  });
+}
+
+int launch_transform_ctgan(int t_size, int ot_size, int k, GPUVGM_DIMS, const void* x,
+                           i64 n_rows, i64 row_stride, i64 col_stride, const i64* columns,
+                           const double* params, const i64* info, u64 seed, i64 row_offset,
+                           int sample, double clip, float margin, void* out, i64 out_width,
+                           const i64* out_offset, u64* counts) {
+  return guarded([&] {
+    int rc = 0;
+    int found = with_launch_k(k, [&](auto kc) {
+      constexpr int K = decltype(kc)::value;
+      rc = with_real(t_size, [&](auto t) {
+        using T = decltype(t);
+        rc = with_real(ot_size, [&](auto ot) {
+          using OT = decltype(ot);
+          launch(GPUVGM_GRID, gpuvgm::transform_ctgan<T, OT, K>, static_cast<const T*>(x),
+                 n_rows, row_stride, col_stride, columns, params, info, seed, row_offset, sample,
+                 clip, margin, static_cast<OT*>(out), out_width, out_offset, counts);
+        });
+      });
+    });
+    return found != 0 ? found : rc;
+  });
+}
+
+int launch_inverse(int at_size, int it_size, GPUVGM_DIMS, const void* alpha, i64 a_row_stride,
+                   i64 a_col_stride, const void* component, i64 c_row_stride, i64 c_col_stride,
+                   i64 n_rows, const double* params, int n_components, const i64* n_valid,
+                   double* out) {
+  return guarded([&] {
+    int rc = 0;
+    int found = with_real(at_size, [&](auto a) {
+      using AT = decltype(a);
+      rc = with_index(it_size, [&](auto i) {
+        using IT = decltype(i);
+        launch(GPUVGM_GRID, gpuvgm::inverse<AT, IT>, static_cast<const AT*>(alpha),
+               a_row_stride, a_col_stride, static_cast<const IT*>(component), c_row_stride,
+               c_col_stride, n_rows, params, n_components, n_valid, out);
+      });
+    });
+    return found != 0 ? found : rc;
+  });
+}
+
+int launch_sample_candidates(GPUVGM_DIMS, i64 n_rows, u64 seed, u64 column_key,
+                             unsigned int stream, i64 row_offset, unsigned int limit, i64* rows,
+                             unsigned int* words, u64* count) {
+  return guarded([&] {
+    launch(GPUVGM_GRID, gpuvgm::sample_candidates, n_rows, seed, column_key, stream, row_offset,
+           limit, rows, words, count);
+    return 0;
+  });
+}
+
+}  // extern "C"
+
+#undef GPUVGM_DIMS
+#undef GPUVGM_GRID
