@@ -132,7 +132,12 @@ def atomic_directory(dst: str | os.PathLike) -> Iterator[Path]:
         if dst.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
             os.replace(dst, old / "previous")
-            os.replace(tmp, dst)
+            try:
+                os.replace(tmp, dst)
+            except BaseException:
+                os.replace(old / "previous", dst)  # put the earlier output back
+                os.rmdir(old)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dst)
