@@ -28,6 +28,7 @@ int with_k(int k, F&& f) {
     case 1: f(std::integral_constant<int, 1>{}); return 0;
     case 2: f(std::integral_constant<int, 2>{}); return 0;
     case 3: f(std::integral_constant<int, 3>{}); return 0;
+    case 5: f(std::integral_constant<int, 5>{}); return 0;  // the end-to-end fits
     case 10: f(std::integral_constant<int, 10>{}); return 0;
     default: return -1;
   }
@@ -227,19 +228,6 @@ void emu_philox_words(u64 seed, u64 column, unsigned int stream, u64 start, i64 
 
 namespace {
 
-// The K values of the launch_* entries: those of with_k, and 5 (the end-to-end fits).
-template <typename F>
-int with_launch_k(int k, F&& f) {
-  switch (k) {
-    case 1: f(std::integral_constant<int, 1>{}); return 0;
-    case 2: f(std::integral_constant<int, 2>{}); return 0;
-    case 3: f(std::integral_constant<int, 3>{}); return 0;
-    case 5: f(std::integral_constant<int, 5>{}); return 0;
-    case 10: f(std::integral_constant<int, 10>{}); return 0;
-    default: return -1;
-  }
-}
-
 // itemsize 4 -> int, 8 -> long long (the component type of inverse).
 template <typename F>
 int with_index(int itemsize, F&& f) {
@@ -307,7 +295,7 @@ int launch_estep_stats(int t_size, int ct_size, int k, GPUVGM_DIMS, const void* 
                        double* partials) {
   return guarded([&] {
     int rc = 0;
-    int found = with_launch_k(k, [&](auto kc) {
+    int found = with_k(k, [&](auto kc) {
       constexpr int K = decltype(kc)::value;
       rc = with_real(t_size, [&](auto t) {
         using T = decltype(t);
@@ -327,7 +315,7 @@ int launch_assign_stats(int t_size, int k, GPUVGM_DIMS, const void* x, i64 n_row
                         double* partials) {
   return guarded([&] {
     int rc = 0;
-    int found = with_launch_k(k, [&](auto kc) {
+    int found = with_k(k, [&](auto kc) {
       constexpr int K = decltype(kc)::value;
       rc = with_real(t_size, [&](auto t) {
         using T = decltype(t);
@@ -343,7 +331,7 @@ int launch_log_resp(int t_size, int k, GPUVGM_DIMS, const void* x, i64 n_rows, i
                     i64 col_stride, const i64* columns, const double* params, double* out) {
   return guarded([&] {
     int rc = 0;
-    int found = with_launch_k(k, [&](auto kc) {
+    int found = with_k(k, [&](auto kc) {
       constexpr int K = decltype(kc)::value;
       rc = with_real(t_size, [&](auto t) {
         using T = decltype(t);
@@ -361,7 +349,7 @@ int launch_transform(int t_size, int k, GPUVGM_DIMS, const void* x, i64 n_rows, 
                      double* normalized, int* component, unsigned char* null, u64* counts) {
   return guarded([&] {
     int rc = 0;
-    int found = with_launch_k(k, [&](auto kc) {
+    int found = with_k(k, [&](auto kc) {
       constexpr int K = decltype(kc)::value;
       rc = with_real(t_size, [&](auto t) {
         using T = decltype(t);
@@ -381,7 +369,7 @@ int launch_transform_ctgan(int t_size, int ot_size, int k, GPUVGM_DIMS, const vo
                            const i64* out_offset, u64* counts) {
   return guarded([&] {
     int rc = 0;
-    int found = with_launch_k(k, [&](auto kc) {
+    int found = with_k(k, [&](auto kc) {
       constexpr int K = decltype(kc)::value;
       rc = with_real(t_size, [&](auto t) {
         using T = decltype(t);
