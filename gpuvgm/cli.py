@@ -413,29 +413,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.set_defaults(func=_cmd_fit)
 
+    # The Parquet output of transform and inverse: one file, or a directory of part files.
+    parquet_out = argparse.ArgumentParser(add_help=False)
+    parquet_out.add_argument("-o", "--output", required=True, help=_OUTPUT_HELP)
+    parquet_out.add_argument(
+        "--rows-per-file", type=int, default=None, help="rows per part file (directory output)"
+    )
+
     transform = sub.add_parser(
-        "transform", parents=[common], help="encode files with a fitted model into Parquet"
+        "transform",
+        parents=[common, parquet_out],
+        help="encode files with a fitted model into Parquet",
     )
     transform.add_argument("model")
     transform.add_argument("data", nargs="+")
-    transform.add_argument("-o", "--output", required=True, help=_OUTPUT_HELP)
-    transform.add_argument(
-        "--rows-per-file", type=int, default=None, help="rows per part file (directory output)"
-    )
     transform.add_argument("--layout", choices=["rdt", "compact", "ctgan"], default="rdt")
     transform.add_argument("--columns", help="comma-separated (default: the model's columns)")
     transform.add_argument("--passthrough", help="comma-separated columns copied unchanged")
     transform.set_defaults(func=_cmd_transform)
 
     inverse = sub.add_parser(
-        "inverse", parents=[common], help="decode a transformed Parquet file back to the columns"
+        "inverse",
+        parents=[common, parquet_out],
+        help="decode a transformed Parquet file back to the columns",
     )
     inverse.add_argument("model")
     inverse.add_argument("data", help="a transformed Parquet file or directory of part files")
-    inverse.add_argument("-o", "--output", required=True, help=_OUTPUT_HELP)
-    inverse.add_argument(
-        "--rows-per-file", type=int, default=None, help="rows per part file (directory output)"
-    )
     inverse.set_defaults(func=_cmd_inverse)
 
     plot = sub.add_parser(
