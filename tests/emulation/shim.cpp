@@ -228,6 +228,18 @@ void emu_philox_words(u64 seed, u64 column, unsigned int stream, u64 start, i64 
 
 namespace {
 
+// with_k, then with_real: f(K constant, T value) returns 0 or -1 (an instance it lacks); the
+// result is -1 when k, itemsize or f has no instance.
+template <typename F>
+int with_k_real(int k, int itemsize, F&& f) {
+  int rc = 0;
+  const int found = with_k(k, [&](auto kc) {
+    const int real = with_real(itemsize, [&](auto t) { rc = f(kc, t); });
+    if (real != 0) rc = real;
+  });
+  return found != 0 ? found : rc;
+}
+
 // itemsize 4 -> int, 8 -> long long (the component type of inverse).
 template <typename F>
 int with_index(int itemsize, F&& f) {
@@ -294,19 +306,15 @@ int launch_estep_stats(int t_size, int ct_size, int k, GPUVGM_DIMS, const void* 
                        i64 row_stride, i64 col_stride, const i64* columns, const double* params,
                        double* partials) {
   return guarded([&] {
-    int rc = 0;
-    int found = with_k(k, [&](auto kc) {
-      constexpr int K = decltype(kc)::value;
-      rc = with_real(t_size, [&](auto t) {
-        using T = decltype(t);
-        rc = with_real(ct_size, [&](auto ct) {
-          using CT = decltype(ct);
-          launch(GPUVGM_GRID, gpuvgm::estep_stats<T, CT, K>, static_cast<const T*>(x), n_rows,
-                 row_stride, col_stride, columns, params, partials);
-        });
+    return with_k_real(k, t_size, [&](auto kc, auto t) {
+      using T = decltype(t);
+      return with_real(ct_size, [&](auto ct) {
+        using CT = decltype(ct);
+        launch(GPUVGM_GRID, gpuvgm::estep_stats<T, CT, decltype(kc)::value>,
+               static_cast<const T*>(x), n_rows, row_stride, col_stride, columns, params,
+               partials);
       });
     });
-    return found != 0 ? found : rc;
   });
 }
 
@@ -314,32 +322,24 @@ int launch_assign_stats(int t_size, int k, GPUVGM_DIMS, const void* x, i64 n_row
                         i64 row_stride, i64 col_stride, const i64* columns, const double* params,
                         double* partials) {
   return guarded([&] {
-    int rc = 0;
-    int found = with_k(k, [&](auto kc) {
-      constexpr int K = decltype(kc)::value;
-      rc = with_real(t_size, [&](auto t) {
-        using T = decltype(t);
-        launch(GPUVGM_GRID, gpuvgm::assign_stats<T, K>, static_cast<const T*>(x), n_rows,
-               row_stride, col_stride, columns, params, partials);
-      });
+    return with_k_real(k, t_size, [&](auto kc, auto t) {
+      using T = decltype(t);
+      launch(GPUVGM_GRID, gpuvgm::assign_stats<T, decltype(kc)::value>, static_cast<const T*>(x),
+             n_rows, row_stride, col_stride, columns, params, partials);
+      return 0;
     });
-    return found != 0 ? found : rc;
   });
 }
 
 int launch_log_resp(int t_size, int k, GPUVGM_DIMS, const void* x, i64 n_rows, i64 row_stride,
                     i64 col_stride, const i64* columns, const double* params, double* out) {
   return guarded([&] {
-    int rc = 0;
-    int found = with_k(k, [&](auto kc) {
-      constexpr int K = decltype(kc)::value;
-      rc = with_real(t_size, [&](auto t) {
-        using T = decltype(t);
-        launch(GPUVGM_GRID, gpuvgm::log_resp<T, K>, static_cast<const T*>(x), n_rows,
-               row_stride, col_stride, columns, params, out);
-      });
+    return with_k_real(k, t_size, [&](auto kc, auto t) {
+      using T = decltype(t);
+      launch(GPUVGM_GRID, gpuvgm::log_resp<T, decltype(kc)::value>, static_cast<const T*>(x),
+             n_rows, row_stride, col_stride, columns, params, out);
+      return 0;
     });
-    return found != 0 ? found : rc;
   });
 }
 
@@ -348,17 +348,13 @@ int launch_transform(int t_size, int k, GPUVGM_DIMS, const void* x, i64 n_rows, 
                      u64 seed, i64 row_offset, int sample, double clip, float margin,
                      double* normalized, int* component, unsigned char* null, u64* counts) {
   return guarded([&] {
-    int rc = 0;
-    int found = with_k(k, [&](auto kc) {
-      constexpr int K = decltype(kc)::value;
-      rc = with_real(t_size, [&](auto t) {
-        using T = decltype(t);
-        launch(GPUVGM_GRID, gpuvgm::transform<T, K>, static_cast<const T*>(x), n_rows,
-               row_stride, col_stride, columns, params, info, seed, row_offset, sample, clip,
-               margin, normalized, component, null, counts);
-      });
+    return with_k_real(k, t_size, [&](auto kc, auto t) {
+      using T = decltype(t);
+      launch(GPUVGM_GRID, gpuvgm::transform<T, decltype(kc)::value>, static_cast<const T*>(x),
+             n_rows, row_stride, col_stride, columns, params, info, seed, row_offset, sample,
+             clip, margin, normalized, component, null, counts);
+      return 0;
     });
-    return found != 0 ? found : rc;
   });
 }
 
@@ -368,20 +364,16 @@ int launch_transform_ctgan(int t_size, int ot_size, int k, GPUVGM_DIMS, const vo
                            int sample, double clip, float margin, void* out, i64 out_width,
                            const i64* out_offset, u64* counts) {
   return guarded([&] {
-    int rc = 0;
-    int found = with_k(k, [&](auto kc) {
-      constexpr int K = decltype(kc)::value;
-      rc = with_real(t_size, [&](auto t) {
-        using T = decltype(t);
-        rc = with_real(ot_size, [&](auto ot) {
-          using OT = decltype(ot);
-          launch(GPUVGM_GRID, gpuvgm::transform_ctgan<T, OT, K>, static_cast<const T*>(x),
-                 n_rows, row_stride, col_stride, columns, params, info, seed, row_offset, sample,
-                 clip, margin, static_cast<OT*>(out), out_width, out_offset, counts);
-        });
+    return with_k_real(k, t_size, [&](auto kc, auto t) {
+      using T = decltype(t);
+      return with_real(ot_size, [&](auto ot) {
+        using OT = decltype(ot);
+        launch(GPUVGM_GRID, gpuvgm::transform_ctgan<T, OT, decltype(kc)::value>,
+               static_cast<const T*>(x), n_rows, row_stride, col_stride, columns, params, info,
+               seed, row_offset, sample, clip, margin, static_cast<OT*>(out), out_width,
+               out_offset, counts);
       });
     });
-    return found != 0 ? found : rc;
   });
 }
 
