@@ -244,11 +244,13 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 def _cmd_inverse(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
+    from ._sources import _expand_paths
+
     model = _load(args.model, args.device, args.chunk_rows)
     total = None
-    try:
-        total = pq.read_metadata(args.data).num_rows
-    except Exception:  # the inverse itself reports an unreadable file with a clear error
+    try:  # a file, or a directory of part files
+        total = sum(pq.read_metadata(p).num_rows for p in _expand_paths(args.data))
+    except Exception:  # the inverse itself reports an unreadable input with a clear error
         pass
     bars = _Bars(total, not args.quiet)
     try:
