@@ -258,7 +258,7 @@ class DaskSource(Source):
             return
         import dask
 
-        to_device = dask.delayed(backend.to_device, pure=True)
+        to_device = dask.delayed(backend.memory.to_device, pure=True)
         self._blocks = list(dask.persist(*(to_device(b) for b in self._persisted())))
 
     def map_reduce(

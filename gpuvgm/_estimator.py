@@ -144,18 +144,20 @@ class _ChunkCache:
         if offset == 0 and self.n_rows:
             nbytes = self.n_rows * host.shape[1] * host.itemsize
             if nbytes <= self.budget["device"]:
-                self.whole = self.backend.empty_cache((self.n_rows, host.shape[1]), host.dtype)
+                self.whole = self.backend.memory.empty_cache(
+                    (self.n_rows, host.shape[1]), host.dtype
+                )
                 self.used["device"] = nbytes
         if self.whole is not None:
             if self.rows > (self.n_rows or 0):  # more rows than the metadata said: distrust it
                 self._drop()
                 return
-            self.backend.cache_put(self.whole, offset, chunk)
+            self.backend.memory.cache_put(self.whole, offset, chunk)
             return
         for where in ("device", "host"):
             if self.used[where] + host.nbytes <= self.budget[where]:
                 self.used[where] += host.nbytes
-                kept = self.backend.to_device(chunk) if where == "device" else host
+                kept = self.backend.memory.to_device(chunk) if where == "device" else host
                 self.chunks.append((offset, kept))
                 return
         self._drop()  # too large for the caches: stream every pass
@@ -607,7 +609,7 @@ class VGM:
         finally:
             # The pools' blocks go back to the device after every fit, failed or not; what they
             # held is in fit_report_["memory"].
-            backend.release_memory()
+            backend.memory.release_memory()
         return self
 
     def _fit_passes(
@@ -727,7 +729,7 @@ class VGM:
             ],
             # The pre-pass reads the source; later passes read it again unless it was cached.
             "bytes_read": cache.seen * (1 if cached is not None else passes),
-            "memory": {"peak_host_rss_bytes": peak_rss_bytes(), **backend.memory_report()},
+            "memory": {"peak_host_rss_bytes": peak_rss_bytes(), **backend.memory.memory_report()},
         }
         logger.info(
             "fit %d rows x %d columns on %s in %.2f s (%d passes, %.3g rows/s per pass); "
@@ -757,7 +759,7 @@ class VGM:
         moments = Moments.empty(len(names))
         reservoir = _Reservoir(len(names), self.init_sample_size, seed)
         cache = _ChunkCache(
-            backend.cache_budget_bytes(self.device_cache_fraction),
+            backend.memory.cache_budget_bytes(self.device_cache_fraction),
             0 if source.in_memory else self.cache_bytes,
             backend,
             source.n_rows,
@@ -778,7 +780,7 @@ class VGM:
             source.persist_on(backend)
         else:
             chunks = _reported(source, self.chunk_rows, progress, "prepass")
-            for offset, chunk, host in backend.stage(chunks):
+            for offset, chunk, host in backend.memory.stage(chunks):
                 cache.add(offset, chunk, host)
                 moments = moments + _checked_moments(
                     offset, chunk, host, backend, names, self.null_policy
@@ -892,7 +894,7 @@ class VGM:
         if isinstance(source, _dask.DaskSource):
             return source.map_reduce(fn, self.chunk_rows, progress, phase)
         chunks = _reported(source, self.chunk_rows, progress, phase)
-        return self._reduce(fn(offset, chunk) for offset, chunk, _ in backend.stage(chunks))
+        return self._reduce(fn(offset, chunk) for offset, chunk, _ in backend.memory.stage(chunks))
 
     def _iterate(
         self,
@@ -1048,9 +1050,9 @@ class VGM:
                 yield offset, chunk
 
         # Host chunks are staged to the device ahead of the kernels (CUDA); outputs come back.
-        for offset, chunk, _ in backend.stage(pairs()):
+        for offset, chunk, _ in backend.memory.stage(pairs()):
             normalized, component, null, n_clipped = backend.transform(chunk, params, offset)
-            outputs = (backend.to_host(a) for a in (normalized, component, null))
+            outputs = (backend.memory.to_host(a) for a in (normalized, component, null))
             yield (*outputs, n_clipped), passed_along.popleft()
 
     def transform(self, X: Any, *, columns: Sequence[Any] | None = None) -> Encoded:

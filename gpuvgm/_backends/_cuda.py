@@ -21,6 +21,7 @@ import functools
 import importlib.resources
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -875,3 +876,7 @@ def sample_candidates(
         parts = _in_pieces(run, chunk.shape[0])
     rows, words, values = (np.concatenate([p[i] for p in parts]) for i in range(3))
     return rows, words, values
+
+
+# The Memory protocol (gpuvgm._backends._api) is this module's transfer, cache and pool functions.
+memory = sys.modules[__name__]

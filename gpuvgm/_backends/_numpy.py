@@ -10,7 +10,6 @@ of threads.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -24,8 +23,10 @@ from .._model import (
     TransformParams,
 )
 from .._parallel import parallel_map
+from . import _host
 
 NAME = "numpy"
+memory = _host  # host memory: the data is already where this backend computes
 # 16 Ki rows x K=10 float64 = 1.3 MB per temporary: stays in a core's L2 cache.
 BLOCK_ROWS = 16384
 
@@ -333,43 +334,3 @@ def inverse(normalized: np.ndarray, component: np.ndarray, params: TransformPara
         std = params.stds[i][valid][comp]
         out[:, i] = STD_MULTIPLIER * std * normalized[:, i] + mean
     return out
-
-
-def memory_report() -> dict[str, int]:
-    """Backend-held memory: none (host arrays are freed by reference counting)."""
-    return {}
-
-
-def release_memory() -> None:
-    """Nothing to release: the NumPy backend keeps no pools (its per-thread scratch is ~5 MB)."""
-
-
-def cache_budget_bytes(fraction: float = 0.5) -> int:
-    """Bytes of device memory the fit may keep data in: none, the data is already on the host."""
-    return 0
-
-
-def to_device(chunk: np.ndarray) -> np.ndarray:
-    """The chunk where this backend computes: host memory, as it is."""
-    return chunk
-
-
-def stage(chunks: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(offset, chunk where this backend computes, host chunk)``: the same array twice."""
-    for offset, chunk in chunks:
-        yield offset, chunk, chunk
-
-
-def to_host(array: np.ndarray) -> np.ndarray:
-    """``array`` in host memory: as it is."""
-    return array
-
-
-def empty_cache(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    """Memory for a whole column-major copy of the data (see ``_ChunkCache``)."""
-    return np.empty(shape, dtype=dtype, order="F")
-
-
-def cache_put(cache: np.ndarray, start: int, chunk: np.ndarray) -> None:
-    """``cache[start : start + len(chunk)] = chunk``."""
-    cache[start : start + chunk.shape[0]] = chunk
