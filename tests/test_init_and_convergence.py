@@ -145,6 +145,19 @@ def test_staged_fit_reaches_the_same_optimum_with_fewer_full_passes(rng):
     # ...and the full passes polish it to the same optimum.
     lb_plain = plain.fit_report_["lower_bound_per_row"][0]
     lb_staged = staged.fit_report_["lower_bound_per_row"][0]
-    assert abs(lb_staged - lb_plain) <= 1e-3 * abs(lb_plain)
-    # The same mixture (8 components: the wide modes are split in two, in both fits).
-    np.testing.assert_allclose(np.sort(staged.means_[0]), np.sort(plain.means_[0]), atol=0.15)
+    # tol=1e-6 per row stops each fit once an iteration gains less than that; both are then
+    # still creeping along the flat ridge where the wide modes split in two (measured: 3.3e-6
+    # apart), so 10x tol is as tight as "the same optimum" can be asked for here.
+    assert abs(lb_staged - lb_plain) <= 10 * kw["tol"]
+    # The same mixture density: where the split components sit on that ridge (their means
+    # differ by up to 0.08) changes the density by far less than 1% of its mass.
+    grid = np.linspace(x.min() - 1, x.max() + 1, 4001)
+
+    def density(m):
+        w, mu, var = m.weights_[0], m.means_[0], m.covariances_[0]
+        return (w * np.exp(-0.5 * (grid[:, None] - mu) ** 2 / var) / np.sqrt(2 * np.pi * var)).sum(
+            1
+        )
+
+    l1 = np.abs(density(staged) - density(plain)).sum() * (grid[1] - grid[0])
+    assert l1 <= 0.01, l1
