@@ -543,14 +543,20 @@ def encode_chunks(
     # Host chunks are staged to the device ahead of the kernels (CUDA); outputs come back.
     for offset, chunk, _ in backend.memory.stage(pairs()):
         normalized, component, null, n_clipped = backend.transform(chunk, params, offset)
-        outputs = (backend.memory.to_host(a) for a in (normalized, component, null))
-        yield (*outputs, n_clipped), passed_along.popleft()
+        to_host = backend.memory.to_host
+        outputs = (to_host(normalized), to_host(component), to_host(null), n_clipped)
+        yield outputs, passed_along.popleft()
 
 
 def _backend_named(module: str) -> Backend:
     """The backend module ``module`` (on a Dask worker: the client's, not the worker's
     ``device="auto"``)."""
-    return importlib.import_module(module)  # type: ignore[return-value]
+    return importlib.import_module(module)
+
+
+def module_name(backend: Backend) -> str:
+    """The name to import ``backend`` by (a backend is a module)."""
+    return str(backend.__name__)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,11 @@ class VGM:
         Rows, nulls, seconds per phase, rows/s, passes, iterations and convergence per column.
     """
 
+    # Set only when there is one (hasattr tells): names from the data, traces, fit report.
+    feature_names_in_: np.ndarray
+    lower_bounds_: list[np.ndarray]
+    fit_report_: dict[str, Any]
+
     def __init__(
         self,
         n_components: int = 10,
@@ -368,12 +373,12 @@ class VGM:
         c = self.n_features_in_ if hasattr(self, "n_features_in_") else 0
         source = self._source(X, columns) if is_dask_collection(X) else None
         if source is not None and source.lazy:  # one block per partition
-            fn = _engine.TransformChunk(
-                self._backend().__name__, self._transform_params(), self._columns, self.null_policy
-            )
+            backend = _engine.module_name(self._backend())
+            params = self._transform_params()
+            fn = _engine.TransformChunk(backend, params, self._columns, self.null_policy)
             outputs = [(np.float64, c), (np.int32, c), (np.bool_, c), (np.int64, -c)]
-            *arrays, n_clipped = source.map_chunks(fn, outputs)
-            return Encoded(*arrays, self._columns, n_clipped)
+            normalized, component, null, n_clipped = source.map_chunks(fn, outputs)
+            return Encoded(normalized, component, null, self._columns, n_clipped)
         t = time.perf_counter()
         parts = [encoded for encoded, _ in self._encoded_chunks(X, columns)]
         if parts:
@@ -520,8 +525,9 @@ class VGM:
         bound = math.inf if self.clip is None else max(1.0, float(self.clip))
         params = self._transform_params()
         if isinstance(pair, tuple) and len(pair) == 2 and is_dask_collection(pair[0]):
-            fn = _engine.InverseChunk(self._backend().__name__, params, self._columns, bound)
-            return lazy_inverse(*pair, fn)
+            name = _engine.module_name(self._backend())
+            fn = _engine.InverseChunk(name, params, self._columns, bound)
+            return lazy_inverse(pair[0], pair[1], fn)
         normalized, component = check_encoded(pair, self._columns, params.n_valid, bound)
         return self._backend().inverse(normalized, component, params)
 

@@ -117,6 +117,10 @@ class Source:
             acc.add(offset, chunk, host)
         return acc
 
+    def map_chunks(self, fn: Callable[[int, Any], Any], outputs: Sequence[Any]) -> list[Any]:
+        """The lazy outputs of ``fn(row_offset, chunk)``: sources with ``lazy`` set only."""
+        raise NotImplementedError(f"{self.describe()} computes eagerly")
+
     def persist_on(self, memory: Any) -> None:
         """Keep the data where a backend's ``memory`` computes, for the next passes (a
         distributed source's partitions); a no-op for the others."""
