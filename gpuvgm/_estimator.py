@@ -23,7 +23,7 @@ from ._backends import get_backend
 from ._backends._api import Backend
 from ._dask_source import lazy_inverse
 from ._errors import NotFittedError, ParameterError
-from ._layouts import LAYOUTS, decode_batches, encode
+from ._layouts import LAYOUTS, decode_batches, decoded_table, encoded_schema, write_encoded
 from ._model import Encoded, EStepParams, FittedMixture, TransformParams
 from ._persistence import read_model, write_model
 from ._sources import Progress, Source, is_dask_collection, is_path_like, make_source
@@ -342,12 +342,14 @@ class VGM:
         """The backend for inference: this model's device setting, on this machine."""
         return get_backend(self.device)
 
-    def _source(self, X: Any, columns: Sequence[Any] | None) -> Source:
-        """``X`` as a source of the fitted columns, checked against them."""
+    def _source(self, X: Any, columns: Sequence[Any] | None, frames: bool = False) -> Source:
+        """``X`` as a source of the fitted columns, checked against them; files (and frames
+        when ``frames``) hold other columns too, so of a named model's columns only those."""
         self._check_is_fitted()
         validate_params(type(self).__name__, self.get_params())
-        if columns is None and hasattr(self, "feature_names_in_") and is_path_like(X):
-            columns = self._columns  # files hold other columns too: read the fitted ones
+        other = is_path_like(X) or (frames and hasattr(X, "columns"))
+        if columns is None and hasattr(self, "feature_names_in_") and other:
+            columns = self._columns
         source = make_source(X, columns)
         named = source.named and hasattr(self, "feature_names_in_")
         check_columns_match(self._columns, source.columns, named)
@@ -444,24 +446,10 @@ class VGM:
             )
         t = time.perf_counter()
         n_valid = self.valid_components_.sum(axis=1)
-        rows = 0
-        n_clipped = np.zeros(self.n_features_in_, dtype=np.int64)
-        e = np.empty((0, self.n_features_in_))
-        schema = encode(
-            e, e.astype(np.int32), e.astype(bool), self._columns, n_valid, layout
-        ).schema
+        chunks = self._encoded_chunks(source, columns, passthrough)
+        schema = encoded_schema(self._columns, n_valid, layout)
         with parquet_output(dst, schema, row_group_rows, rows_per_file) as write:
-            chunks = self._encoded_chunks(source, columns, passthrough)
-            for (normalized, component, null, clipped), passed in chunks:
-                table = encode(normalized, component, null, self._columns, n_valid, layout)
-                if passed is not None:
-                    for name in reversed(passed.column_names):
-                        table = table.add_column(0, name, passed.column(name))
-                write(table)
-                rows += len(normalized)
-                n_clipped += clipped
-                if progress is not None:
-                    progress("transform", len(normalized))
+            rows, n_clipped = write_encoded(chunks, write, self._columns, n_valid, layout, progress)
         info = _throughput("transform_parquet", rows, t, f"{dst} ({layout} layout)")
         return {**info, "n_clipped": n_clipped.tolist()}
 
@@ -481,25 +469,18 @@ class VGM:
         The output has one float64 column per model column, null where the input was. Written as
         :meth:`transform_parquet` writes (one file, or part files).
         """
-        import pyarrow as pa
-
         self._check_is_fitted()
         t = time.perf_counter()
         n_valid = self.valid_components_.sum(axis=1)
-        schema = pa.schema([(c, pa.float64()) for c in self._columns])
         batches = decode_batches(src, self._columns, n_valid, self.chunk_rows)
+        schema = decoded_table(self._columns).schema
         rows = 0
         with parquet_output(dst, schema, row_group_rows, rows_per_file) as write:
             for alpha, comp in batches:
-                x = self.inverse_transform((alpha, comp))
-                columns = {
-                    c: pa.array(x[:, j], mask=np.isnan(x[:, j]))
-                    for j, c in enumerate(self._columns)
-                }
-                write(pa.table(columns))
-                rows += len(x)
+                write(decoded_table(self._columns, self.inverse_transform((alpha, comp))))
+                rows += len(alpha)
                 if progress is not None:
-                    progress("inverse", len(x))
+                    progress("inverse", len(alpha))
         return _throughput("inverse_parquet", rows, t, str(dst))
 
     def fit_transform(
@@ -593,21 +574,8 @@ class VGM:
         **params
             Other :class:`VGM` parameters (``weight_threshold``, ``component_selection``...).
         """
-        ests = list(estimators) if isinstance(estimators, (list, tuple)) else [estimators]
+        ests = _model.sklearn_mixtures(estimators)
         first = ests[0]
-        for e in ests:
-            if (
-                getattr(e, "covariance_type", None) != "full"
-                or getattr(e, "weight_concentration_prior_type", None) != "dirichlet_process"
-                or not hasattr(e, "means_")
-                or e.means_.shape[1] != 1
-                or e.n_components != first.n_components
-            ):
-                raise ParameterError(
-                    "from_sklearn needs fitted BayesianGaussianMixture models with one feature, "
-                    "covariance_type='full', weight_concentration_prior_type='dirichlet_process' "
-                    "and the same n_components."
-                )
         model = cls(
             n_components=first.n_components,
             weight_concentration_prior=first.weight_concentration_prior_,
@@ -658,16 +626,10 @@ def plot_model(model: VGM, X: Any, path: str | os.PathLike | None = None, **kw: 
     """:func:`gpuvgm._plot.plot_mixture` of a fitted model on ``X`` (what it transforms)."""
     from ._plot import plot_mixture
 
-    source = _plot_source(model, X)
-    params = model._transform_params()
+    source = model._source(X, None, frames=True)
+    fitted, backend, params = model._fitted, model._backend(), model._transform_params()
     return plot_mixture(
-        model._fitted,
-        source,
-        model._backend(),
-        path,
-        params=params,
-        chunk_rows=model.chunk_rows,
-        **kw,
+        fitted, source, backend, path, params=params, chunk_rows=model.chunk_rows, **kw
     )
 
 
@@ -677,22 +639,8 @@ def sample_columns(
     """:func:`gpuvgm._plot.sample_columns` of a fitted model on ``X``."""
     from ._plot import sample_columns as sample
 
-    source = _plot_source(model, X)
+    source = model._source(X, None, frames=True)
+    rows = model.chunk_rows
     return sample(
-        model._fitted,
-        source,
-        sample_rows=sample_rows,
-        max_rows=max_rows,
-        chunk_rows=model.chunk_rows,
+        model._fitted, source, sample_rows=sample_rows, max_rows=max_rows, chunk_rows=rows
     )
-
-
-def _plot_source(model: VGM, X: Any) -> Source:
-    model._check_is_fitted()
-    columns = None
-    if hasattr(model, "feature_names_in_") and (is_path_like(X) or hasattr(X, "columns")):
-        columns = model._columns  # files and frames may hold other columns too
-    source = make_source(X, columns)
-    named = source.named and hasattr(model, "feature_names_in_")
-    check_columns_match(model._columns, source.columns, named)
-    return source

@@ -7,7 +7,7 @@ Layouts know Arrow and NumPy, not the mixture (DESIGN.md §4).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,44 @@ def encode(
         else:
             raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     return pa.table(arrays)
+
+
+def encoded_schema(columns: Sequence[str], n_valid: np.ndarray, layout: str) -> pa.Schema:
+    """The schema of :func:`encode`'s tables."""
+    e = np.empty((0, len(columns)))
+    return encode(e, e.astype(np.int32), e.astype(bool), columns, n_valid, layout).schema
+
+
+def write_encoded(
+    chunks: Iterable[tuple[tuple[np.ndarray, ...], pa.Table | None]],
+    write: Callable[[pa.Table], None],
+    columns: Sequence[str],
+    n_valid: np.ndarray,
+    layout: str,
+    progress: Callable[[str, int], None] | None,
+) -> tuple[int, np.ndarray]:
+    """Encode and ``write`` every chunk ``((normalized, component, null, n_clipped),
+    passed-through columns or None)``, those columns first; ``(rows, n_clipped)``."""
+    rows, n_clipped = 0, np.zeros(len(columns), dtype=np.int64)
+    for (normalized, component, null, clipped), passed in chunks:
+        table = encode(normalized, component, null, columns, n_valid, layout)
+        if passed is not None:
+            for name in reversed(passed.column_names):
+                table = table.add_column(0, name, passed.column(name))
+        write(table)
+        rows += len(normalized)
+        n_clipped += clipped
+        if progress is not None:
+            progress("transform", len(normalized))
+    return rows, n_clipped
+
+
+def decoded_table(columns: Sequence[str], x: np.ndarray | None = None) -> pa.Table:
+    """Decoded values of shape (n, n_columns) as float64 columns, null where NaN (``x`` None:
+    an empty table, for its schema)."""
+    if x is None:
+        x = np.empty((0, len(columns)))
+    return pa.table({c: pa.array(x[:, j], mask=np.isnan(x[:, j])) for j, c in enumerate(columns)})
 
 
 def _fill_null(column: Any, value: int) -> np.ndarray:

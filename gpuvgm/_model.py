@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
+from ._errors import ParameterError
+
 # scikit-learn adds 10 * eps to every component's count (``_estimate_gaussian_parameters``).
 _NK_EPS = 10.0 * np.finfo(np.float64).eps
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -523,12 +525,32 @@ def centres_stats(sample: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.n
     return np.ones(idx.size), sample[idx], sample[idx] ** 2
 
 
+def sklearn_mixtures(estimators: Any) -> list[Any]:
+    """``estimators`` (one or a list) as a list, checked to be fitted one-feature
+    ``BayesianGaussianMixture`` models of one kind that :func:`fitted_from_sklearn` converts."""
+    ests = list(estimators) if isinstance(estimators, (list, tuple)) else [estimators]
+    for e in ests:
+        if (
+            getattr(e, "covariance_type", None) != "full"
+            or getattr(e, "weight_concentration_prior_type", None) != "dirichlet_process"
+            or not hasattr(e, "means_")
+            or e.means_.shape[1] != 1
+            or e.n_components != ests[0].n_components
+        ):
+            raise ParameterError(
+                "from_sklearn needs fitted BayesianGaussianMixture models with one feature, "
+                "covariance_type='full', weight_concentration_prior_type='dirichlet_process' "
+                "and the same n_components."
+            )
+    return ests
+
+
 def fitted_from_sklearn(
     estimators: Sequence[Any], columns: Sequence[str] | None, seed: int, weight_threshold: float
 ) -> FittedMixture:
     """The fitted state of scikit-learn ``BayesianGaussianMixture`` models, one per column
-    (fitted on one feature, ``covariance_type="full"``, Dirichlet process; checked by the
-    caller). The working frame is each column's prior mean and prior standard deviation."""
+    (checked by :func:`sklearn_mixtures`). The working frame is each column's prior mean and
+    prior standard deviation."""
     first = estimators[0]
     mean0 = np.array([float(e.mean_prior_[0]) for e in estimators])
     cov0 = np.array([float(np.ravel(e.covariance_prior_)[0]) for e in estimators])
