@@ -395,8 +395,7 @@ def read_model(
     path : str or path-like
         A gpuvgm model file (format above).
     device : {"auto", "cpu", "cuda"} or None, default=None
-        Overrides the saved ``device`` parameter, e.g. ``"cpu"`` to use a model fitted with
-        ``device="cuda"`` on a machine without a GPU. Transforms do not depend on the device.
+        Overrides the saved ``device`` parameter (see :func:`gpuvgm.load`).
     complete : callable
         ``complete(params) -> params``: the saved parameters completed with the defaults of the
         estimator (which raises TypeError for a name it does not know).
@@ -411,9 +410,7 @@ def read_model(
     Raises
     ------
     ModelFileError
-        The file is missing or unreadable, is not a gpuvgm model file, is truncated or
-        corrupted (invalid JSON, checksum mismatch, malformed content), or has a newer format
-        version than this gpuvgm reads.
+        As :func:`gpuvgm.load`.
     """
     if device is not None:
         validate_params("load", {"device": device})
