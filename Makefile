@@ -24,11 +24,12 @@ demo: $(VENV)/.core
 test: $(VENV)/.test
 	$(PY) -m pytest
 
-## make lint: ruff (lint and format check) and mypy on the package
+## make lint: ruff (lint and format check), mypy on the package, the import contract
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check gpuvgm tests bench
 	$(VENV)/bin/ruff format --check gpuvgm tests bench
 	$(VENV)/bin/mypy gpuvgm
+	$(VENV)/bin/lint-imports
 
 ## make bench: the CPU benchmark against scikit-learn (writes bench/results/*.json)
 bench: $(VENV)/.test

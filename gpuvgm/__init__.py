@@ -21,8 +21,7 @@ from ._errors import (
     NotFittedError,
     ParameterError,
 )
-from ._estimator import VGM, Encoded
-from ._persistence import load_model as load
+from ._estimator import VGM, Encoded, load
 from ._version import __version__
 
 logging.getLogger("gpuvgm").addHandler(logging.NullHandler())

@@ -20,10 +20,14 @@ This module imports NumPy and SciPy only (DESIGN.md §4).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
+
+from ._errors import ParameterError
 
 # scikit-learn adds 10 * eps to every component's count (``_estimate_gaussian_parameters``).
 _NK_EPS = 10.0 * np.finfo(np.float64).eps
@@ -377,10 +381,240 @@ class TransformParams:
     seed: int
     sample: bool
     clip: float
+    # The valid-component tables, built once by :func:`transform_params` (None when a caller
+    # builds the parameters by hand): (n, K) float64 zero-padded by valid position, and the
+    # (n,) int64 bit mask of the valid components.
+    valid_means: np.ndarray | None = None
+    valid_std4: np.ndarray | None = None
+    valid_mask: np.ndarray | None = None
 
     @property
     def n_valid(self) -> np.ndarray:
         return self.valid.sum(axis=1)
+
+
+def valid_tables(
+    means: np.ndarray, stds: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(valid_means, valid_std4, valid_mask)``: each column's valid components' means and
+    ``4 * std`` packed to the left of (n, K) zero-filled arrays, and the (n,) int64 bit mask.
+
+    ``4 * std`` is exact in binary floating point, so a kernel dividing by it divides by what
+    ``alpha = (x - mean) / (4 std)`` divides by.
+    """
+    n_cols, k = valid.shape
+    valid_means, valid_std4 = np.zeros((n_cols, k)), np.zeros((n_cols, k))
+    for i in range(n_cols):
+        n = int(valid[i].sum())
+        valid_means[i, :n] = np.asarray(means[i], dtype=np.float64)[valid[i]]
+        valid_std4[i, :n] = STD_MULTIPLIER * np.asarray(stds[i], dtype=np.float64)[valid[i]]
+    mask = (valid.astype(np.int64) << np.arange(k, dtype=np.int64)).sum(axis=1)
+    return valid_means, valid_std4, mask
+
+
+@dataclass(frozen=True)
+class FitHistory:
+    """How a fit went, per column: ``n_iter``, ``converged``, ``lower_bound`` (n_columns,), the
+    lower bound at every iteration (``lower_bounds``, None when unknown) and the fit report."""
+
+    n_iter: np.ndarray
+    converged: np.ndarray
+    lower_bound: np.ndarray
+    lower_bounds: list[np.ndarray] | None = None
+    report: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class FittedMixture:
+    """The fitted state of a :class:`gpuvgm.VGM`: everything its attributes and its transform
+    are computed from, as one value. Fit, ``from_sklearn`` and loading a model file all build
+    it through this constructor, so the derived arrays and the validity rule exist once.
+
+    ``columns`` are the column names in order, ``named`` whether they came from the data
+    (transform-time input is then checked by name), ``backend`` the backend that fitted it,
+    ``seed`` the key of the component sampler, ``weight_threshold`` the validity threshold.
+    ``moments`` is None for a mixture converted from scikit-learn.
+
+    Derived (data units, shape (n_columns, K)): ``means``, ``covariances``, ``precisions``,
+    ``weights`` and ``valid``: a component is valid when its weight exceeds
+    ``weight_threshold``, and the heaviest one always is (RDT).
+    """
+
+    priors: Priors
+    posterior: Posterior
+    moments: Moments | None
+    columns: Sequence[str]
+    named: bool
+    backend: str
+    seed: int
+    weight_threshold: float
+    history: FitHistory
+    means: np.ndarray = field(init=False, repr=False)
+    covariances: np.ndarray = field(init=False, repr=False)
+    precisions: np.ndarray = field(init=False, repr=False)
+    weights: np.ndarray = field(init=False, repr=False)
+    valid: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        means, covariances = data_units(self.posterior, self.priors)
+        weights = mixture_weights(self.posterior)
+        valid = weights > self.weight_threshold
+        valid[np.arange(valid.shape[0]), np.argmax(weights, axis=1)] = True
+        derived = {
+            "columns": list(self.columns),
+            "means": means,
+            "covariances": covariances,
+            "precisions": 1.0 / covariances,
+            "weights": weights,
+            "valid": valid,
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
+
+    @property
+    def n_columns(self) -> int:
+        return len(self.columns)
+
+    def estep_params(self) -> EStepParams:
+        """The E-step parameters of every column."""
+        return estep_params(self.posterior, self.priors, np.arange(self.n_columns))
+
+
+def transform_params(fitted: FittedMixture, selection: str, clip: float | None) -> TransformParams:
+    """What a backend needs to transform (and invert) every column of ``fitted``.
+
+    ``selection`` is ``"sample"`` or ``"argmax"``; ``clip`` the bound on ``|alpha|`` (None: none).
+    """
+    stds = np.sqrt(fitted.covariances)
+    valid_means, valid_std4, valid_mask = valid_tables(fitted.means, stds, fitted.valid)
+    return TransformParams(
+        estep=fitted.estep_params(),
+        means=fitted.means,
+        stds=stds,
+        valid=fitted.valid,
+        column_keys=np.arange(fitted.n_columns, dtype=np.int64),
+        seed=fitted.seed,
+        sample=selection == "sample",
+        clip=math.inf if clip is None else float(clip),
+        valid_means=valid_means,
+        valid_std4=valid_std4,
+        valid_mask=valid_mask,
+    )
+
+
+def initial_stats(
+    sample: np.ndarray, init_params: str, n_components: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(nk, s1, s2)`` of shape (K,) that start one column's fit from its sample ``sample``
+    (working frame) without a pass over the data (scikit-learn's ``_initialize``).
+
+    ``"random"``: random responsibilities of the sample rows (the caller scales them to all
+    rows); ``"random_from_data"``: ``n_components`` sample rows as centres, each with a count of
+    one. (``"k-means++"`` picks its rows elsewhere, in the seeding frame, and passes them here
+    as ``"random_from_data"`` would use them, through :func:`centres_stats`.)
+    """
+    if init_params == "random":
+        resp = rng.uniform(size=(sample.size, n_components))
+        resp /= resp.sum(axis=1, keepdims=True)
+        return resp.sum(axis=0), resp.T @ sample, resp.T @ (sample * sample)
+    return centres_stats(sample, rng.choice(sample.size, size=n_components, replace=False))
+
+
+def centres_stats(sample: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(nk, s1, s2)`` of one pseudo-row per centre ``sample[idx]``."""
+    return np.ones(idx.size), sample[idx], sample[idx] ** 2
+
+
+def sklearn_mixtures(estimators: Any) -> list[Any]:
+    """``estimators`` (one or a list) as a list, checked to be fitted one-feature
+    ``BayesianGaussianMixture`` models of one kind that :func:`fitted_from_sklearn` converts."""
+    ests = list(estimators) if isinstance(estimators, (list, tuple)) else [estimators]
+    for e in ests:
+        if (
+            getattr(e, "covariance_type", None) != "full"
+            or getattr(e, "weight_concentration_prior_type", None) != "dirichlet_process"
+            or not hasattr(e, "means_")
+            or e.means_.shape[1] != 1
+            or e.n_components != ests[0].n_components
+        ):
+            raise ParameterError(
+                "from_sklearn needs fitted BayesianGaussianMixture models with one feature, "
+                "covariance_type='full', weight_concentration_prior_type='dirichlet_process' "
+                "and the same n_components."
+            )
+    return ests
+
+
+def fitted_from_sklearn(
+    estimators: Sequence[Any], columns: Sequence[str] | None, seed: int, weight_threshold: float
+) -> FittedMixture:
+    """The fitted state of scikit-learn ``BayesianGaussianMixture`` models, one per column
+    (checked by :func:`sklearn_mixtures`). The working frame is each column's prior mean and
+    prior standard deviation."""
+    first = estimators[0]
+    mean0 = np.array([float(e.mean_prior_[0]) for e in estimators])
+    cov0 = np.array([float(np.ravel(e.covariance_prior_)[0]) for e in estimators])
+    priors = Priors.from_data_units(
+        shift=mean0,
+        scale=np.where(cov0 > 0, np.sqrt(cov0), 1.0),
+        weight_concentration=first.weight_concentration_prior_,
+        mean_precision=first.mean_precision_prior_,
+        degrees_of_freedom=first.degrees_of_freedom_prior_,
+        mean=mean0,
+        covariance=cov0,
+        reg_covar=first.reg_covar,
+    )
+    means, covs = from_data_units(
+        np.stack([e.means_[:, 0] for e in estimators]),
+        np.stack([e.covariances_[:, 0, 0] for e in estimators]),
+        priors,
+    )
+    post = Posterior(
+        a=np.stack([e.weight_concentration_[0] for e in estimators]),
+        b=np.stack([e.weight_concentration_[1] for e in estimators]),
+        mean_precision=np.stack([e.mean_precision_ for e in estimators]),
+        means=means,
+        degrees_of_freedom=np.stack([e.degrees_of_freedom_ for e in estimators]),
+        covariances=covs,
+    )
+    history = FitHistory(
+        n_iter=np.array([e.n_iter_ for e in estimators]),
+        converged=np.array([e.converged_ for e in estimators]),
+        lower_bound=np.array([e.lower_bound_ for e in estimators]),
+    )
+    names = list(columns) if columns is not None else [str(i) for i in range(len(estimators))]
+    return FittedMixture(
+        priors, post, None, names, columns is not None, "numpy", seed, weight_threshold, history
+    )
+
+
+@dataclass
+class Encoded:
+    """The output of :meth:`VGM.transform`.
+
+    Attributes
+    ----------
+    normalized : ndarray of shape (n_rows, n_columns), float64
+        ``alpha = (x - mean_c) / (4 std_c)`` for the chosen component (clipped to ``±clip`` unless
+        ``clip=None``); NaN where the input was null.
+    component : ndarray of shape (n_rows, n_columns), int32
+        The chosen component as an index among the column's valid components; -1 for nulls.
+    null : ndarray of shape (n_rows, n_columns), bool
+        Where the input was null (NaN or missing).
+    columns : list of str
+        Column names, in order.
+    n_clipped : ndarray of shape (n_columns,), int64
+        How many values of each column were clipped.
+    """
+
+    normalized: np.ndarray
+    component: np.ndarray
+    null: np.ndarray
+    columns: list[str]
+    n_clipped: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.normalized.shape[0])
 
 
 # RDT adds this to each valid component's probability before sampling (ClusterBasedNormalizer).

@@ -1,4 +1,5 @@
-"""Model files: :meth:`VGM.save` and :func:`gpuvgm.load`.
+"""Model files: :func:`write_model` and :func:`read_model` (:meth:`VGM.save`, :func:`gpuvgm.load`)
+write and read values, the constructor parameters and the fitted state, never the estimator.
 
 A model file is one UTF-8 JSON document (pure ASCII in practice); loading it never executes code
 (no pickle). Its top level is::
@@ -72,19 +73,18 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ._errors import GPUVGMError, ModelFileError
-from ._model import Moments, Posterior, Priors
+from ._model import FitHistory, FittedMixture, Moments, Posterior, Priors
+from ._validation import validate_params
 from ._version import __version__
 from ._writers import atomic_path
-
-if TYPE_CHECKING:
-    from ._estimator import VGM
 
 FORMAT = "gpuvgm-model"
 FORMAT_VERSION = 1
@@ -93,6 +93,7 @@ PRIOR_ARRAYS = ("shift", "scale", "mean", "covariance", "reg_covar")
 PRIOR_SCALARS = ("weight_concentration", "mean_precision", "degrees_of_freedom")
 POSTERIOR_ARRAYS = ("a", "b", "mean_precision", "means", "degrees_of_freedom", "covariances")
 MOMENT_ARRAYS = ("count", "mean", "m2", "minimum", "maximum", "n_null")
+TRACKED = ("n_iter", "converged", "lower_bound")  # FitHistory arrays of shape (n_columns,)
 
 _ARRAY_DTYPES = ("<f8", "<f4", "<i8", "<i4", "|b1")
 _FLOAT_TAG = "$float"
@@ -180,25 +181,23 @@ def _canonical(payload: dict[str, Any]) -> bytes:
     return text.encode("utf-8")
 
 
-def _params(model: VGM) -> dict[str, Any]:
-    params = dict(model.get_params())
+def _params(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    params = dict(params)
     if isinstance(params.get("random_state"), (np.random.Generator, np.random.RandomState)):
-        params["random_state"] = int(model.seed_)  # the resolved seed: what the fit used
+        params["random_state"] = int(seed)  # the resolved seed: what the fit used
     return {name: _jsonable(value) for name, value in params.items()}
 
 
-def _payload(model: VGM) -> dict[str, Any]:
-    priors, post, moments = model._priors, model._post, model.moments_
-    lower_bounds = getattr(model, "lower_bounds_", None)
-    fit_report = getattr(model, "fit_report_", None)
+def _payload(params: dict[str, Any], fitted: FittedMixture) -> dict[str, Any]:
+    priors, post, moments, history = fitted.priors, fitted.posterior, fitted.moments, fitted.history
     return {
         "library_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z",
-        "params": _params(model),
-        "columns": [str(c) for c in model._columns],
-        "columns_from_data": hasattr(model, "feature_names_in_"),
-        "backend": str(model.backend_),
-        "seed": int(model.seed_),
+        "params": _params(params, fitted.seed),
+        "columns": [str(c) for c in fitted.columns],
+        "columns_from_data": bool(fitted.named),
+        "backend": str(fitted.backend),
+        "seed": int(fitted.seed),
         "priors": {
             **{name: _encode_array(getattr(priors, name)) for name in PRIOR_ARRAYS},
             **{name: _jsonable(float(getattr(priors, name))) for name in PRIOR_SCALARS},
@@ -209,32 +208,34 @@ def _payload(model: VGM) -> dict[str, Any]:
             if moments is None
             else {name: _encode_array(getattr(moments, name)) for name in MOMENT_ARRAYS}
         ),
-        "n_iter": _encode_array(model.n_iter_),
-        "converged": _encode_array(model.converged_),
-        "lower_bound": _encode_array(model.lower_bound_),
+        "n_iter": _encode_array(history.n_iter),
+        "converged": _encode_array(history.converged),
+        "lower_bound": _encode_array(history.lower_bound),
         "lower_bounds": (
-            None if lower_bounds is None else [_encode_array(tr) for tr in lower_bounds]
+            None
+            if history.lower_bounds is None
+            else [_encode_array(tr) for tr in history.lower_bounds]
         ),
-        "fit_report": None if fit_report is None else _jsonable(fit_report),
+        "fit_report": None if history.report is None else _jsonable(history.report),
     }
 
 
-def save_model(model: VGM, path: str | os.PathLike) -> None:
+def write_model(params: dict[str, Any], fitted: FittedMixture, path: str | os.PathLike) -> None:
     """Write a fitted model to ``path`` as a gpuvgm model file (format above), atomically.
 
     Parameters
     ----------
-    model : VGM
-        A fitted model.
+    params : dict
+        The constructor parameters (:meth:`VGM.get_params`).
+    fitted : FittedMixture
+        The fitted state.
     path : str or path-like
         Destination; its directory is created if needed and an existing file is replaced only
         once the new one is completely written.
     """
-    from ._validation import validate_params
-
     # Refuse to write a file that could not be loaded back.
-    validate_params(type(model).__name__, model.get_params())
-    payload = _payload(model)
+    validate_params("VGM", params)
+    payload = _payload(params, fitted)
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -307,23 +308,21 @@ def _read_document(path: Path) -> dict[str, Any]:
     return payload
 
 
-def _rebuild(payload: dict[str, Any], device: str | None) -> VGM:
-    from ._estimator import VGM
-
+def _rebuild(
+    payload: dict[str, Any], device: str | None, complete: Callable[[dict], dict]
+) -> tuple[dict[str, Any], FittedMixture]:
     params = _from_jsonable(payload["params"])
     if not isinstance(params, dict):
         raise ValueError("'params' is not an object")
     if device is not None:
         params["device"] = device
-    model = VGM(**params)  # unknown names raise TypeError
-    from ._validation import validate_params
-
-    validate_params(type(model).__name__, model.get_params())
+    params = complete(params)  # unknown names raise TypeError
+    validate_params("VGM", params)
 
     names = payload["columns"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
         raise ValueError("'columns' is not a non-empty list of strings")
-    n_cols, k = len(names), model.n_components
+    n_cols, k = len(names), params["n_components"]
 
     p = payload["priors"]
     prior_arrays = {name: _decode_array(p[name], ndim=1) for name in PRIOR_ARRAYS}
@@ -370,55 +369,55 @@ def _rebuild(payload: dict[str, Any], device: str | None) -> VGM:
         raise ValueError("'columns_from_data' or 'backend' has the wrong type")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
         raise ValueError("'seed' is not an unsigned 64-bit integer")
-    model._set_fitted(priors, post, moments, names, named, backend, seed)
-
-    model.n_iter_ = _decode_array(payload["n_iter"], ndim=1)
-    model.converged_ = _decode_array(payload["converged"], ndim=1)
-    model.lower_bound_ = _decode_array(payload["lower_bound"], ndim=1)
-    for name in ("n_iter_", "converged_", "lower_bound_"):
-        if getattr(model, name).shape != (n_cols,):
-            raise ValueError(f"{name} does not have shape ({n_cols},)")
+    tracked = {name: _decode_array(payload[name], ndim=1) for name in TRACKED}
+    for name, arr in tracked.items():
+        if arr.shape != (n_cols,):
+            raise ValueError(f"{name}_ does not have shape ({n_cols},)")
+    traces = None
     if payload["lower_bounds"] is not None:
         traces = [_decode_array(tr, ndim=1) for tr in payload["lower_bounds"]]
         if len(traces) != n_cols:
             raise ValueError(f"'lower_bounds' does not hold {n_cols} traces")
-        model.lower_bounds_ = traces
-    if payload["fit_report"] is not None:
-        model.fit_report_ = _from_jsonable(payload["fit_report"])
-    return model
+    report = None if payload["fit_report"] is None else _from_jsonable(payload["fit_report"])
+    history = FitHistory(**tracked, lower_bounds=traces, report=report)
+    threshold = params["weight_threshold"]
+    fitted = FittedMixture(priors, post, moments, names, named, backend, seed, threshold, history)
+    return params, fitted
 
 
-def load_model(path: str | os.PathLike, *, device: str | None = None) -> VGM:
-    """Load a model written by :meth:`VGM.save`.
+def read_model(
+    path: str | os.PathLike, *, device: str | None = None, complete: Callable[[dict], dict]
+) -> tuple[dict[str, Any], FittedMixture]:
+    """Read a model written by :func:`write_model`.
 
     Parameters
     ----------
     path : str or path-like
-        A gpuvgm model file (format in :mod:`gpuvgm._persistence`).
+        A gpuvgm model file (format above).
     device : {"auto", "cpu", "cuda"} or None, default=None
-        Overrides the saved ``device`` parameter, e.g. ``"cpu"`` to use a model fitted with
-        ``device="cuda"`` on a machine without a GPU. Transforms do not depend on the device.
+        Overrides the saved ``device`` parameter (see :func:`gpuvgm.load`).
+    complete : callable
+        ``complete(params) -> params``: the saved parameters completed with the defaults of the
+        estimator (which raises TypeError for a name it does not know).
 
     Returns
     -------
-    VGM
-        The fitted model; it transforms bit-identically to the one that was saved.
+    params : dict
+        The constructor parameters.
+    fitted : FittedMixture
+        The fitted state; it transforms bit-identically to the one that was saved.
 
     Raises
     ------
     ModelFileError
-        The file is missing or unreadable, is not a gpuvgm model file, is truncated or
-        corrupted (invalid JSON, checksum mismatch, malformed content), or has a newer format
-        version than this gpuvgm reads.
+        As :func:`gpuvgm.load`.
     """
     if device is not None:
-        from ._validation import validate_params
-
         validate_params("load", {"device": device})
     path = Path(path)
     payload = _read_document(path)
     try:
-        return _rebuild(payload, device)
+        return _rebuild(payload, device, complete)
     except GPUVGMError as exc:
         raise ModelFileError(f"model file {str(path)!r} cannot be loaded: {exc}") from exc
     except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:

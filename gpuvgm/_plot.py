@@ -1,4 +1,4 @@
-"""Diagnostics figure of a fitted :class:`gpuvgm.VGM`: what the mixture looks like on the data.
+"""Diagnostics figure of a fitted mixture (:meth:`gpuvgm.VGM.plot`): what it looks like on the data.
 
 One panel per column: the histogram of a uniform sample of the column, each component's weighted
 density ``w_k N(x; mean_k, cov_k)`` (valid components in colour, pruned ones dashed grey), the
@@ -14,16 +14,17 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from ._backends import get_backend
+from ._backends._api import Backend
 from ._errors import DataError, MissingDependencyError, ParameterError
-from ._sources import is_path_like, make_source
-from ._validation import check_columns_match
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._estimator import VGM
+from ._model import FittedMixture, TransformParams
+from ._sampling import Reservoir, pad_columns
+from ._sources import Source
 
 _VALID_COLOURS = (
     "#1f77b4",
@@ -51,13 +52,18 @@ def _figure_class() -> Any:
 
 
 def sample_columns(
-    model: VGM, X: Any, *, sample_rows: int, max_rows: int | None
+    fitted: FittedMixture,
+    source: Source,
+    *,
+    sample_rows: int,
+    max_rows: int | None,
+    chunk_rows: int,
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """A uniform sample without replacement of each column's non-null values, in one pass.
 
-    Reads ``X`` through gpuvgm's sources chunk by chunk (at most ``max_rows`` rows when given);
-    memory is O(``sample_rows`` x columns), whatever the size of ``X``. The sample is the
-    estimator's bottom-k reservoir keyed by ``model.seed_``: it does not depend on the chunking.
+    Reads ``source`` chunk by chunk (at most ``max_rows`` rows when given); memory is
+    O(``sample_rows`` x columns), whatever the size of the data. The sample is the fit's bottom-k
+    reservoir keyed by ``fitted.seed``: it does not depend on the chunking.
 
     Returns
     -------
@@ -68,20 +74,12 @@ def sample_columns(
     n_null : ndarray of shape (n_columns,), int64
         Nulls read per column.
     """
-    from ._estimator import _Reservoir
-
-    columns = None
-    if hasattr(model, "feature_names_in_") and (is_path_like(X) or hasattr(X, "columns")):
-        columns = list(model._columns)  # files and frames may hold other columns too
-    source = make_source(X, columns)
-    check_columns_match(
-        model._columns, source.columns, source.named and hasattr(model, "feature_names_in_")
-    )
-    n_cols = len(model._columns)
-    reservoir = _Reservoir(n_cols, sample_rows, model.seed_)
+    n_cols = fitted.n_columns
+    reservoir = Reservoir(n_cols, sample_rows, fitted.seed)
+    host = get_backend("cpu")  # the chunks are read into host memory
     n_read = np.zeros(n_cols, dtype=np.int64)
     n_null = np.zeros(n_cols, dtype=np.int64)
-    for offset, chunk in source.chunks(model.chunk_rows):
+    for offset, chunk in source.chunks(chunk_rows):
         if max_rows is not None and offset >= max_rows:
             break
         if max_rows is not None and offset + len(chunk) > max_rows:
@@ -89,19 +87,19 @@ def sample_columns(
         nan = np.isnan(chunk)
         n_null += nan.sum(axis=0)
         n_read += (~nan).sum(axis=0)
-        reservoir.add(offset, np.where(np.isinf(chunk), np.nan, chunk))
+        reservoir.add(offset, np.where(np.isinf(chunk), np.nan, chunk), host)
     return [reservoir.sample(j) for j in range(n_cols)], n_read, n_null
 
 
-def _clipped_fraction(model: VGM, samples: list[np.ndarray]) -> np.ndarray:
+def _clipped_fraction(
+    samples: list[np.ndarray], backend: Backend, params: TransformParams
+) -> np.ndarray:
     """Fraction of each column's sample whose ``alpha`` the transform clips, shape (n_columns,)."""
     sizes = np.array([s.size for s in samples])
-    if model.clip is None or sizes.max(initial=0) == 0:
+    if math.isinf(params.clip) or sizes.max(initial=0) == 0:
         return np.zeros(len(samples))
-    matrix = np.full((int(sizes.max()), len(samples)), np.nan)
-    for j, s in enumerate(samples):
-        matrix[: s.size, j] = s
-    clipped = model.transform(matrix).n_clipped
+    ((offset, chunk, _),) = backend.memory.stage([(0, pad_columns(samples))])
+    clipped = backend.transform(chunk, params, offset)[3]
     return clipped / np.maximum(sizes, 1)
 
 
@@ -109,11 +107,14 @@ def _normal_pdf(x: np.ndarray, mean: float, var: float) -> np.ndarray:
     return np.exp(-0.5 * (x - mean) ** 2 / var) / math.sqrt(2.0 * math.pi * var)
 
 
-def plot_model(
-    model: VGM,
-    X: Any,
+def plot_mixture(
+    fitted: FittedMixture,
+    source: Source,
+    backend: Backend,
     path: str | os.PathLike | None = None,
     *,
+    params: TransformParams,
+    chunk_rows: int,
     columns: Sequence[str] | None = None,
     sample_rows: int = 200_000,
     max_rows: int | None = None,
@@ -127,12 +128,18 @@ def plot_model(
 
     Parameters
     ----------
-    model : VGM
-        A fitted model.
-    X : array, DataFrame, pyarrow Table, or path(s) to Parquet/CSV files
-        Data with the model's columns (what ``model.transform`` accepts).
+    fitted : FittedMixture
+        The fitted state.
+    source : Source
+        Data with the fitted columns (checked by the caller).
+    backend : Backend
+        Where the transform that counts the clipped values runs.
     path : str or PathLike, optional
         Where to write the figure (the format follows the suffix: ``.png``, ``.svg``, ``.pdf``).
+    params : TransformParams
+        The transform's parameters (component selection and clip).
+    chunk_rows : int
+        Rows per chunk read from ``source``.
     columns : list of str, optional
         Columns to draw (default: all the model's columns).
     sample_rows : int, default=200000
@@ -160,10 +167,9 @@ def plot_model(
     ------
     MissingDependencyError
         When matplotlib is not installed.
-    NotFittedError, DataError, ParameterError
-        For an unfitted model, data without the model's columns, or bad options.
+    DataError, ParameterError
+        For columns that are not the model's, or bad options.
     """
-    model._check_is_fitted()
     for name, value, low in (("sample_rows", sample_rows, 1), ("bins", bins, 1), ("dpi", dpi, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ParameterError(
@@ -181,7 +187,7 @@ def plot_model(
         )
     if isinstance(n_cols, bool) or not isinstance(n_cols, (int, np.integer)) or n_cols < 1:
         raise ParameterError(f"The 'n_cols' parameter must be an int >= 1. Got {n_cols!r}.")
-    names = list(model._columns)
+    names = list(fitted.columns)
     selected = list(range(len(names)))
     if columns is not None:
         unknown = [c for c in columns if c not in names]
@@ -194,9 +200,9 @@ def plot_model(
     Figure, FigureCanvasAgg = _figure_class()
 
     samples, n_read, n_null = sample_columns(
-        model, X, sample_rows=int(sample_rows), max_rows=max_rows
+        fitted, source, sample_rows=int(sample_rows), max_rows=max_rows, chunk_rows=chunk_rows
     )
-    clipped = _clipped_fraction(model, samples)
+    clipped = _clipped_fraction(samples, backend, params)
 
     n_panels = len(selected)
     grid_cols = min(int(n_cols), n_panels)
@@ -209,36 +215,40 @@ def plot_model(
     for ax in axes.ravel()[n_panels:]:
         ax.set_visible(False)
     for ax, j in zip(axes.ravel(), selected, strict=False):
-        _draw_column(
-            ax,
-            model,
-            j,
+        panel = _Panel(
+            names[j],
+            fitted.weights[j],
+            fitted.means[j],
+            fitted.covariances[j],
+            fitted.valid[j],
             samples[j],
-            int(n_read[j]),
-            int(n_null[j]),
-            float(clipped[j]),
-            bins,
-            (lo_q, hi_q),
+            (int(n_read[j]), int(n_null[j])),
+            None if math.isinf(params.clip) else float(clipped[j]),
         )
+        _draw_column(ax, panel, bins, (lo_q, hi_q))
     if path is not None:
         fig.savefig(os.fspath(path), dpi=dpi)
     return fig
 
 
-def _draw_column(
-    ax: Any,
-    model: VGM,
-    j: int,
-    sample: np.ndarray,
-    n_read: int,
-    n_null: int,
-    clipped: float,
-    bins: int,
-    quantiles: tuple[float, float],
-) -> None:
-    name = model._columns[j]
-    weights, means = model.weights_[j], model.means_[j]
-    covs, valid = model.covariances_[j], model.valid_components_[j]
+@dataclass(frozen=True)
+class _Panel:
+    """What one column's panel shows: the mixture (arrays of shape (K,)), the sample, the
+    values read and nulls, and the clipped fraction (None: clipping off)."""
+
+    name: str
+    weights: np.ndarray
+    means: np.ndarray
+    covs: np.ndarray
+    valid: np.ndarray
+    sample: np.ndarray
+    counts: tuple[int, int]
+    clipped: float | None
+
+
+def _draw_column(ax: Any, panel: _Panel, bins: int, quantiles: tuple[float, float]) -> None:
+    name, sample, (n_read, n_null) = panel.name, panel.sample, panel.counts
+    weights, means, covs, valid = panel.weights, panel.means, panel.covs, panel.valid
     if sample.size:
         lo, hi = np.quantile(sample, quantiles)
     else:  # no data: draw the mixture over its own range
@@ -275,7 +285,7 @@ def _draw_column(
     if n_pruned:
         ax.plot([], [], color="0.55", lw=0.8, ls="--", label=f"pruned ({n_pruned})")
     ax.plot(grid, total, color="black", lw=1.6, label="mixture")
-    clip_text = "clip off" if model.clip is None else f"clipped {clipped:.2%}"
+    clip_text = "clip off" if panel.clipped is None else f"clipped {panel.clipped:.2%}"
     ax.set_title(
         f"{name}: {int(valid.sum())}/{valid.size} valid components, {clip_text}", fontsize=10
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -22,36 +22,111 @@ import numpy as np
 import pyarrow as pa
 
 from ._errors import DataError, DataTypeError
-from ._parallel import io_pool, n_threads
+from ._parallel import io_pool, n_threads, read_ahead
 
 Chunk = tuple[int, np.ndarray]
 ExtraChunk = tuple[int, np.ndarray, pa.Table]
 
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".tsv")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".tsv")
+
+#: ``stage(chunks)``: a backend's ``memory.stage``, ``(offset, chunk where it computes, host)``.
+Stage = Callable[[Iterable[Chunk]], Iterable[tuple[int, Any, Any]]]
+Progress = Callable[[str, int], None]
+
+
+def _on_host(chunks: Iterable[Chunk]) -> Iterator[tuple[int, Any, Any]]:
+    """The default stage: chunks stay where they are."""
+    return ((offset, chunk, chunk) for offset, chunk in chunks)
 
 
 class Source:
     """Base class: ``columns`` (names), ``named`` (names came from the data), ``n_rows`` (or None
-    when unknown before a pass), and :meth:`chunks`."""
+    when unknown before a pass), :meth:`chunks`, and the passes over them (:meth:`map_reduce`,
+    :meth:`fold`), which a distributed source runs where its data is."""
 
     columns: list[str]
     named: bool
     n_rows: int | None
     in_memory = False  # chunks are views of data already in memory (caching would copy it)
+    lazy = False  # transforms return lazy collections (see gpuvgm._dask_source)
 
-    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
-        """``(row_offset, array of shape (n, n_columns))`` for every chunk, in row order."""
+    def chunks(self, chunk_rows: int, readahead: bool = False) -> Iterator[Chunk]:
+        """``(row_offset, array of shape (n, n_columns))`` for every chunk, in row order;
+        ``readahead`` reads the next chunks on a background thread (unless in memory)."""
+        chunks = self._iter_chunks(chunk_rows)
+        return read_ahead(chunks) if readahead and not self.in_memory else chunks
+
+    def _iter_chunks(self, chunk_rows: int) -> Iterator[Chunk]:
         for offset, table in self._tables(chunk_rows, self.columns):
             yield offset, _batch_to_array(table, self.columns, self._dtype)
 
-    def chunks_with(self, chunk_rows: int, extra: Sequence[str]) -> Iterator[ExtraChunk]:
+    def chunks_with(
+        self, chunk_rows: int, extra: Sequence[str], readahead: bool = False
+    ) -> Iterator[ExtraChunk]:
         """Like :meth:`chunks`, plus the ``extra`` columns of the same rows, unconverted (to pass
         them through to an output file)."""
+        chunks = self._iter_chunks_with(chunk_rows, extra)
+        return read_ahead(chunks) if readahead and not self.in_memory else chunks
+
+    def _iter_chunks_with(self, chunk_rows: int, extra: Sequence[str]) -> Iterator[ExtraChunk]:
         names = list(dict.fromkeys([*self.columns, *extra]))
         for offset, table in self._tables(chunk_rows, names):
             array = _batch_to_array(table, self.columns, self._dtype)
             yield offset, array, _as_table(table).select(list(extra))
+
+    def _staged(
+        self, chunk_rows: int, stage: Stage | None, progress: Progress | None, phase: str
+    ) -> Iterator[tuple[int, Any, Any]]:
+        """One pass, read ahead, staged, telling ``progress(phase, rows)`` after each chunk."""
+        for offset, chunk, host in (stage or _on_host)(self.chunks(chunk_rows, readahead=True)):
+            yield offset, chunk, host
+            if progress is not None:
+                progress(phase, len(host))
+
+    def map_reduce(
+        self,
+        fn: Callable[[int, Any], Any],
+        chunk_rows: int,
+        *,
+        stage: Stage | None = None,
+        progress: Progress | None = None,
+        phase: str = "",
+    ) -> Any:
+        """``fn(row_offset, chunk)`` summed (``+``, left to right) over every chunk; None when
+        there is no chunk. ``stage`` moves each chunk to where ``fn`` computes."""
+        total = None
+        for offset, chunk, _ in self._staged(chunk_rows, stage, progress, phase):
+            part = fn(offset, chunk)
+            total = part if total is None else total + part
+        return total
+
+    def fold(
+        self,
+        make: Callable[[], Any],
+        chunk_rows: int,
+        *,
+        stage: Stage | None = None,
+        progress: Progress | None = None,
+        phase: str = "",
+    ) -> Any:
+        """``acc = make()``, then ``acc.add(row_offset, chunk, host)`` for every chunk in order
+        (``host``: the same rows in host memory); accumulators of different rows add."""
+        acc = make()
+        for offset, chunk, host in self._staged(chunk_rows, stage, progress, phase):
+            acc.add(offset, chunk, host)
+        return acc
+
+    def map_chunks(self, fn: Callable[[int, Any], Any], outputs: Sequence[Any]) -> list[Any]:
+        """The lazy outputs of ``fn(row_offset, chunk)``: sources with ``lazy`` set only."""
+        raise NotImplementedError(f"{self.describe()} computes eagerly")
+
+    def persist_on(self, memory: Any) -> None:
+        """Keep the data where a backend's ``memory`` computes, for the next passes (a
+        distributed source's partitions); a no-op for the others."""
+
+    def describe(self) -> str:
+        return type(self).__name__
 
     def _tables(self, chunk_rows: int, names: Sequence[str]) -> Iterator[tuple[int, Any]]:
         """``(row_offset, Arrow table or record batch with the columns ``names``)``."""
@@ -61,9 +136,6 @@ class Source:
         )
 
     _dtype: np.dtype = np.dtype(np.float64)
-
-    def describe(self) -> str:
-        return type(self).__name__
 
 
 def _check_numeric_arrow(name: str, typ: pa.DataType) -> None:
@@ -94,7 +166,8 @@ def _as_table(data: pa.Table | pa.RecordBatch) -> pa.Table:
     return pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
 
 
-def _read_error(path: Path, exc: Exception) -> DataError:
+def read_error(path: Path, exc: Exception) -> DataError:
+    """The one error for a file that cannot be read (sources and layouts)."""
     return DataError(f"{path}: cannot be read ({type(exc).__name__}: {exc}).")
 
 
@@ -125,7 +198,29 @@ def _select(available: Sequence[str], columns: Sequence[str] | None, what: str) 
     return list(columns)
 
 
-def _non_numeric_array(dtype: np.dtype) -> DataTypeError:
+def frame_columns(
+    names: Sequence[str], dtypes: Sequence[Any], columns: Sequence[str] | None
+) -> list[str]:
+    """The selected columns of a (pandas or Dask) DataFrame, after the checks both share: no
+    duplicate names, and only numeric (non-boolean) dtypes selected."""
+    import pandas as pd
+
+    if len(set(names)) != len(names):
+        raise DataError("the DataFrame has duplicate column names.")
+    selected = _select(names, None if columns is None else list(columns), "the DataFrame")
+    dtype_of = dict(zip(names, dtypes, strict=True))
+    for name in selected:
+        dt = dtype_of[name]
+        if pd.api.types.is_bool_dtype(dt) or not pd.api.types.is_numeric_dtype(dt):
+            raise DataTypeError(
+                f"column {name!r} has dtype {dt}, which is not numeric; gpuvgm models "
+                "continuous columns (integers or floats). Select the numeric columns with "
+                "columns=[...]."
+            )
+    return selected
+
+
+def non_numeric_array(dtype: np.dtype) -> DataTypeError:
     return DataTypeError(
         f"the array has dtype {dtype}, which is not numeric; gpuvgm models continuous columns "
         "(integers or floats)."
@@ -173,7 +268,7 @@ class ArraySource(Source):
                         "columns."
                     ) from None
             else:
-                raise _non_numeric_array(arr.dtype)
+                raise non_numeric_array(arr.dtype)
         if idx is not None:
             arr = arr[:, idx]
         self._array = arr
@@ -181,34 +276,13 @@ class ArraySource(Source):
         self.named = False
         self.n_rows = arr.shape[0]
 
-    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+    def _iter_chunks(self, chunk_rows: int) -> Iterator[Chunk]:
         arr = self._array
         for start in range(0, arr.shape[0], chunk_rows):
             block = arr[start : start + chunk_rows]
             if block.dtype.kind != "f":
                 block = block.astype(np.float64)
             yield start, block
-
-
-class CachedSource(Source):
-    """Chunks already read and converted, kept (in host or device memory) for the next passes."""
-
-    in_memory = True
-
-    def __init__(self, chunks: list[Chunk], like: Source, where: str = "host memory"):
-        self._chunks = chunks
-        self._where = where
-        self.columns = like.columns
-        self.named = like.named
-        self.n_rows = sum(len(c) for _, c in chunks)
-        self._like = like.describe()
-
-    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
-        # The chunking was fixed when the chunks were read; chunk_rows is the same value.
-        yield from self._chunks
-
-    def describe(self) -> str:
-        return f"{self._like}, cached in {self._where}"
 
 
 class PandasSource(Source):
@@ -220,31 +294,20 @@ class PandasSource(Source):
         if isinstance(frame, pd.Series):
             frame = frame.to_frame(name=frame.name if frame.name is not None else "0")
         names = [str(c) for c in frame.columns]
-        if len(set(names)) != len(names):
-            raise DataError("the DataFrame has duplicate column names.")
-        frame = frame.set_axis(names, axis=1)
-        selected = _select(names, columns, "the DataFrame")
-        self._frame = frame
-        for name in selected:
-            dt = frame[name].dtype
-            if pd.api.types.is_bool_dtype(dt) or not pd.api.types.is_numeric_dtype(dt):
-                raise DataTypeError(
-                    f"column {name!r} has dtype {dt}, which is not numeric; gpuvgm models "
-                    "continuous columns (integers or floats). Select the numeric columns with "
-                    "columns=[...]."
-                )
+        selected = frame_columns(names, list(frame.dtypes), columns)
+        self._frame = frame.set_axis(names, axis=1)
         self.columns = selected
         self.named = True
         self.n_rows = len(frame)
 
-    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+    def _iter_chunks(self, chunk_rows: int) -> Iterator[Chunk]:
         for start in range(0, self.n_rows or 0, chunk_rows):
             part = self._frame.iloc[start : start + chunk_rows][self.columns]
             yield start, part.to_numpy(dtype=np.float64, na_value=np.nan)
 
-    def chunks_with(self, chunk_rows: int, extra: Sequence[str]) -> Iterator[ExtraChunk]:
+    def _iter_chunks_with(self, chunk_rows: int, extra: Sequence[str]) -> Iterator[ExtraChunk]:
         _select(list(self._frame.columns), extra, "the DataFrame")
-        for start, array in self.chunks(chunk_rows):
+        for start, array in self._iter_chunks(chunk_rows):
             part = self._frame.iloc[start : start + len(array)][list(extra)]
             yield start, array, pa.Table.from_pandas(part, preserve_index=False)
 
@@ -305,7 +368,7 @@ class DatasetSource(Source):
                     yield offset, batch
                     offset += batch.num_rows
             except (pa.ArrowException, OSError) as exc:
-                raise _read_error(where, exc) from None
+                raise read_error(where, exc) from None
 
     def describe(self) -> str:
         return f"a pyarrow dataset of {len(self._fragments)} fragment(s)"
@@ -402,7 +465,7 @@ class ParquetSource(Source):
         try:
             schema = pq.read_schema(self.paths[0])
         except (pa.ArrowException, OSError) as exc:
-            raise _read_error(self.paths[0], exc) from None
+            raise read_error(self.paths[0], exc) from None
         self.columns = _select(schema.names, columns, f"{self.paths[0]}")
         types = []
         n_rows = 0
@@ -410,7 +473,7 @@ class ParquetSource(Source):
             try:
                 meta = pq.read_metadata(path)
             except (pa.ArrowException, OSError) as exc:
-                raise _read_error(path, exc) from None
+                raise read_error(path, exc) from None
             file_schema = meta.schema.to_arrow_schema()
             cols = _select(file_schema.names, self.columns, f"{path}")
             for name in cols:
@@ -437,7 +500,7 @@ class ParquetSource(Source):
                         yield offset, batch
                         offset += batch.num_rows
             except (pa.ArrowException, OSError) as exc:
-                raise _read_error(path, exc) from None
+                raise read_error(path, exc) from None
 
     def describe(self) -> str:
         return f"{len(self.paths)} Parquet file(s)"
@@ -477,7 +540,7 @@ class CSVSource(Source):
             except pa.ArrowInvalid as exc:
                 raise DataTypeError(f"{path}: {exc}") from None
             except (pa.ArrowException, OSError) as exc:
-                raise _read_error(path, exc) from None
+                raise read_error(path, exc) from None
 
     def describe(self) -> str:
         return f"{len(self.paths)} CSV file(s)"
@@ -489,7 +552,7 @@ def _natural_key(name: str) -> list[str | int]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def _expand_paths(spec: Any) -> list[Path]:
+def expand_paths(spec: Any) -> list[Path]:
     """The files ``spec`` names: files as given, directories' Parquet/CSV files in natural
     order of their relative paths."""
     items = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
@@ -502,7 +565,7 @@ def _expand_paths(spec: Any) -> list[Path]:
                     q
                     for q in p.rglob("*")
                     if q.is_file()
-                    and q.name.lower().endswith(_PARQUET_SUFFIXES + _CSV_SUFFIXES)
+                    and q.name.lower().endswith(_PARQUET_SUFFIXES + CSV_SUFFIXES)
                     # as pyarrow's discovery: skip hidden/temporary/metadata files and folders
                     and not any(c.startswith((".", "_")) for c in q.relative_to(p).parts)
                 ),
@@ -516,6 +579,16 @@ def _expand_paths(spec: Any) -> list[Path]:
         else:
             raise DataError(f"file {str(p)!r} does not exist.")
     return paths
+
+
+_DASK_MODULES = ("dask", "dask_cudf", "dask_expr")
+
+
+def is_dask_collection(x: Any) -> bool:
+    """Whether ``x`` is a Dask array or DataFrame (dask_cudf included), without importing Dask."""
+    return callable(getattr(x, "__dask_graph__", None)) and (
+        type(x).__module__.split(".")[0] in _DASK_MODULES
+    )
 
 
 def is_path_like(x: Any) -> bool:
@@ -534,13 +607,13 @@ def make_source(X: Any, columns: Sequence[Any] | None = None) -> Source:
     :class:`Source`."""
     if isinstance(X, Source):
         return X
-    from ._dask import DaskSource, is_dask_collection  # imports Dask only for a Dask input
-
     if is_dask_collection(X):
+        from ._dask_source import DaskSource  # imports Dask only for a Dask input
+
         return DaskSource(X, columns)
     if is_path_like(X):
-        paths = _expand_paths(X)
-        csv = [p for p in paths if p.name.lower().endswith(_CSV_SUFFIXES)]
+        paths = expand_paths(X)
+        csv = [p for p in paths if p.name.lower().endswith(CSV_SUFFIXES)]
         if csv and len(csv) != len(paths):
             raise DataError("mixing CSV and Parquet files in one input is not supported.")
         return CSVSource(paths, columns) if csv else ParquetSource(paths, columns)

@@ -260,3 +260,15 @@ def check_encoded(
             "CTGAN's generator output in [-1, 1]."
         )
     return normalized, np.asarray(component, dtype=np.int64)
+
+
+def resolve_seed(random_state: Any) -> int:
+    """The integer seed of a ``random_state`` parameter: drawn from the OS when None, drawn from
+    a NumPy ``Generator`` or ``RandomState``, else the value itself."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**63))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    return int(random_state)

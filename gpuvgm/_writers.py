@@ -1,4 +1,4 @@
-"""Writers: encoded chunks to Arrow tables in the documented layouts, and atomic file output.
+"""Writers: atomic file output, one Parquet file or a directory of part files.
 
 Writers know Arrow and NumPy, not the mixture (DESIGN.md §4).
 """
@@ -11,64 +11,14 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from ._errors import DataError
 from ._parallel import WriteBehind, io_pool, n_threads
-
-LAYOUTS = ("rdt", "compact", "ctgan")
-
-
-def _smallest_int(n_values: int) -> type:
-    for dtype in (np.int8, np.int16, np.int32):
-        if n_values <= np.iinfo(dtype).max:
-            return dtype
-    return np.int64
-
-
-def encoded_table(
-    normalized: np.ndarray,
-    component: np.ndarray,
-    null: np.ndarray,
-    columns: Sequence[str],
-    n_valid: np.ndarray,
-    layout: str,
-) -> pa.Table:
-    """One chunk of encoded values as a table.
-
-    Layouts
-    -------
-    ``"rdt"``: ``<col>.normalized`` (float64), ``<col>.component`` (int32, -1 for nulls),
-    ``<col>.is_null`` (bool) -- RDT's ClusterBasedNormalizer columns plus the null mask.
-    ``"compact"``: ``<col>.normalized`` (float32) and ``<col>.component`` in the smallest
-    integer type that holds the column's valid components (-1 for nulls).
-    ``"ctgan"``: CTGAN's DataTransformer layout, ``<col>.normalized`` then one float32 column
-    ``<col>.component_<i>`` per valid component holding the one-hot code (all zero for nulls).
-    """
-    arrays: dict[str, pa.Array] = {}
-    for j, name in enumerate(columns):
-        alpha, comp, is_null = normalized[:, j], component[:, j], null[:, j]
-        if layout == "rdt":
-            arrays[f"{name}.normalized"] = pa.array(alpha, mask=is_null)
-            arrays[f"{name}.component"] = pa.array(comp.astype(np.int32))
-            arrays[f"{name}.is_null"] = pa.array(is_null)
-        elif layout == "compact":
-            arrays[f"{name}.normalized"] = pa.array(alpha.astype(np.float32), mask=is_null)
-            arrays[f"{name}.component"] = pa.array(comp.astype(_smallest_int(int(n_valid[j]))))
-        elif layout == "ctgan":
-            arrays[f"{name}.normalized"] = pa.array(
-                np.where(is_null, 0.0, alpha).astype(np.float32)
-            )
-            for i in range(int(n_valid[j])):
-                arrays[f"{name}.component_{i}"] = pa.array((comp == i).astype(np.float32))
-        else:
-            raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
-    return pa.table(arrays)
 
 
 @contextlib.contextmanager

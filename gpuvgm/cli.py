@@ -112,6 +112,13 @@ class _Bars:
             self.bar = None
 
 
+def _model_columns(model: Any) -> list[str]:
+    """A fitted model's column names, from its public attributes."""
+    if hasattr(model, "feature_names_in_"):
+        return [str(c) for c in model.feature_names_in_]
+    return [str(i) for i in range(model.n_features_in_)]
+
+
 def _columns(text: str | None) -> list[str] | None:
     return None if text is None else [c for c in text.split(",") if c]
 
@@ -136,16 +143,16 @@ def _dask_client_and_frame(args: argparse.Namespace) -> tuple[Any, Any]:
             f"--scheduler/--local-cluster need Dask ({exc}): pip install 'gpuvgm[dask]'"
         ) from None
 
-    from ._sources import _CSV_SUFFIXES, _expand_paths
+    from ._sources import CSV_SUFFIXES, expand_paths
 
     client = (
         Client(args.scheduler)
         if args.scheduler
         else Client(LocalCluster(n_workers=args.local_cluster, threads_per_worker=1))
     )
-    paths = [str(p) for p in _expand_paths(args.data)]  # sorted: a stable row order
+    paths = [str(p) for p in expand_paths(args.data)]  # sorted: a stable row order
     columns = _columns(args.columns)
-    csv = paths[0].lower().endswith(_CSV_SUFFIXES)
+    csv = paths[0].lower().endswith(CSV_SUFFIXES)
     frame = dd.read_csv(paths, usecols=columns) if csv else dd.read_parquet(paths, columns=columns)
     return client, frame
 
@@ -204,7 +211,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _load(path: str, device: str, chunk_rows: int) -> Any:
-    from ._persistence import load_model
+    from ._estimator import load as load_model
 
     model = load_model(path)
     return model.set_params(device=device, chunk_rows=chunk_rows)
@@ -217,7 +224,7 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     from ._sources import make_source
 
     model = _load(args.model, args.device, args.chunk_rows)
-    columns = _columns(args.columns) or list(model._columns)
+    columns = _columns(args.columns) or _model_columns(model)
     source = make_source(args.data, columns)
     bars = _Bars(source.n_rows, not args.quiet)
     try:
@@ -244,12 +251,12 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 def _cmd_inverse(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
-    from ._sources import _expand_paths
+    from ._sources import expand_paths
 
     model = _load(args.model, args.device, args.chunk_rows)
     total = None
     try:  # a file, or a directory of part files
-        total = sum(pq.read_metadata(p).num_rows for p in _expand_paths(args.data))
+        total = sum(pq.read_metadata(p).num_rows for p in expand_paths(args.data))
     except Exception:  # the inverse itself reports an unreadable input with a clear error
         pass
     bars = _Bars(total, not args.quiet)
@@ -347,11 +354,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"gpuvgm {__version__}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, pyarrow {pa.__version__}")
     if args.model:
-        from ._persistence import load_model
+        from ._estimator import load
 
-        model = load_model(args.model)
+        model = load(args.model)
         print(f"model {args.model}: {model!r}")
-        for j, name in enumerate(model._columns):
+        for j, name in enumerate(_model_columns(model)):
             valid = model.valid_components_[j]
             means = ", ".join(f"{m:.6g}" for m in model.means_[j][valid])
             print(f"  {name}: {int(valid.sum())} components, means [{means}]")

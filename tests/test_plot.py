@@ -18,7 +18,7 @@ from gpuvgm._errors import MissingDependencyError
 pytest.importorskip("matplotlib")
 import matplotlib.image
 
-from gpuvgm._plot import plot_model, sample_columns
+from gpuvgm._estimator import plot_model, sample_columns
 
 
 @pytest.fixture(scope="module")

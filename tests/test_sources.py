@@ -104,7 +104,7 @@ def test_a_source_can_be_iterated_many_times(frame, tmp_path):
 def test_cache_fills_the_device_then_host_memory_then_gives_up():
     from types import SimpleNamespace
 
-    from gpuvgm._estimator import _ChunkCache
+    from gpuvgm._cache import _ChunkCache
 
     moved = []
     backend = SimpleNamespace(to_device=lambda c: moved.append(c) or ("device", c))
@@ -123,7 +123,7 @@ def test_cache_fills_the_device_then_host_memory_then_gives_up():
 
 def test_cache_gathers_every_row_into_one_device_array_when_they_fit():
     from gpuvgm._backends import _numpy
-    from gpuvgm._estimator import _ChunkCache
+    from gpuvgm._cache import _ChunkCache
     from gpuvgm._sources import ArraySource
 
     x = np.random.default_rng(0).normal(size=(250, 3))

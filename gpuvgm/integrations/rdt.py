@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 
 from .._errors import MissingDependencyError, NotFittedError, ParameterError
-from .._estimator import VGM, _seed_from
+from .._estimator import VGM
 from .._model import SAMPLE_PROB_FLOOR
-from .._validation import MAX_COMPONENTS, validate_params
+from .._validation import MAX_COMPONENTS, resolve_seed, validate_params
 
 try:
     from rdt.transformers.numerical import FloatFormatter
@@ -238,7 +238,7 @@ class ClusterBasedNormalizer(FloatFormatter):
     def _seed(self) -> int:
         """gpuvgm's seed: from ``random_state``, else RDT's per-column seed."""
         if self.random_state is not None:
-            return _seed_from(self.random_state)
+            return resolve_seed(self.random_state)
         return int(self.random_seed)
 
     def _set_mixture(self, model: VGM, means: np.ndarray, stds: np.ndarray, valid: Any) -> None:

@@ -1,15 +1,14 @@
-"""Dask: fit and transform ``dask.array`` and ``dask.dataframe`` collections on a cluster.
+"""Dask: ``dask.array`` and ``dask.dataframe`` collections as a source whose passes run on the
+cluster.
 
 The mixture's statistics add, so a pass over a Dask collection is a map over its partitions and
 a tree reduction of a few numbers per column (DESIGN.md §4):
 
-- :class:`DaskSource` is a :class:`~gpuvgm._sources.Source` whose :meth:`~DaskSource.map_reduce`
-  runs ``fn(global_row_offset, chunk)`` over the chunks of every partition *on the workers*, sums
-  the results within each partition, then sums the partitions in a fixed tree (``split_every``
-  at a time) on the workers too. The client receives one reduced object per pass (a
-  :class:`~gpuvgm._model.Stats`: ``3K + 3`` numbers per column) and runs the M-step. The
-  estimator uses ``map_reduce`` instead of its local chunk loop whenever a source has one, so
-  the fit is the same loop for every source.
+- :class:`DaskSource` overrides :meth:`~gpuvgm._sources.Source.map_reduce` (and ``fold``): it
+  runs ``fn(global_row_offset, chunk)`` over the chunks of every partition *on the workers*,
+  sums the results within each partition, then sums the partitions in a fixed tree
+  (``split_every`` at a time) on the workers too. The client receives one reduced object per
+  pass (a :class:`~gpuvgm._model.Stats`: ``3K + 3`` numbers per column) and runs the M-step.
 - The partitions are converted to float arrays and persisted on the workers once, before the
   pre-pass (and moved to the workers' GPUs after it with the CUDA backend); their global row
   offsets come from the partition lengths, so the counter-based sampler and the bottom-k
@@ -19,9 +18,9 @@ a tree reduction of a few numbers per column (DESIGN.md §4):
   reduction tree do not depend on where they run). When it cannot (the data was scattered, the
   cluster is gone, a task kept killing its workers) the fit raises
   :class:`~gpuvgm._errors.DistributedError`: never a model fitted on part of the data.
-- :func:`transform` and :func:`inverse` are lazy: they return Dask arrays built partition by
-  partition, with the global row offset of each partition keying the sampler, so the output
-  equals the single-machine output for any partitioning.
+- :meth:`DaskSource.map_chunks` and :func:`lazy_inverse` are lazy: they return Dask arrays built
+  partition by partition by picklable callables, with the global row offset of each partition
+  keying the sampler, so the output equals the single-machine output for any partitioning.
 
 Dask is imported here only, and only when a Dask collection is used.
 """
@@ -33,30 +32,24 @@ import math
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ._errors import DataError, DataTypeError, DistributedError, GPUVGMError
-from ._sources import Chunk, Source, _non_numeric_array, _select, array_columns
-from ._validation import check_columns_match, check_encoded, check_finite, check_no_nulls
-
-if TYPE_CHECKING:
-    from ._estimator import VGM, Encoded
+from ._errors import DataError, DistributedError, GPUVGMError
+from ._sources import (
+    Chunk,
+    Progress,
+    Source,
+    Stage,
+    array_columns,
+    frame_columns,
+    non_numeric_array,
+)
 
 logger = logging.getLogger("gpuvgm")
 
 SPLIT_EVERY = 8  # partitions (or partial sums) added per task of the reduction tree
-
-_DASK_MODULES = ("dask", "dask_cudf", "dask_expr")
-
-
-def is_dask_collection(x: Any) -> bool:
-    """Whether ``x`` is a Dask array or DataFrame (dask_cudf included), without importing Dask."""
-    return callable(getattr(x, "__dask_graph__", None)) and (
-        type(x).__module__.split(".")[0] in _DASK_MODULES
-    )
 
 
 def _is_frame(x: Any) -> bool:
@@ -99,6 +92,18 @@ def _partition_reduce(
     return total
 
 
+def _partition_fold(block: Any, offset: int, make: Callable[[], Any], chunk_rows: int) -> Any:
+    """``make()`` with every ``chunk_rows``-row chunk of one partition added in row order; None
+    for an empty partition."""
+    if block.shape[0] == 0:
+        return None
+    acc = make()
+    for start in range(0, block.shape[0], chunk_rows):
+        chunk = block[start : start + chunk_rows]
+        acc.add(offset + start, chunk, chunk)
+    return acc
+
+
 def _sum(*parts: Any) -> Any:
     """The sum of the non-None ``parts``, left to right (a fixed order: reproducible)."""
     total = None
@@ -113,50 +118,16 @@ def _starts(*lengths: int) -> list[int]:
     return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)[:-1]]).tolist()
 
 
-def _transform_block(
-    block: Any,
-    starts: list[int] | int,
-    index: int,
-    backend_name: str,
-    params: Any,
-    names: Sequence[str],
-    null_policy: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mode-specific normalization of one partition whose first row is global row
-    ``starts[index]`` (or ``starts`` when it is a number)."""
-    backend = _backend(backend_name)
-    offset = starts if isinstance(starts, int) else int(starts[index])
-    check_finite(block, names, offset)
-    if null_policy == "error":
-        check_no_nulls(block, names, offset)
-    normalized, component, null, n_clipped = backend.transform(block, params, offset)
-    host = (np.asarray(_array_host(a)) for a in (normalized, component, null, n_clipped))
-    return tuple(host)  # type: ignore[return-value]
-
-
-def _backend(name: str) -> ModuleType:
-    """The backend called ``name`` on this worker (the client's, not this worker's "auto")."""
-    from ._backends import get_backend
-
-    return get_backend("cpu" if name == "numpy" else "cuda")
+def _apply_block(
+    block: Any, starts: list[int] | int, index: int, fn: Callable[[int, Any], Any]
+) -> Any:
+    """``fn(offset, block)`` for the partition whose first row is global row ``starts[index]``
+    (or ``starts`` when it is a number)."""
+    return fn(starts if isinstance(starts, int) else int(starts[index]), block)
 
 
 def _array_host(a: Any) -> Any:
     return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a
-
-
-def _inverse_block(
-    normalized: np.ndarray,
-    component: np.ndarray,
-    backend_name: str,
-    params: Any,
-    names: Sequence[str],
-    n_valid: np.ndarray,
-    alpha_bound: float,
-) -> np.ndarray:
-    normalized, component = check_encoded((normalized, component), names, n_valid, alpha_bound)
-    backend = _backend(backend_name)
-    return np.asarray(_array_host(backend.inverse(normalized, component, params)))
 
 
 # ---------------------------------------------------------------------------- the source
@@ -171,26 +142,13 @@ class DaskSource(Source):
     """
 
     in_memory = True  # nothing for the estimator to cache: the partitions stay on the workers
+    lazy = True
 
     def __init__(self, X: Any, columns: Sequence[Any] | None = None):
         import dask
 
         if _is_frame(X):
-            import pandas as pd
-
-            names = [str(c) for c in X.columns]
-            if len(set(names)) != len(names):
-                raise DataError("the DataFrame has duplicate column names.")
-            selected = _select(names, None if columns is None else list(columns), "the DataFrame")
-            for name, dt in zip(names, X.dtypes, strict=True):
-                if name in selected and (
-                    pd.api.types.is_bool_dtype(dt) or not pd.api.types.is_numeric_dtype(dt)
-                ):
-                    raise DataTypeError(
-                        f"column {name!r} has dtype {dt}, which is not numeric; gpuvgm models "
-                        "continuous columns (integers or floats). Select the numeric columns "
-                        "with columns=[...]."
-                    )
+            selected = frame_columns([str(c) for c in X.columns], list(X.dtypes), columns)
             convert = dask.delayed(_frame_block, pure=True)
             self._raw = [convert(p, selected) for p in X.to_delayed()]
             self._lengths: list[int] | None = None
@@ -199,7 +157,7 @@ class DaskSource(Source):
         else:
             idx, names = array_columns(X.ndim, X.shape[-1] if X.ndim == 2 else 1, columns)
             if X.dtype.kind not in "iuf":
-                raise _non_numeric_array(X.dtype)
+                raise non_numeric_array(X.dtype)
             arr = X[:, None] if X.ndim == 1 else X
             if idx is not None:
                 arr = arr[:, idx]
@@ -251,21 +209,25 @@ class DaskSource(Source):
                 self.n_rows = sum(self._lengths)
         return self._blocks
 
-    def persist_on(self, backend: ModuleType) -> None:
-        """Keep the persisted partitions where ``backend`` computes (a GPU for the CUDA
-        backend): called once the pre-pass, which needs them in host memory, is done."""
-        if backend.NAME == "numpy":
+    def persist_on(self, memory: Any) -> None:
+        """Keep the persisted partitions where a backend's ``memory`` computes (a GPU for the
+        CUDA backend): called once the pre-pass, which needs them in host memory, is done.
+        A backend that keeps no data of its own (``cache_budget_bytes`` 0: host memory) leaves
+        them where they are."""
+        if memory.cache_budget_bytes(1.0) == 0:
             return
         import dask
 
-        to_device = dask.delayed(backend.memory.to_device, pure=True)
+        to_device = dask.delayed(memory.to_device, pure=True)
         self._blocks = list(dask.persist(*(to_device(b) for b in self._persisted())))
 
     def map_reduce(
         self,
         fn: Callable[[int, Any], Any],
         chunk_rows: int,
-        progress: Callable[[str, int], None] | None = None,
+        *,
+        stage: Stage | None = None,
+        progress: Progress | None = None,
         phase: str = "",
     ) -> Any:
         """``sum(fn(global_row_offset, chunk))`` over every chunk of every partition, computed
@@ -278,15 +240,40 @@ class DaskSource(Source):
             It is pickled to the workers (cloudpickle).
         chunk_rows : int
             Rows per call of ``fn`` within a partition: bounds the workers' memory.
+        stage : ignored
+            The workers compute where their partitions are (see :meth:`persist_on`).
         progress : callable, optional
             ``progress(phase, n_rows)`` once the pass is done.
         """
+        return self._reduce(_partition_reduce, fn, chunk_rows, progress, phase)
+
+    def fold(
+        self,
+        make: Callable[[], Any],
+        chunk_rows: int,
+        *,
+        stage: Stage | None = None,
+        progress: Progress | None = None,
+        phase: str = "",
+    ) -> Any:
+        """:meth:`Source.fold` partition by partition on the workers, the partitions'
+        accumulators then added there as :meth:`map_reduce` adds."""
+        return self._reduce(_partition_fold, make, chunk_rows, progress, phase)
+
+    def _reduce(
+        self,
+        per_partition: Callable[..., Any],
+        fn: Callable[..., Any],
+        chunk_rows: int,
+        progress: Progress | None,
+        phase: str,
+    ) -> Any:
         import dask
 
         blocks = self._persisted()
         assert self._lengths is not None
         starts = _starts(*self._lengths)
-        task = dask.delayed(_partition_reduce, pure=False)
+        task = dask.delayed(per_partition, pure=False)
         parts = [task(b, s, fn, chunk_rows) for b, s in zip(blocks, starts, strict=True)]
         add = dask.delayed(_sum, pure=False)
         while len(parts) > 1:
@@ -305,7 +292,7 @@ class DaskSource(Source):
         return total
 
     # -------------------------------------------------------------- on the client
-    def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+    def _iter_chunks(self, chunk_rows: int) -> Iterator[Chunk]:
         """Partition by partition, brought to the client: for the estimator's other uses of a
         source (``predict_proba``, ``plot``); the fit never calls it."""
         blocks = self._blocks if self._blocks is not None else self._raw
@@ -317,6 +304,43 @@ class DaskSource(Source):
                 yield offset + start, array[start : start + chunk_rows]
             offset += array.shape[0]
 
+    # -------------------------------------------------------------- lazy outputs
+    def map_chunks(
+        self, fn: Callable[[int, Any], tuple[np.ndarray, ...]], outputs: Sequence[tuple[Any, int]]
+    ) -> list[Any]:
+        """``fn(global_row_offset, partition)`` on every partition, lazily.
+
+        ``fn`` (picklable) returns host arrays; ``outputs`` gives each one's ``(dtype, width)``:
+        a width ``c > 0`` is an array of shape (n_rows_of_the_partition, c), concatenated over
+        the partitions into a Dask array (rows of unknown length for a DataFrame); a width
+        ``-c`` is an array of shape (c,), summed over the partitions.
+        """
+        import dask
+        import dask.array as da
+
+        if self._lengths is not None:
+            starts: Any = _starts(*self._lengths)
+            lengths: list[float] = [float(n) for n in self._lengths]
+        else:  # a DataFrame: the offsets come from the partition lengths, computed with the output
+            starts = dask.delayed(_starts, pure=True)(*(dask.delayed(len)(b) for b in self._raw))
+            lengths = [math.nan] * self.npartitions
+        task = dask.delayed(_apply_block, pure=True)
+        get = dask.delayed(operator.getitem, pure=True)
+        fn = dask.delayed(fn, pure=True)  # one copy of its parameters in the graph
+        outs = [task(b, starts, i, fn) for i, b in enumerate(self._raw)]
+        arrays = []
+        for k, (dtype, width) in enumerate(outputs):
+            if width < 0:
+                parts = [da.from_delayed(get(o, k), shape=(-width,), dtype=dtype) for o in outs]
+                arrays.append(da.stack(parts).sum(axis=0))
+                continue
+            blocks = [
+                da.from_delayed(get(o, k), shape=(n, width), dtype=dtype)
+                for o, n in zip(outs, lengths, strict=True)
+            ]
+            arrays.append(da.concatenate(blocks, axis=0))
+        return arrays
+
 
 def _distributed_error(exc: BaseException) -> DistributedError:
     return DistributedError(
@@ -326,76 +350,11 @@ def _distributed_error(exc: BaseException) -> DistributedError:
     )
 
 
-# ---------------------------------------------------------------------------- transform
-
-
-def transform(model: VGM, X: Any, columns: Sequence[Any] | None) -> Encoded:
-    """:meth:`VGM.transform` of a Dask collection, lazily.
-
-    Returns
-    -------
-    Encoded
-        Whose ``normalized`` (float64), ``component`` (int32) and ``null`` (bool) are Dask arrays
-        of shape (n_rows, n_columns), one block per partition of ``X`` (rows of unknown length
-        for a DataFrame), and ``n_clipped`` a Dask array of shape (n_columns,). Nothing is
-        computed until they are.
-    """
-    import dask
-    import dask.array as da
-
-    from ._estimator import Encoded
-
-    model._check_is_fitted()
-    source = DaskSource(X, columns)
-    check_columns_match(
-        model._columns, source.columns, source.named and hasattr(model, "feature_names_in_")
-    )
-    c = model.n_features_in_
-    backend = model._backend().NAME
-    params = dask.delayed(model._transform_params(), pure=True)  # one copy in the graph
-    if source._lengths is not None:
-        starts: Any = _starts(*source._lengths)
-        lengths: list[float] = [float(n) for n in source._lengths]
-    else:  # a DataFrame: the offsets come from the partition lengths, computed with the output
-        starts = dask.delayed(_starts, pure=True)(*(dask.delayed(len)(b) for b in source._raw))
-        lengths = [math.nan] * source.npartitions
-    task = dask.delayed(_transform_block, pure=True)
-    get = dask.delayed(operator.getitem, pure=True)
-    outs = [
-        task(
-            b,
-            starts[i] if isinstance(starts, list) else starts,
-            i,
-            backend,
-            params,
-            model._columns,
-            model.null_policy,
-        )
-        for i, b in enumerate(source._raw)
-    ]
-
-    def column(k: int, dtype: Any) -> Any:
-        blocks = [
-            da.from_delayed(get(o, k), shape=(n, c), dtype=dtype)
-            for o, n in zip(outs, lengths, strict=True)
-        ]
-        return da.concatenate(blocks, axis=0)
-
-    n_clipped = da.stack(
-        [da.from_delayed(get(o, 3), shape=(c,), dtype=np.int64) for o in outs]
-    ).sum(axis=0)
-    return Encoded(
-        column(0, np.float64),
-        column(1, np.int32),
-        column(2, np.bool_),
-        list(model._columns),
-        n_clipped,
-    )
-
-
-def inverse(model: VGM, normalized: Any, component: Any) -> Any:
-    """:meth:`VGM.inverse_transform` of Dask arrays, lazily: a Dask array of shape
-    (n_rows, n_columns), float64, blocked as ``normalized``."""
+def lazy_inverse(
+    normalized: Any, component: Any, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> Any:
+    """``fn(normalized, component)`` block by block over Dask arrays of shape
+    (n_rows, n_columns), lazily: a float64 Dask array blocked as ``normalized``."""
     import dask.array as da
 
     normalized = da.asarray(normalized)
@@ -409,15 +368,4 @@ def inverse(model: VGM, normalized: Any, component: Any) -> Any:
     component = component.rechunk({1: -1})
     if normalized.chunks[0] != component.chunks[0]:
         component = component.rechunk({0: normalized.chunks[0]})
-    alpha_bound = math.inf if model.clip is None else max(1.0, float(model.clip))
-    return da.map_blocks(
-        _inverse_block,
-        normalized,
-        component,
-        backend_name=model._backend().NAME,
-        params=model._transform_params(),
-        names=list(model._columns),
-        n_valid=model.valid_components_.sum(axis=1),
-        alpha_bound=alpha_bound,
-        dtype=np.float64,
-    )
+    return da.map_blocks(fn, normalized, component, dtype=np.float64)

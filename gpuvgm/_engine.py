@@ -1,0 +1,595 @@
+"""The fit, as a function of a source, a backend and a configuration: the pre-pass, the
+initialisation, the variational iterations (one loop, as scikit-learn's
+``BaseMixture.fit_predict``), the staged fit, the warnings and the fit report. Also the
+chunk-by-chunk transform, and the picklable per-partition functions of the lazy (Dask) one.
+
+The mathematics is :mod:`gpuvgm._model`'s; the passes are ``source.map_reduce`` over the
+backend's ``estep_stats`` (or ``assign_stats``), so a distributed source runs them where its data
+is and nothing here depends on the kind of source.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import importlib
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from . import _model
+from ._backends._api import Backend
+from ._cache import _ChunkCache
+from ._errors import ConvergenceWarning, DataError, ParameterError
+from ._kmeans import kmeans, kmeans_plusplus
+from ._model import (
+    EStepParams,
+    FitHistory,
+    FittedMixture,
+    Moments,
+    Posterior,
+    Priors,
+    Stats,
+    TransformParams,
+)
+from ._profiling import annotate, peak_rss_bytes
+from ._sampling import Reservoir, pad_columns, seeding_frame
+from ._sources import ArraySource, Progress, Source
+from ._validation import check_encoded, check_finite, check_no_nulls, per_column
+
+logger = logging.getLogger("gpuvgm")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """The constructor parameters of :class:`gpuvgm.VGM` that a fit reads, and the seed."""
+
+    n_components: int
+    weight_concentration_prior: float | None
+    mean_precision_prior: float | None
+    mean_prior: Any
+    degrees_of_freedom_prior: float | None
+    covariance_prior: Any
+    reg_covar: float
+    tol: float
+    tol_scale: str
+    max_iter: int
+    init_params: str
+    init_sample_size: int
+    means_init: Any
+    weight_threshold: float
+    null_policy: str
+    chunk_rows: int
+    cache_bytes: int
+    device_cache_fraction: float
+    staged: bool
+    seed: int
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], seed: int) -> FitConfig:
+        names = [f.name for f in fields(cls) if f.name != "seed"]
+        return cls(seed=seed, **{name: params[name] for name in names})
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit_mixture` returns: the fitted state (with its history and report), the
+    full passes over the data and the seconds per phase."""
+
+    fitted: FittedMixture
+    passes: int
+    timings: dict[str, float]
+
+
+@contextlib.contextmanager
+def _phase(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Time a phase of the fit into ``timings[name]`` under an NVTX range of the same name."""
+    t = time.perf_counter()
+    with annotate(name):
+        yield
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - t
+
+
+# ---------------------------------------------------------------------------- the pre-pass
+@dataclass(frozen=True)
+class _Checks:
+    """The input checks of every chunk (picklable: they run on Dask workers)."""
+
+    backend: Backend
+    names: Sequence[str]
+    null_policy: str
+
+    def moments(self, offset: int, chunk: Any, host: np.ndarray) -> Moments:
+        """The moments of one chunk whose first row is global row ``offset`` (``chunk`` where
+        the backend computes, ``host`` the same rows on the host), after the checks (no
+        infinities; no nulls under ``null_policy="error"``)."""
+        part = self.backend.moments(chunk)
+        # The moments see infinities and nulls already; the chunk is searched for the first
+        # offending row only when there is one.
+        if (~(np.isfinite(part.minimum) & np.isfinite(part.maximum)) & (part.count > 0)).any():
+            check_finite(host, self.names, offset)
+        if self.null_policy == "error" and part.n_null.any():
+            check_no_nulls(host, self.names, offset)
+        return part
+
+
+@dataclass
+class _Prepass:
+    """What the pre-pass gathers from some rows: moments and the bottom-k sample; adds."""
+
+    moments: Moments
+    reservoir: Reservoir
+    checks: _Checks
+
+    @classmethod
+    def empty(cls, checks: _Checks, sample_size: int, seed: int) -> _Prepass:
+        n = len(checks.names)
+        return cls(Moments.empty(n), Reservoir(n, sample_size, seed), checks)
+
+    def add(self, offset: int, chunk: Any, host: np.ndarray) -> None:
+        self.moments = self.moments + self.checks.moments(offset, chunk, host)
+        self.reservoir.add(offset, chunk, self.checks.backend)
+
+    def __add__(self, other: _Prepass) -> _Prepass:
+        return _Prepass(self.moments + other.moments, self.reservoir + other.reservoir, self.checks)
+
+
+def _prepass(
+    source: Source, backend: Backend, config: FitConfig, progress: Progress | None
+) -> tuple[_Prepass, _ChunkCache]:
+    """One pass: moments, the initialisation sample, checks, and the cache."""
+    names = source.columns
+    if not names:  # scikit-learn's wording for the same error
+        raise DataError(
+            f"X has 0 feature(s) (shape=({source.n_rows or 0}, 0)) while a minimum of 1 is "
+            "required: there are no columns to fit."
+        )
+    cache = _ChunkCache(
+        backend.memory.cache_budget_bytes(config.device_cache_fraction),
+        0 if source.in_memory else config.cache_bytes,
+        backend,
+        source.n_rows,
+    )
+    make = functools.partial(
+        _Prepass.empty,
+        _Checks(backend, names, config.null_policy),
+        config.init_sample_size,
+        config.seed,
+    )
+    stage = lambda chunks: cache.staged(backend.memory.stage(chunks))  # noqa: E731
+    part = source.fold(make, config.chunk_rows, stage=stage, progress=progress, phase="prepass")
+    source.persist_on(backend.memory)  # a distributed source's partitions, for the iterations
+    moments = part.moments
+    n_rows = int(moments.count[0] + moments.n_null[0])
+    if n_rows == 0:
+        raise DataError("the input is empty: there are no rows to fit.")
+    for j, name in enumerate(names):
+        if moments.count[j] == 0:
+            raise DataError(f"column {name!r} is entirely null: there is nothing to fit.")
+        if not (np.isfinite(moments.mean[j]) and np.isfinite(moments.variance[j])):
+            # e.g. values near ±1e300: their squares overflow float64, so every variance
+            # and lower bound would be inf or NaN.
+            raise DataError(
+                f"column {name!r} holds values too large for float64 arithmetic (from "
+                f"{moments.minimum[j]:.6g} to {moments.maximum[j]:.6g}: its mean or variance "
+                "overflows); rescale the column (e.g. divide it by a power of ten)."
+            )
+        if moments.count[j] < config.n_components:
+            raise DataError(
+                f"column {name!r} has {int(moments.count[j])} non-null values, fewer than "
+                f"n_components={config.n_components}."
+            )
+    logger.debug("iterations over %s read %s", source.describe(), cache.describe())
+    return part, cache
+
+
+def _priors(moments: Moments, config: FitConfig) -> Priors:
+    n_cols = moments.count.size
+    shift, scale = _model.working_frame(moments, config.reg_covar)
+    k = config.n_components
+    gamma0 = config.weight_concentration_prior
+    beta0, nu0 = config.mean_precision_prior, config.degrees_of_freedom_prior
+    return Priors.from_data_units(
+        shift=shift,
+        scale=scale,
+        weight_concentration=1.0 / k if gamma0 is None else gamma0,
+        mean_precision=1.0 if beta0 is None else beta0,
+        degrees_of_freedom=1.0 if nu0 is None else nu0,
+        mean=per_column("mean_prior", config.mean_prior, n_cols, moments.mean),
+        covariance=per_column(
+            "covariance_prior", config.covariance_prior, n_cols, moments.variance
+        ),
+        reg_covar=config.reg_covar,
+    )
+
+
+# ---------------------------------------------------------------------------- the passes
+def _on_chunk(fn: Callable[..., Stats], *args: Any) -> Callable[[int, Any], Stats]:
+    """``(row_offset, chunk) -> fn(chunk, *args)``: a pass function for statistics that do not
+    depend on the row index; picklable, so it can run on Dask workers."""
+    return functools.partial(_call_on_chunk, fn, args)
+
+
+def _call_on_chunk(fn: Callable[..., Stats], args: tuple, row_offset: int, chunk: Any) -> Stats:
+    return fn(chunk, *args)
+
+
+@dataclass(frozen=True)
+class _Passes:
+    """Full passes over ``source`` on ``backend``; ``scale`` (n_columns,), when given,
+    multiplies each column's statistics (a sample standing in for all rows: a staged fit)."""
+
+    source: Source
+    backend: Backend
+    chunk_rows: int
+    progress: Progress | None
+    scale: np.ndarray | None = None
+
+    def run(self, fn: Callable[[int, Any], Stats], phase: str, cols: Any = None) -> Stats:
+        """``fn(row_offset, chunk)`` summed over every chunk (of the columns ``cols``)."""
+        stats = self.source.map_reduce(
+            fn,
+            self.chunk_rows,
+            stage=self.backend.memory.stage,
+            progress=self.progress,
+            phase=phase,
+        )
+        assert stats is not None  # sources always yield at least one chunk after the pre-pass
+        if self.scale is not None:
+            stats = stats.scaled(self.scale if cols is None else self.scale[cols])
+        return stats
+
+    def estep(self, params: EStepParams, cols: np.ndarray, it: int) -> Stats:
+        with annotate("estep"):
+            fn = _on_chunk(self.backend.estep_stats, params)
+            return self.run(fn, f"iteration {it}", cols)
+
+
+def _initialize(
+    passes: _Passes, priors: Priors, reservoir: Reservoir, moments: Moments, config: FitConfig
+) -> Posterior:
+    """The first posterior (scikit-learn's ``_initialize``): from k-means (or ``means_init``)
+    labels of every row, or from the sample alone."""
+    n_cols, k, seed = priors.shift.size, config.n_components, config.seed
+    if config.means_init is not None or config.init_params == "kmeans":
+        if config.means_init is not None:
+            centers = np.asarray(config.means_init, dtype=np.float64)
+            if centers.ndim == 1:
+                centers = np.broadcast_to(centers, (n_cols, centers.size))
+            if centers.shape != (n_cols, k) or not np.all(np.isfinite(centers)):
+                raise ParameterError(
+                    f"The 'means_init' parameter must be finite with shape ({k},) or "
+                    f"({n_cols}, {k}). Got shape {centers.shape}."
+                )
+            centers = (centers - priors.shift[:, None]) / priors.scale[:, None]
+        else:
+            centers = np.empty((n_cols, k))
+            for j in range(n_cols):
+                xs, ref = seeding_frame(reservoir.sample(j))
+                c = kmeans(xs, k, np.random.default_rng([seed, j]))
+                centers[j] = (c + ref - priors.shift[j]) / priors.scale[j]
+        ones, zeros = np.ones_like(centers), np.zeros_like(centers)
+        params = EStepParams(np.arange(n_cols), priors.shift, priors.scale, centers, ones, zeros)
+        stats = passes.run(_on_chunk(passes.backend.assign_stats, centers, params), "init")
+        return _model.m_step(stats, priors)
+
+    stats = Stats.zeros(n_cols, k)
+    for j in range(n_cols):
+        xs = (reservoir.sample(j) - priors.shift[j]) / priors.scale[j]
+        rng = np.random.default_rng([seed, j])
+        if config.init_params == "k-means++":
+            idx = kmeans_plusplus(seeding_frame(reservoir.sample(j))[0], k, rng)
+            nk, s1, s2 = _model.centres_stats(xs, idx)
+        else:
+            nk, s1, s2 = _model.initial_stats(xs, config.init_params, k, rng)
+        if config.init_params == "random":
+            factor = moments.count[j] / xs.size  # the sample stands in for all rows
+            nk, s1, s2 = nk * factor, s1 * factor, s2 * factor
+        stats.nk[j], stats.s1[j], stats.s2[j] = nk, s1, s2
+    return _model.m_step(stats, priors)
+
+
+# ---------------------------------------------------------------------------- the one loop
+@dataclass
+class _Iterations:
+    """The state of the iterations, per column."""
+
+    post: Posterior
+    n_iter: np.ndarray
+    converged: np.ndarray
+    lower: np.ndarray
+    traces: list[list[float]] = field(default_factory=list)
+
+
+def iterate(
+    run_pass: Callable[[EStepParams, np.ndarray, int], Stats],
+    priors: Priors,
+    post: Posterior,
+    counts: np.ndarray,
+    config: FitConfig,
+) -> _Iterations:
+    """Variational iterations until each column meets ``tol`` or ``max_iter`` (scikit-learn's
+    ``fit_predict`` loop): ``run_pass(params, columns, iteration)`` is the E-step over the data
+    of the active columns, :func:`gpuvgm._model.m_step` and ``lower_bound`` the rest.
+
+    ``counts`` (n_columns,) are the non-null rows, by which ``tol_scale="per_row"`` divides.
+    """
+    n_cols = priors.shift.size
+    state = _Iterations(
+        post,
+        np.zeros(n_cols, dtype=np.int64),
+        np.zeros(n_cols, dtype=bool),
+        np.full(n_cols, -np.inf),
+        [[] for _ in range(n_cols)],
+    )
+    active = np.ones(n_cols, dtype=bool)
+    for it in range(1, config.max_iter + 1):
+        cols = np.flatnonzero(active)
+        if cols.size == 0:
+            break
+        sub_priors = priors.select(cols)
+        params = _model.estep_params(state.post.select(cols), sub_priors, cols)
+        with annotate(f"iteration {it}"):
+            stats = run_pass(params, cols, it)
+            with annotate("mstep"):
+                new = _model.m_step(stats, sub_priors)
+                lb = _model.lower_bound(stats.h, new, sub_priors)
+        state.post = state.post.replace_columns(cols, new)
+        change = np.abs(lb - state.lower[cols])
+        if config.tol_scale == "per_row":
+            change = change / counts[cols]
+        done = change < config.tol
+        state.lower[cols] = lb
+        state.n_iter[cols] = it
+        for i, j in enumerate(cols):
+            state.traces[j].append(float(lb[i]))
+        state.converged[cols[done]] = True
+        active[cols[done]] = False
+        logger.debug(
+            "iteration %d: %d active columns, lower bound per row %s",
+            it,
+            cols.size,
+            np.array2string(lb / counts[cols], precision=6),
+        )
+    return state
+
+
+# ---------------------------------------------------------------------------- the fit
+@dataclass(frozen=True)
+class _Run:
+    """What the report of a fit is made of, besides the iterations."""
+
+    source: Source
+    backend: Backend
+    config: FitConfig
+    cache: _ChunkCache
+    moments: Moments
+    cached: bool
+    staged: dict[str, Any] | None
+
+
+def fit_mixture(
+    source: Source, backend: Backend, config: FitConfig, progress: Progress | None = None
+) -> FitResult:
+    """Fit a mixture to every column of ``source`` in shared passes over the data.
+
+    ``progress(phase, rows)`` is called after each chunk of each pass (``phase`` is
+    ``"prepass"``, ``"init"`` or ``"iteration N"``). Warns :class:`ConvergenceWarning` for the
+    columns that did not converge.
+    """
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    with _phase(timings, "prepass"):
+        part, cache = _prepass(source, backend, config, progress)
+    moments = part.moments
+    cached = cache.source(source)
+    passes = _Passes(cached or source, backend, config.chunk_rows, progress)
+    priors = _priors(moments, config)
+    staged = None
+    if config.staged:
+        # Stage 1: everything on the sample (NaN-padded to a rectangle: NaN is a null), its
+        # statistics scaled to each column's non-null count.
+        samples = [part.reservoir.sample(j) for j in range(len(source.columns))]
+        sizes = np.array([s.size for s in samples], dtype=np.float64)
+        on_sample = _Passes(
+            ArraySource(pad_columns(samples)),
+            backend,
+            config.chunk_rows,
+            None,
+            moments.count / sizes,
+        )
+        with _phase(timings, "sample_stage"):
+            post = _initialize(on_sample, priors, part.reservoir, moments, config)
+            first = iterate(on_sample.estep, priors, post, moments.count, config)
+        post = first.post
+        staged = {
+            "sample_rows": sizes.astype(int).tolist(),
+            "sample_iterations": first.n_iter.tolist(),
+        }
+    else:
+        with _phase(timings, "init"):
+            post = _initialize(passes, priors, part.reservoir, moments, config)
+    with _phase(timings, "iterations"):
+        state = iterate(passes.estep, priors, post, moments.count, config)
+    timings["total"] = time.perf_counter() - t_start
+    _warn_unconverged(source.columns, state, moments.count, config)
+    run = _Run(source, backend, config, cache, moments, cached is not None, staged)
+    n_passes, report = _report(run, state, timings)
+    history = FitHistory(
+        state.n_iter,
+        state.converged,
+        state.lower,
+        [np.asarray(tr) for tr in state.traces],
+        report,
+    )
+    fitted = FittedMixture(
+        priors,
+        state.post,
+        moments,
+        source.columns,
+        source.named,
+        backend.NAME,
+        config.seed,
+        config.weight_threshold,
+        history,
+    )
+    return FitResult(fitted, n_passes, timings)
+
+
+def _warn_unconverged(
+    names: Sequence[str], state: _Iterations, counts: np.ndarray, config: FitConfig
+) -> None:
+    for j in np.flatnonzero(~state.converged).tolist():
+        if config.max_iter == 0:
+            break
+        trace = state.traces[j]
+        last = trace[-1] - trace[-2] if len(trace) > 1 else math.inf
+        warnings.warn(
+            f"column {names[j]!r} did not converge after {int(state.n_iter[j])} iterations "
+            f"(last lower-bound change {abs(last):.3g}, {abs(last) / counts[j]:.3g} per row; "
+            f"tol={config.tol} {config.tol_scale}). Increase max_iter, raise tol, or check the "
+            "data.",
+            ConvergenceWarning,
+            stacklevel=4,  # the caller of VGM.fit()
+        )
+
+
+def _report(run: _Run, state: _Iterations, timings: dict[str, float]) -> tuple[int, dict]:
+    """``(full passes, fit_report_)``, and the fit's one INFO line."""
+    moments, config, cache, name = run.moments, run.config, run.cache, run.backend.NAME
+    n_rows = int(moments.count[0] + moments.n_null[0])
+    # Full passes over the data: the pre-pass, the k-means assignment (unless staged: it ran
+    # on the sample) and the iterations.
+    full_init = not config.staged and (
+        config.means_init is not None or config.init_params == "kmeans"
+    )
+    passes = 1 + int(full_init) + int(state.n_iter.max(initial=0))
+    report = {
+        "rows": n_rows,
+        "columns": run.source.columns,
+        "nulls": moments.n_null.astype(np.int64).tolist(),
+        "backend": name,
+        "source": run.source.describe(),
+        "cache": cache.report(),
+        "staged": run.staged,
+        "chunk_rows": int(config.chunk_rows),
+        "seconds": timings,
+        "passes": passes,
+        "rows_per_second": n_rows * passes / max(timings["total"], 1e-12),
+        "n_iter": state.n_iter.tolist(),
+        "converged": state.converged.tolist(),
+        "lower_bound_per_row": (state.lower / moments.count).tolist(),
+        "lower_bound_trace_per_row": [
+            (np.asarray(tr) / moments.count[j]).tolist() for j, tr in enumerate(state.traces)
+        ],
+        # The pre-pass reads the source; later passes read it again unless it was cached.
+        "bytes_read": cache.seen * (1 if run.cached else passes),
+        "memory": {"peak_host_rss_bytes": peak_rss_bytes(), **run.backend.memory.memory_report()},
+    }
+    logger.info(
+        "fit %d rows x %d columns on %s in %.2f s (%d passes, %.3g rows/s per pass); "
+        "iterations %s, converged %d/%d; the iterations read %s",
+        n_rows,
+        len(run.source.columns),
+        name,
+        timings["total"],
+        passes,
+        report["rows_per_second"],
+        state.n_iter.tolist(),
+        int(state.converged.sum()),
+        len(run.source.columns),
+        cache.describe(),
+    )
+    return passes, report
+
+
+# ---------------------------------------------------------------------------- transform
+def checked_chunks(
+    source: Source, extra: Sequence[str], chunk_rows: int, null_policy: str
+) -> Iterator[tuple[int, np.ndarray, Any]]:
+    """Checked transform-time chunks, read ahead: ``(row_offset, chunk, extra columns or
+    None)``."""
+    names = source.columns
+    items = (
+        source.chunks_with(chunk_rows, extra, readahead=True)
+        if extra
+        else ((o, c, None) for o, c in source.chunks(chunk_rows, readahead=True))
+    )
+    for offset, chunk, passed in items:
+        check_finite(chunk, names, offset)
+        if null_policy == "error":
+            check_no_nulls(chunk, names, offset)
+        yield offset, chunk, passed
+
+
+def encode_chunks(
+    chunks: Iterator[tuple[int, np.ndarray, Any]], backend: Backend, params: TransformParams
+) -> Iterator[tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]]:
+    """``((normalized, component, null, n_clipped), extra columns)`` per chunk, in order."""
+    passed_along: collections.deque[Any] = collections.deque()
+
+    def pairs() -> Iterator[tuple[int, np.ndarray]]:
+        for offset, chunk, passed in chunks:
+            passed_along.append(passed)
+            yield offset, chunk
+
+    # Host chunks are staged to the device ahead of the kernels (CUDA); outputs come back.
+    for offset, chunk, _ in backend.memory.stage(pairs()):
+        normalized, component, null, n_clipped = backend.transform(chunk, params, offset)
+        to_host = backend.memory.to_host
+        outputs = (to_host(normalized), to_host(component), to_host(null), n_clipped)
+        yield outputs, passed_along.popleft()
+
+
+def _backend_named(module: str) -> Backend:
+    """The backend module ``module`` (on a Dask worker: the client's, not the worker's
+    ``device="auto"``)."""
+    return importlib.import_module(module)
+
+
+def module_name(backend: Backend) -> str:
+    """The name to import ``backend`` by (a backend is a module)."""
+    return str(backend.__name__)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class TransformChunk:
+    """``(row_offset, block) -> (normalized, component, null, n_clipped)`` in host memory, after
+    the checks: the transform of one Dask partition (picklable; it runs on a worker)."""
+
+    backend: str  # the backend's module name
+    params: TransformParams
+    names: Sequence[str]
+    null_policy: str
+
+    def __call__(self, offset: int, block: np.ndarray) -> tuple[np.ndarray, ...]:
+        backend = _backend_named(self.backend)
+        check_finite(block, self.names, offset)
+        if self.null_policy == "error":
+            check_no_nulls(block, self.names, offset)
+        *arrays, n_clipped = backend.transform(block, self.params, offset)
+        return (*(np.asarray(backend.memory.to_host(a)) for a in arrays), np.asarray(n_clipped))
+
+
+@dataclass(frozen=True)
+class InverseChunk:
+    """``(normalized, component) -> x`` in host memory, after the checks: the inverse of one
+    block of Dask arrays (picklable; it runs on a worker)."""
+
+    backend: str
+    params: TransformParams
+    names: Sequence[str]
+    alpha_bound: float
+
+    def __call__(self, normalized: np.ndarray, component: np.ndarray) -> np.ndarray:
+        n_valid = self.params.n_valid
+        pair = check_encoded((normalized, component), self.names, n_valid, self.alpha_bound)
+        backend = _backend_named(self.backend)
+        return np.asarray(backend.memory.to_host(backend.inverse(*pair, self.params)))
