@@ -420,7 +420,7 @@ def fit_mixture(
         state = iterate(passes.estep, priors, post, moments.count, config)
     timings["total"] = time.perf_counter() - t_start
     _warn_unconverged(source.columns, state, moments.count, config)
-    run = _Run(source, backend, config, cache, moments, cached is not None, staged)
+    run = _Run(cached or source, backend, config, cache, moments, cached is not None, staged)
     n_passes, report = _report(run, state, timings)
     history = FitHistory(
         state.n_iter,

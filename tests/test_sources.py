@@ -107,7 +107,8 @@ def test_cache_fills_the_device_then_host_memory_then_gives_up():
     from gpuvgm._cache import _ChunkCache
 
     moved = []
-    backend = SimpleNamespace(to_device=lambda c: moved.append(c) or ("device", c))
+    memory = SimpleNamespace(to_device=lambda c: moved.append(c) or ("device", c))
+    backend = SimpleNamespace(memory=memory)
     chunk = np.zeros((100, 2))  # 1600 bytes
     # Row count unknown (CSV): chunk by chunk.
     cache = _ChunkCache(device_budget=3200, host_budget=1600, backend=backend, n_rows=None)
@@ -154,13 +155,19 @@ def test_cache_gathers_every_row_into_one_device_array_when_they_fit():
 def test_fit_from_one_device_array_matches_the_streamed_fit(tmp_path, frame, monkeypatch):
     """The backend's cache budget admits every row: iterations read one array (one launch per
     kernel on a GPU); the model is the streamed model up to summation order."""
-    from gpuvgm._backends import _numpy
+    from types import SimpleNamespace
+
+    from gpuvgm._backends import get_backend
 
     path = tmp_path / "d.parquet"
     pq.write_table(pa.Table.from_pandas(frame[["a", "b"]], preserve_index=False), path)
     kw = dict(n_components=5, max_iter=20, chunk_rows=777, device="cpu", random_state=3)
     streamed = gpuvgm.VGM(**kw, cache_bytes=0).fit(path)
-    monkeypatch.setattr(_numpy, "cache_budget_bytes", lambda fraction: int(fraction * 2**31))
+    # The CPU backend's host memory, with a "device" budget of 2 GiB: it keeps one array.
+    backend = get_backend(kw["device"])
+    memory = {name: getattr(backend.memory, name) for name in dir(backend.memory)}
+    memory["cache_budget_bytes"] = lambda fraction: int(fraction * 2**31)
+    monkeypatch.setattr(backend, "memory", SimpleNamespace(**memory))
     whole = gpuvgm.VGM(**kw).fit(path)
     assert whole.fit_report_["cache"]["whole_on_device"]
     assert "one array" in whole.fit_report_["source"]
