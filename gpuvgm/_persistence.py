@@ -287,12 +287,15 @@ def save_model(model: VGM, path: str | os.PathLike, *, overwrite: bool = False) 
         Replace an existing file that is not a gpuvgm model file (one that is, is always
         replaced); see :func:`check_model_destination`.
     """
-    from ._validation import validate_params
+    from ._validation import check_params_describe_fit, validate_params
 
     check_model_destination(path, overwrite=overwrite)
 
-    # Refuse to write a file that could not be loaded back.
+    # Refuse to write a file that could not be loaded back, or that would load as another model.
     validate_params(type(model).__name__, model.get_params())
+    check_params_describe_fit(
+        model.get_params(), model._post.means.shape[1], model.weights_, model.valid_components_
+    )
     payload = _payload(model)
     document = {
         "format": FORMAT,
