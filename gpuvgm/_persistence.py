@@ -485,7 +485,9 @@ def validate_model_fields(
     _check_array("priors.covariance", priors.covariance, "finite and > 0", 0.0)
     _check_array("priors.reg_covar", priors.reg_covar, "finite and >= 0", 0.0, strict=False)
     for name in PRIOR_SCALARS:
-        _check_array(f"priors.{name}", np.float64(getattr(priors, name)), "finite and > 0", 0.0)
+        _check_array(
+            f"priors.{name}", np.asarray(float(getattr(priors, name))), "finite and > 0", 0.0
+        )
     for name in ("a", "b", "mean_precision", "degrees_of_freedom", "covariances"):
         _check_array(f"posterior.{name}", getattr(post, name), "finite and > 0", 0.0)
     _check_array("posterior.means", post.means)
