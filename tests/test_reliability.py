@@ -622,13 +622,20 @@ def test_cli_terminated_or_interrupted_exits_cleanly(tmp_path, model, sig):
         text=True,
     )
     deadline = time.monotonic() + 60
+    started = False
     while time.monotonic() < deadline and proc.poll() is None:
         tmps = list(tmp_path.glob(".out.*.tmp"))
         if tmps and any(tmps[0].iterdir()):
+            started = True
             break
         time.sleep(0.005)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"no exit 60 s after signal {sig} (writing started: {started}): {err}")
     if proc.returncode == 0:
         pytest.skip("the transform finished before the signal")
     assert proc.returncode == (143 if sig == signal.SIGTERM else 130), err
