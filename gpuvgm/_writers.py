@@ -100,12 +100,20 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
+def _read_from_directory(dst: str) -> bool:
+    """Whether an output named ``dst`` inside an input directory would be read as part of it
+    (a Parquet/CSV file, or a directory of part files); a model file or an image would not."""
+    name = Path(dst).name.lower()
+    return name.endswith(_DATA_SUFFIXES) or not Path(name).suffix or dst.endswith(("/", os.sep))
+
+
 def check_destination(dst: str | os.PathLike, inputs: Any) -> None:
     """Refuse an output that would replace or sit inside one of ``inputs``.
 
     Both sides are resolved (``realpath``: symbolic links, ``..``, relative spellings; hard links
     by ``samefile``). Raises :class:`OverwriteError` naming both paths when ``dst`` is an input,
-    lies inside an input directory, or is a directory that holds an input.
+    lies inside an input directory where reading the directory would pick it up (a Parquet or
+    CSV file, a directory of part files), or is a directory that holds an input.
     """
     text = os.fspath(dst)
     d = Path(os.path.realpath(text))
@@ -113,7 +121,7 @@ def check_destination(dst: str | os.PathLike, inputs: Any) -> None:
         s = Path(os.path.realpath(src))
         if d == s or _same_file(text, src):
             problem = "is the input"
-        elif s.is_dir() and d.is_relative_to(s):
+        elif s.is_dir() and d.is_relative_to(s) and _read_from_directory(text):
             problem = "lies inside the input directory"
         elif s.is_relative_to(d):
             problem = "is a directory that holds the input"
@@ -270,6 +278,7 @@ def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
 PART_NAME = "part-{:06d}.parquet"
 _PART = re.compile(r"^part-\d{6,}\.parquet$")
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_DATA_SUFFIXES = (*_PARQUET_SUFFIXES, ".csv", ".csv.gz", ".csv.bz2", ".tsv")
 
 
 def is_directory_output(dst: str | os.PathLike) -> bool:

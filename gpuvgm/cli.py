@@ -542,12 +542,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _sigterm_as_interrupt():
             return int(args.func(args))
-    except Terminated:
-        print("gpuvgm: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print("gpuvgm: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        code = 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
+        print(f"gpuvgm: {'terminated' if code != 130 else 'interrupted'}", file=sys.stderr)
+        if argv is None:
+            # Run as the program: the outputs being written were removed on the way here.
+            # Exit now rather than join worker threads an asynchronous interrupt may have left
+            # waiting on a lock (seen as a hang at interpreter exit under load).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except BrokenPipeError:  # `gpuvgm info | head`: the reader went away, nothing to report
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -112,6 +112,7 @@ def test_outputs_inside_or_around_an_input_directory_are_refused(tmp_path):
         _write(tmp_path, inputs=enc / "part-000000.parquet")
     assert (enc / "part-000000.parquet").read_bytes() == before
     _write(tmp_path / "elsewhere.parquet", inputs=enc)  # a sibling is fine
+    writers.check_destination(enc / "model.gpuvgm", enc)  # not read as part of enc/
 
 
 def test_a_file_source_names_its_inputs(tmp_path):
