@@ -19,6 +19,8 @@ from ._errors import (
     MissingDependencyError,
     ModelFileError,
     NotFittedError,
+    OutputError,
+    OverwriteError,
     ParameterError,
 )
 from ._estimator import VGM, Encoded, load
@@ -38,6 +40,8 @@ __all__ = [
     "MissingDependencyError",
     "ModelFileError",
     "NotFittedError",
+    "OutputError",
+    "OverwriteError",
     "ParameterError",
     "__version__",
     "load",

@@ -42,7 +42,13 @@ from ._model import (
 from ._profiling import annotate, peak_rss_bytes
 from ._sampling import Reservoir, pad_columns, seeding_frame
 from ._sources import ArraySource, Progress, Source
-from ._validation import check_encoded, check_finite, check_no_nulls, per_column
+from ._validation import (
+    check_encoded,
+    check_finite,
+    check_no_nulls,
+    check_working_priors,
+    per_column,
+)
 
 logger = logging.getLogger("gpuvgm")
 
@@ -190,13 +196,13 @@ def _prepass(
     return part, cache
 
 
-def _priors(moments: Moments, config: FitConfig) -> Priors:
+def _priors(moments: Moments, names: Sequence[str], config: FitConfig) -> Priors:
     n_cols = moments.count.size
     shift, scale = _model.working_frame(moments, config.reg_covar)
     k = config.n_components
     gamma0 = config.weight_concentration_prior
     beta0, nu0 = config.mean_precision_prior, config.degrees_of_freedom_prior
-    return Priors.from_data_units(
+    priors = Priors.from_data_units(
         shift=shift,
         scale=scale,
         weight_concentration=1.0 / k if gamma0 is None else gamma0,
@@ -208,6 +214,9 @@ def _priors(moments: Moments, config: FitConfig) -> Priors:
         ),
         reg_covar=config.reg_covar,
     )
+    # e.g. mean_prior=1e300 on a column of spread 1: finite, but it overflows the M-step.
+    check_working_priors(names, priors.mean, priors.covariance, priors.reg_covar)
+    return priors
 
 
 # ---------------------------------------------------------------------------- the passes
@@ -391,7 +400,7 @@ def fit_mixture(
     moments = part.moments
     cached = cache.source(source)
     passes = _Passes(cached or source, backend, config.chunk_rows, progress)
-    priors = _priors(moments, config)
+    priors = _priors(moments, source.columns, config)
     staged = None
     if config.staged:
         # Stage 1: everything on the sample (NaN-padded to a rectangle: NaN is a null), its

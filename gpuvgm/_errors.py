@@ -33,6 +33,19 @@ class ModelFileError(GPUVGMError, ValueError):
     model, or written by a newer gpuvgm in a format version this one cannot read."""
 
 
+class OutputError(GPUVGMError, OSError):
+    """A destination cannot be written: read-only file system, no space left, no permission, a
+    directory where a file is expected (or the reverse). The message names the destination;
+    ``errno`` is the operating system's."""
+
+
+class OverwriteError(DataError):
+    """Writing would replace data that must not be replaced: an input of the same run (the
+    same file, a file inside an input directory, or a directory holding an input), or an
+    existing file that is not a gpuvgm output (pass ``overwrite=True`` / ``--force`` for the
+    latter). The message names both paths."""
+
+
 class BackendUnavailableError(GPUVGMError, RuntimeError):
     """The requested device cannot be used on this machine; the message says how to install it."""
 

@@ -448,7 +448,7 @@ class VGM:
         n_valid = self.valid_components_.sum(axis=1)
         chunks = self._encoded_chunks(source, columns, passthrough)
         schema = encoded_schema(self._columns, n_valid, layout)
-        with parquet_output(dst, schema, row_group_rows, rows_per_file) as write:
+        with parquet_output(dst, schema, row_group_rows, rows_per_file, inputs=source) as write:
             rows, n_clipped = write_encoded(chunks, write, self._columns, n_valid, layout, progress)
         info = _throughput("transform_parquet", rows, t, f"{dst} ({layout} layout)")
         return {**info, "n_clipped": n_clipped.tolist()}
@@ -475,7 +475,7 @@ class VGM:
         batches = decode_batches(src, self._columns, n_valid, self.chunk_rows)
         schema = decoded_table(self._columns).schema
         rows = 0
-        with parquet_output(dst, schema, row_group_rows, rows_per_file) as write:
+        with parquet_output(dst, schema, row_group_rows, rows_per_file, inputs=src) as write:
             for alpha, comp in batches:
                 write(decoded_table(self._columns, self.inverse_transform((alpha, comp))))
                 rows += len(alpha)
@@ -548,14 +548,16 @@ class VGM:
         return plot_model(self, X, path, **kw)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the fitted model to ``path`` (see :func:`gpuvgm.load` for the format).
 
         The file is written under a temporary name and renamed, so an interrupted save leaves
-        any previous file at ``path`` intact.
+        any previous file at ``path`` intact. An existing file is replaced only when it is a
+        gpuvgm model, or with ``overwrite=True``; parameters changed by ``set_params`` since the
+        fit (``n_components``, ``weight_threshold``) raise :class:`ParameterError`: refit first.
         """
         self._check_is_fitted()
-        write_model(self.get_params(), self._fitted, path)
+        write_model(self.get_params(), self._fitted, path, overwrite=overwrite)
 
     # ------------------------------------------------------------------ interoperability
     @classmethod

@@ -15,12 +15,27 @@ from typing import TypeVar
 
 from threadpoolctl import ThreadpoolController
 
+from ._errors import ParameterError
+
 T = TypeVar("T")
 
 
 def n_threads() -> int:
-    """Worker threads: ``GPUVGM_NUM_THREADS`` if set, else the CPU count (at most 16)."""
-    return int(os.environ.get("GPUVGM_NUM_THREADS", "0")) or min(os.cpu_count() or 1, 16)
+    """Worker threads: ``GPUVGM_NUM_THREADS`` if set (0 or empty: the default), else the CPU
+    count (at most 16). Anything but a non-negative integer is a :class:`ParameterError`."""
+    text = os.environ.get("GPUVGM_NUM_THREADS", "").strip()
+    n = 0
+    if text:
+        try:
+            n = int(text)
+        except ValueError:
+            n = -1
+        if n < 0:
+            raise ParameterError(
+                f"GPUVGM_NUM_THREADS must be a non-negative integer (0 or unset: one thread "
+                f"per core, at most 16). Got {text!r}."
+            )
+    return n or min(os.cpu_count() or 1, 16)
 
 
 @functools.lru_cache(maxsize=1)

@@ -73,18 +73,20 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Callable
+import re
+import stat
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._errors import GPUVGMError, ModelFileError
+from ._errors import GPUVGMError, ModelFileError, OutputError, OverwriteError
 from ._model import FitHistory, FittedMixture, Moments, Posterior, Priors
-from ._validation import validate_params
+from ._validation import MAX_COMPONENTS, check_params_describe_fit, validate_params
 from ._version import __version__
-from ._writers import atomic_path
+from ._writers import atomic_path, output_error, writing
 
 FORMAT = "gpuvgm-model"
 FORMAT_VERSION = 1
@@ -220,7 +222,62 @@ def _payload(params: dict[str, Any], fitted: FittedMixture) -> dict[str, Any]:
     }
 
 
-def write_model(params: dict[str, Any], fitted: FittedMixture, path: str | os.PathLike) -> None:
+#: Bytes read from an existing file to tell whether it is a gpuvgm model (its first field).
+_SNIFF_BYTES = 4096
+_MODEL_HEAD = re.compile(rb'^\s*\{\s*"format"\s*:\s*"gpuvgm-model"')
+
+
+def is_model_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a regular file that starts like a gpuvgm model file (its first field
+    is ``"format": "gpuvgm-model"``, as :func:`write_model` writes it). Reads a few bytes, never
+    blocks (a FIFO is not a model file)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            head = os.read(fd, _SNIFF_BYTES)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return _MODEL_HEAD.match(head) is not None
+
+
+def check_model_destination(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Refuse to save a model over something that is not a gpuvgm model file.
+
+    An existing gpuvgm model file is replaced; any other existing file only with
+    ``overwrite=True``; a directory, a FIFO or a device never (:class:`OverwriteError`,
+    :class:`OutputError`).
+    """
+    text = os.fspath(path)
+    try:
+        st = os.stat(text)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise output_error(text, exc) from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"cannot write the model to {text!r}: it is a directory.")
+    if not stat.S_ISREG(st.st_mode):
+        raise OverwriteError(
+            f"cannot write the model to {text!r}: it exists and is not a regular file."
+        )
+    if not overwrite and not is_model_file(text):
+        raise OverwriteError(
+            f"{text!r} exists and is not a gpuvgm model file; refusing to replace it "
+            "(pass overwrite=True, or --force on the command line, to replace it anyway)."
+        )
+
+
+def write_model(
+    params: dict[str, Any],
+    fitted: FittedMixture,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+) -> None:
     """Write a fitted model to ``path`` as a gpuvgm model file (format above), atomically.
 
     Parameters
@@ -232,9 +289,14 @@ def write_model(params: dict[str, Any], fitted: FittedMixture, path: str | os.Pa
     path : str or path-like
         Destination; its directory is created if needed and an existing file is replaced only
         once the new one is completely written.
+    overwrite : bool, default=False
+        Replace an existing file that is not a gpuvgm model file (one that is, is always
+        replaced); see :func:`check_model_destination`.
     """
-    # Refuse to write a file that could not be loaded back.
+    check_model_destination(path, overwrite=overwrite)
+    # Refuse to write a file that could not be loaded back, or that would load as another model.
     validate_params("VGM", params)
+    check_params_describe_fit(params, fitted.posterior.means.shape[1], fitted.weights, fitted.valid)
     payload = _payload(params, fitted)
     document = {
         "format": FORMAT,
@@ -245,7 +307,7 @@ def write_model(params: dict[str, Any], fitted: FittedMixture, path: str | os.Pa
     data = (json.dumps(document, indent=1, ensure_ascii=True, allow_nan=False) + "\n").encode(
         "utf-8"
     )
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, writing(path):
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -257,13 +319,55 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _read_document(path: Path) -> dict[str, Any]:
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses to inf: strict JSON has no infinities
+        raise ValueError(f"the number {text[:40]} is out of the range of a float")
+    return value
+
+
+#: The largest model file :func:`read_model` reads. A model holds a few arrays of shape
+#: (n_columns, n_components) plus a fit report: megabytes for thousands of columns.
+MAX_MODEL_BYTES = 1 << 30
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, refused beyond ``limit``; never blocks (a FIFO
+    or a device is refused before it is read)."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise ModelFileError(f"no model file at {str(path)!r}.") from None
     except OSError as exc:
         raise ModelFileError(f"cannot read model file {str(path)!r}: {exc}.") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise ModelFileError(f"cannot read model file {str(path)!r}: it is {kind}.")
+        if st.st_size > limit:
+            raise ModelFileError(
+                f"model file {str(path)!r} holds {st.st_size:,} bytes, more than the "
+                f"{limit:,} a gpuvgm model file may hold; it is not a gpuvgm model file."
+            )
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # grew while read
+            raise ModelFileError(f"model file {str(path)!r} holds more than {limit:,} bytes.")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {str(path)!r}: {exc}.") from None
+    finally:
+        os.close(fd)
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    data = _read_bounded(path, MAX_MODEL_BYTES)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -272,8 +376,8 @@ def _read_document(path: Path) -> dict[str, Any]:
             f"text (byte {exc.start})."
         ) from None
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+        doc = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (json.JSONDecodeError, ValueError, RecursionError, MemoryError) as exc:
         truncated = isinstance(exc, json.JSONDecodeError) and exc.pos >= len(text.rstrip())
         what = "truncated" if truncated else "corrupted, or not a gpuvgm model file"
         raise ModelFileError(f"model file {str(path)!r} is {what}: invalid JSON ({exc}).") from None
@@ -300,12 +404,138 @@ def _read_document(path: Path) -> dict[str, Any]:
         raise ModelFileError(
             f"model file {str(path)!r} is corrupted: it lacks its payload or its checksum."
         )
-    if hashlib.sha256(_canonical(payload)).hexdigest() != checksum:
+    try:
+        canonical = _canonical(payload)
+    except (RecursionError, ValueError, TypeError) as exc:
+        raise ModelFileError(
+            f"model file {str(path)!r} is corrupted: its payload cannot be checked "
+            f"({type(exc).__name__}: {exc})."
+        ) from None
+    if hashlib.sha256(canonical).hexdigest() != checksum:
         raise ModelFileError(
             f"model file {str(path)!r} is corrupted: its SHA-256 checksum does not match its "
             "content."
         )
     return payload
+
+
+def _field_error(field: str, arr: np.ndarray, bad: np.ndarray, must: str) -> ModelFileError:
+    where = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
+    index = f"[{', '.join(map(str, where))}]" if where else ""
+    value = arr[where] if where else arr
+    return ModelFileError(
+        f"field {field}{index} is {float(value)!r}; it must be {must} "
+        "(the file was altered after it was written, or written by a broken gpuvgm)."
+    )
+
+
+def _check_array(
+    field: str, arr: np.ndarray, must: str = "finite", low: float | None = None, strict: bool = True
+) -> None:
+    if arr.dtype.kind != "f":
+        raise ModelFileError(f"field {field} has dtype {arr.dtype}; it must hold floats.")
+    bad = ~np.isfinite(arr)
+    if low is not None:
+        bad |= (arr <= low) if strict else (arr < low)
+    if bad.any():
+        raise _field_error(field, arr, bad, must)
+
+
+def validate_model_fields(
+    params: dict[str, Any],
+    columns: Sequence[str],
+    priors: Priors,
+    post: Posterior,
+    moments: Moments | None,
+) -> None:
+    """Check the fitted state read from a model file, after its checksum: a file edited and
+    resealed (or written by a broken writer) must not load into a model that transforms to
+    NaN or garbage.
+
+    Raises :class:`ModelFileError` naming the first bad field: shapes (n_columns,) and
+    (n_columns, n_components) with ``1 <= n_components <= MAX_COMPONENTS``; finite values;
+    positive frame scales, prior and posterior covariances, precisions, degrees of freedom and
+    stick-breaking parameters; moments that are counts and ordered bounds; priors that agree
+    with the stored parameters; distinct column names.
+    """
+    n_cols = len(columns)
+    if len(set(columns)) != n_cols:
+        dup = next(c for c in columns if list(columns).count(c) > 1)
+        raise ModelFileError(f"field columns names {dup!r} twice.")
+    k = post.means.shape[1] if post.means.ndim == 2 else -1
+    if not 1 <= k <= MAX_COMPONENTS:
+        raise ModelFileError(
+            f"field posterior.means has {k} components; 1 to {MAX_COMPONENTS} are allowed."
+        )
+    if k != params.get("n_components", k):
+        raise ModelFileError(
+            f"field posterior.means has {k} components but params.n_components is "
+            f"{params.get('n_components')!r}."
+        )
+    for name in PRIOR_ARRAYS:
+        if getattr(priors, name).shape != (n_cols,):
+            raise ModelFileError(f"field priors.{name} does not have shape ({n_cols},).")
+    for name in POSTERIOR_ARRAYS:
+        if getattr(post, name).shape != (n_cols, k):
+            raise ModelFileError(f"field posterior.{name} does not have shape ({n_cols}, {k}).")
+    _check_array("priors.shift", priors.shift)
+    _check_array("priors.scale", priors.scale, "finite and > 0", 0.0)
+    _check_array("priors.mean", priors.mean)
+    _check_array("priors.covariance", priors.covariance, "finite and > 0", 0.0)
+    _check_array("priors.reg_covar", priors.reg_covar, "finite and >= 0", 0.0, strict=False)
+    for name in PRIOR_SCALARS:
+        _check_array(
+            f"priors.{name}", np.asarray(float(getattr(priors, name))), "finite and > 0", 0.0
+        )
+    for name in ("a", "b", "mean_precision", "degrees_of_freedom", "covariances"):
+        _check_array(f"posterior.{name}", getattr(post, name), "finite and > 0", 0.0)
+    _check_array("posterior.means", post.means)
+
+    # The priors are what the stored parameters make of them.
+    stored = {
+        "weight_concentration": params.get("weight_concentration_prior"),
+        "mean_precision": params.get("mean_precision_prior"),
+        "degrees_of_freedom": params.get("degrees_of_freedom_prior"),
+    }
+    if stored["weight_concentration"] is None:
+        stored["weight_concentration"] = 1.0 / k
+    for name, value in stored.items():
+        if isinstance(value, (int, float)) and not math.isclose(
+            getattr(priors, name), float(value), rel_tol=1e-9
+        ):
+            raise ModelFileError(
+                f"field priors.{name} is {getattr(priors, name)!r} but the stored parameters "
+                f"give {float(value)!r}."
+            )
+    reg = params.get("reg_covar")
+    if isinstance(reg, (int, float)):
+        expected = float(reg) / priors.scale**2
+        if not np.allclose(priors.reg_covar, expected, rtol=1e-9, atol=0.0):
+            raise ModelFileError(
+                f"field priors.reg_covar does not match params.reg_covar={float(reg)!r} in "
+                "the working frame (reg_covar / scale**2)."
+            )
+
+    if moments is not None:
+        for name in MOMENT_ARRAYS:
+            if getattr(moments, name).shape != (n_cols,):
+                raise ModelFileError(f"field moments.{name} does not have shape ({n_cols},).")
+        for name in ("count", "n_null"):
+            arr = getattr(moments, name).astype(np.float64)
+            bad = ~np.isfinite(arr) | (arr < 0) | (arr != np.round(arr))
+            if bad.any():
+                raise _field_error(f"moments.{name}", arr, bad, "a count (an integer >= 0)")
+        _check_array("moments.mean", moments.mean)
+        _check_array("moments.m2", moments.m2, "finite and >= 0", 0.0, strict=False)
+        seen = moments.count > 0
+        for name in ("minimum", "maximum"):
+            arr = getattr(moments, name)
+            bad = seen & ~np.isfinite(arr)
+            if bad.any():
+                raise _field_error(f"moments.{name}", arr, bad, "finite for a non-empty column")
+        bad = seen & (moments.minimum > moments.maximum)
+        if bad.any():
+            raise _field_error("moments.minimum", moments.minimum, bad, "<= moments.maximum")
 
 
 def _rebuild(
@@ -363,6 +593,8 @@ def _rebuild(
             if arr.shape != shape:
                 raise ValueError(f"a {group} array has shape {arr.shape}, expected {shape}")
 
+    validate_model_fields(params, names, priors, post, moments)
+
     named = payload["columns_from_data"]
     backend, seed = payload["backend"], payload["seed"]
     if not isinstance(named, bool) or not isinstance(backend, str):
@@ -370,9 +602,13 @@ def _rebuild(
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
         raise ValueError("'seed' is not an unsigned 64-bit integer")
     tracked = {name: _decode_array(payload[name], ndim=1) for name in TRACKED}
-    for name, arr in tracked.items():
+    for (name, arr), kinds in zip(tracked.items(), ("iu", "b", "f"), strict=True):
         if arr.shape != (n_cols,):
             raise ValueError(f"{name}_ does not have shape ({n_cols},)")
+        if arr.dtype.kind not in kinds:
+            raise ModelFileError(f"field {name} has dtype {arr.dtype}.")
+    if (tracked["n_iter"] < 0).any():
+        raise ModelFileError("field n_iter holds a negative iteration count.")
     traces = None
     if payload["lower_bounds"] is not None:
         traces = [_decode_array(tr, ndim=1) for tr in payload["lower_bounds"]]
@@ -420,6 +656,11 @@ def read_model(
         return _rebuild(payload, device, complete)
     except GPUVGMError as exc:
         raise ModelFileError(f"model file {str(path)!r} cannot be loaded: {exc}") from exc
+    except (RecursionError, OverflowError, MemoryError) as exc:
+        raise ModelFileError(
+            f"model file {str(path)!r} is malformed ({type(exc).__name__}); it was not written "
+            "by gpuvgm or has been altered."
+        ) from None
     except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
         what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ModelFileError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -188,14 +188,90 @@ def _batch_to_array(
 
 
 def _select(available: Sequence[str], columns: Sequence[str] | None, what: str) -> list[str]:
-    if columns is None:
-        return list(available)
-    missing = [c for c in columns if c not in available]
+    selected = list(available) if columns is None else list(columns)
+    missing = [c for c in selected if c not in available]
     if missing:
         raise DataError(
             f"column {missing[0]!r} is not in {what}; it has {', '.join(map(repr, available))}."
         )
-    return list(columns)
+    counts = Counter(available)
+    twice = [c for c in selected if counts[c] > 1]
+    if twice:
+        raise DataError(
+            f"column {twice[0]!r} appears {counts[twice[0]]} times in {what}; a column is read "
+            "by its name, so names must be distinct: rename the duplicates."
+        )
+    return selected
+
+
+def unify_schema(
+    schemas: Sequence[tuple[str, pa.Schema]],
+    numeric: Sequence[str],
+    extra: Sequence[str] = (),
+    fallback: pa.Schema | None = None,
+) -> pa.Schema:
+    """One Arrow type per column across the files of a source, before any is read.
+
+    ``schemas`` are ``(file name, schema)`` pairs. A ``numeric`` column must be numeric in every
+    file; where the files disagree it is float64 (the widest float wins: a float32 file is
+    widened, a float64 one is never rounded to float32). An ``extra`` (pass-through) column
+    takes pyarrow's permissive promotion of its types. A column numeric in one file and not in
+    another, or extra types that do not merge, is a :class:`DataTypeError` naming both files;
+    a missing or duplicated name a :class:`DataError` naming the file. ``fallback`` (a
+    dataset's schema) types the columns a file does not hold itself (partition fields).
+    """
+    fields = []
+    for name in dict.fromkeys([*numeric, *extra]):
+        seen: list[tuple[str, pa.DataType]] = []
+        for where, schema in schemas:
+            if name not in schema.names and fallback is not None and name in fallback.names:
+                continue
+            _select(schema.names, [name], where)
+            typ = schema.field(name).type
+            if name in numeric:
+                try:
+                    _check_numeric_arrow(name, typ)
+                except DataTypeError as exc:
+                    if not seen:
+                        raise DataTypeError(f"{where}: {exc}") from None
+                    raise DataTypeError(
+                        f"column {name!r} is {seen[0][1]} in {seen[0][0]} but {typ} in {where}; "
+                        "gpuvgm models continuous columns, numeric in every file."
+                    ) from None
+            seen.append((where, typ))
+        if not seen:
+            assert fallback is not None
+            fields.append(fallback.field(name))
+            continue
+        types = [t for _, t in seen]
+        if all(t == types[0] for t in types):
+            typ = types[0]
+        elif name in numeric:
+            typ = pa.float64()
+        else:
+            try:
+                typ = (
+                    pa.unify_schemas(
+                        [pa.schema([(name, t)]) for t in types], promote_options="permissive"
+                    )
+                    .field(name)
+                    .type
+                )
+            except (pa.ArrowException, TypeError):
+                other = next((w, t) for w, t in seen if t != types[0])
+                raise DataTypeError(
+                    f"column {name!r} is {types[0]} in {seen[0][0]} but {other[1]} in "
+                    f"{other[0]}; the files of one input must agree on its type."
+                ) from None
+        fields.append(pa.field(name, typ))
+    return pa.schema(fields)
+
+
+def _conform(batch: pa.RecordBatch | pa.Table, target: pa.Schema) -> pa.RecordBatch | pa.Table:
+    """``batch`` with the columns and types of ``target`` (a no-op when they already agree)."""
+    if batch.schema.equals(target, check_metadata=False):
+        return batch
+    return _as_table(batch).select(target.names).cast(target, safe=False)
 
 
 def frame_columns(
@@ -319,6 +395,7 @@ class ArrowSource(Source):
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
         self.columns = _select(table.column_names, columns, "the table")
+        self._names = table.column_names
         for name in self.columns:
             _check_numeric_arrow(name, table.schema.field(name).type)
         self._full = table
@@ -327,7 +404,7 @@ class ArrowSource(Source):
         self.n_rows = table.num_rows
 
     def _tables(self, chunk_rows: int, names: Sequence[str]) -> Iterator[tuple[int, Any]]:
-        table = self._full.select(list(names))
+        table = self._full.select(_select(self._names, names, "the table"))
         for start in range(0, table.num_rows, chunk_rows):
             yield start, table.slice(start, chunk_rows)
 
@@ -352,17 +429,32 @@ class DatasetSource(Source):
         self._dataset = dataset
         # A dataset discovered from a directory promises no file order: fix one.
         self._fragments = sorted(dataset.get_fragments(), key=lambda f: str(getattr(f, "path", "")))
-        self._dtype = _chunk_dtype([schema.field(c).type for c in self.columns])
+        # The dataset's schema is its first file's: unify every file's own before reading, so
+        # that a float64 file is not rounded to a float32 first file's type.
+        self._schemas = []
+        for fragment in self._fragments:
+            where = str(getattr(fragment, "path", "a dataset fragment"))
+            try:
+                self._schemas.append((where, fragment.physical_schema))
+            except (pa.ArrowException, OSError) as exc:
+                raise read_error(Path(where), exc) from None
+        unified = unify_schema(self._schemas, self.columns, fallback=schema)
+        self._dtype = _chunk_dtype([unified.field(c).type for c in self.columns])
         self.named = True
         self.n_rows = int(dataset.count_rows())
 
     def _tables(self, chunk_rows: int, names: Sequence[str]) -> Iterator[tuple[int, Any]]:
+        extra = [n for n in names if n not in self.columns]
+        target = unify_schema(self._schemas, self.columns, extra, fallback=self._dataset.schema)
+        full = pa.schema(
+            [target.field(f.name) if f.name in target.names else f for f in self._dataset.schema]
+        )
         offset = 0
         for fragment in self._fragments:
             where = Path(str(getattr(fragment, "path", "a dataset fragment")))
             try:
                 batches = fragment.to_batches(
-                    schema=self._dataset.schema, columns=list(names), batch_size=chunk_rows
+                    schema=full, columns=list(names), batch_size=chunk_rows
                 )
                 for batch in _rechunk(batches, chunk_rows):
                     yield offset, batch
@@ -467,37 +559,35 @@ class ParquetSource(Source):
         except (pa.ArrowException, OSError) as exc:
             raise read_error(self.paths[0], exc) from None
         self.columns = _select(schema.names, columns, f"{self.paths[0]}")
-        types = []
+        self._schemas: list[tuple[str, pa.Schema]] = []
         n_rows = 0
         for path in self.paths:
             try:
                 meta = pq.read_metadata(path)
+                self._schemas.append((str(path), meta.schema.to_arrow_schema()))
             except (pa.ArrowException, OSError) as exc:
                 raise read_error(path, exc) from None
-            file_schema = meta.schema.to_arrow_schema()
-            cols = _select(file_schema.names, self.columns, f"{path}")
-            for name in cols:
-                _check_numeric_arrow(name, file_schema.field(name).type)
-            types = [file_schema.field(c).type for c in cols]
             n_rows += meta.num_rows
-        self._dtype = _chunk_dtype(types)
+        # One dtype for every file, decided before any is read (unify_schema).
+        unified = unify_schema(self._schemas, self.columns)
+        self._dtype = _chunk_dtype([unified.field(c).type for c in self.columns])
         self.named = True
         self.n_rows = n_rows
 
     def _tables(self, chunk_rows: int, names: Sequence[str]) -> Iterator[tuple[int, Any]]:
         import pyarrow.parquet as pq
 
+        extra = [n for n in names if n not in self.columns]
+        target = unify_schema(self._schemas, self.columns, extra)
         offset = 0
         for path in self.paths:
             try:
                 # No read-ahead of whole row groups: it buys nothing on local disks and holds
                 # ~200 MB of buffers (measured on a 20M-row file); memory stays bounded.
                 with pq.ParquetFile(path, pre_buffer=False) as f:
-                    missing = [c for c in names if c not in f.schema_arrow.names]
-                    if missing:
-                        raise DataError(f"column {missing[0]!r} is not in {path}.")
+                    _select(f.schema_arrow.names, names, str(path))
                     for batch in _parquet_batches(path, f, names, chunk_rows):
-                        yield offset, batch
+                        yield offset, _conform(batch, target)
                         offset += batch.num_rows
             except (pa.ArrowException, OSError) as exc:
                 raise read_error(path, exc) from None
@@ -510,12 +600,12 @@ class CSVSource(Source):
     """One or more CSV files, streamed with pyarrow's CSV reader; every column read as float64."""
 
     def __init__(self, paths: Sequence[Path], columns: Sequence[str] | None = None):
-        import pyarrow.csv as pacsv
 
         self.paths = list(paths)
-        with pacsv.open_csv(self.paths[0]) as reader:
-            names = reader.schema.names
-        self.columns = _select(names, columns, f"{self.paths[0]}")
+        headers = [(path, _csv_header(path)) for path in self.paths]
+        self.columns = _select(headers[0][1], columns, f"{self.paths[0]}")
+        for path, names in headers[1:]:
+            _select(names, self.columns, f"{path}")
         self.named = True
         self.n_rows = None
 
@@ -538,12 +628,37 @@ class CSVSource(Source):
                         yield offset, batch
                         offset += batch.num_rows
             except pa.ArrowInvalid as exc:
+                if re.search(r"Expected \d+ columns", str(exc)):
+                    raise DataError(
+                        f"{path}: a row has a different number of fields than the header "
+                        f"(a ragged CSV): {exc}"
+                    ) from None
                 raise DataTypeError(f"{path}: {exc}") from None
             except (pa.ArrowException, OSError) as exc:
                 raise read_error(path, exc) from None
 
     def describe(self) -> str:
         return f"{len(self.paths)} CSV file(s)"
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file (its header row), as pyarrow reads them."""
+    import pyarrow.csv as pacsv
+
+    try:
+        with pacsv.open_csv(path) as reader:
+            return reader.schema.names
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV" in str(exc):
+            raise DataError(f"{path}: the CSV file is empty (no header row).") from None
+        if re.search(r"Expected \d+ columns", str(exc)):
+            raise DataError(
+                f"{path}: a row has a different number of fields than the header (a ragged "
+                f"CSV): {exc}"
+            ) from None
+        raise read_error(path, exc) from None
+    except (pa.ArrowException, OSError) as exc:
+        raise read_error(path, exc) from None
 
 
 def _natural_key(name: str) -> list[str | int]:

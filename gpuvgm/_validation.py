@@ -27,12 +27,16 @@ class Interval:
     low: float | None
     high: float | None
     closed: str  # "left", "right", "both", "neither"
+    finite: bool = False  # refuse +-inf even where the range is unbounded
 
     def __call__(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, self.kind):
             return False
-        value = float(value)  # type: ignore[arg-type]  # a Real, checked above
-        if np.isnan(value) or (np.isinf(value) and self.high is not None):
+        try:
+            value = float(value)  # type: ignore[arg-type]  # a Real, checked above
+        except OverflowError:  # an int beyond the float range
+            return False
+        if np.isnan(value) or (np.isinf(value) and (self.high is not None or self.finite)):
             return False
         lo_ok = self.low is None or (
             value >= self.low if self.closed in ("left", "both") else value > self.low
@@ -44,6 +48,8 @@ class Interval:
 
     def __str__(self) -> str:
         name = "an int" if self.kind is numbers.Integral else "a float"
+        if self.finite and self.kind is not numbers.Integral:
+            name = "a finite float"
         lb = "[" if self.closed in ("left", "both") else "("
         rb = "]" if self.closed in ("right", "both") else ")"
         lo = "-inf" if self.low is None else _fmt(self.low)
@@ -82,6 +88,24 @@ NONE = Check(lambda v: v is None, "None")
 ARRAY = Check(
     lambda v: isinstance(v, (np.ndarray, list, tuple)) and not isinstance(v, str), "an array-like"
 )
+
+
+def _finite_array(v: Any) -> bool:
+    if not isinstance(v, (np.ndarray, list, tuple)) or isinstance(v, str):
+        return False
+    try:
+        arr = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return bool(np.all(np.isfinite(arr)))
+
+
+def _positive_array(v: Any) -> bool:
+    return _finite_array(v) and bool(np.all(np.asarray(v, dtype=np.float64) > 0))
+
+
+FINITE_ARRAY = Check(_finite_array, "an array-like of finite floats")
+POSITIVE_ARRAY = Check(_positive_array, "an array-like of finite floats > 0")
 RANDOM_STATE = Check(
     lambda v: (
         isinstance(v, (np.random.Generator, np.random.RandomState))
@@ -92,12 +116,18 @@ RANDOM_STATE = Check(
 
 PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "n_components": [Interval(numbers.Integral, 1, MAX_COMPONENTS, "both")],
-    "weight_concentration_prior": [Interval(numbers.Real, 0, None, "neither"), NONE],
-    "mean_precision_prior": [Interval(numbers.Real, 0, None, "neither"), NONE],
-    "mean_prior": [Interval(numbers.Real, None, None, "neither"), ARRAY, NONE],
-    "degrees_of_freedom_prior": [Interval(numbers.Real, 0, None, "neither"), NONE],
-    "covariance_prior": [Interval(numbers.Real, 0, None, "neither"), ARRAY, NONE],
-    "reg_covar": [Interval(numbers.Real, 0, None, "left")],
+    # The priors and the regularisation enter the M-step's sums: an infinite one makes every
+    # posterior NaN, so each is finite (as scikit-learn's float constraints, plus finiteness).
+    "weight_concentration_prior": [Interval(numbers.Real, 0, None, "neither", finite=True), NONE],
+    "mean_precision_prior": [Interval(numbers.Real, 0, None, "neither", finite=True), NONE],
+    "mean_prior": [Interval(numbers.Real, None, None, "neither", finite=True), FINITE_ARRAY, NONE],
+    "degrees_of_freedom_prior": [Interval(numbers.Real, 0, None, "neither", finite=True), NONE],
+    "covariance_prior": [
+        Interval(numbers.Real, 0, None, "neither", finite=True),
+        POSITIVE_ARRAY,
+        NONE,
+    ],
+    "reg_covar": [Interval(numbers.Real, 0, None, "left", finite=True)],
     "tol": [Interval(numbers.Real, 0, None, "left")],
     "tol_scale": [Options(("per_row", "sum"))],
     "max_iter": [Interval(numbers.Integral, 0, None, "left")],
@@ -130,6 +160,84 @@ def validate_params(owner: str, params: dict[str, Any]) -> None:
         raise ParameterError(
             f"The {name!r} parameter of {owner} must be {allowed}. Got {value!r} instead."
         )
+
+
+#: The largest magnitude a prior may take in a column's working frame (where the data have
+#: mean 0 and standard deviation 1): its square times a row count must stay a finite float64.
+MAX_WORKING_PRIOR = 1e100
+
+
+def check_working_priors(
+    names: Sequence[str], mean: np.ndarray, covariance: np.ndarray, reg_covar: np.ndarray
+) -> None:
+    """The priors of each column in its working frame (``Priors.mean``, ``.covariance``,
+    ``.reg_covar``, arrays of shape (n_columns,)) can be fitted in float64.
+
+    A finite ``mean_prior`` far from the data (``1e300`` for a column of standard deviation 1)
+    overflows the M-step and gives an all-NaN model; raise a :class:`ParameterError` naming the
+    parameter and the column instead.
+    """
+    for param, arr, positive in (
+        ("mean_prior", mean, False),
+        ("covariance_prior", covariance, True),
+        ("reg_covar", reg_covar, False),
+    ):
+        arr = np.asarray(arr, dtype=np.float64)
+        bad = ~np.isfinite(arr) | (np.abs(arr) > MAX_WORKING_PRIOR)
+        if positive:
+            bad |= (arr <= 0) | (arr < 1.0 / MAX_WORKING_PRIOR)
+        if bad.any():
+            j = first_row(bad)
+            raise ParameterError(
+                f"The {param!r} parameter is out of scale for column {names[j]!r}: in the "
+                f"column's working frame (its mean and standard deviation) it is {arr[j]:.3g}; "
+                f"gpuvgm fits values up to {MAX_WORKING_PRIOR:g} there. Use a prior nearer "
+                "the data."
+            )
+
+
+#: Parameters the fitted state depends on: changing one with ``set_params`` after ``fit``
+#: takes effect at the next ``fit`` (scikit-learn's semantics), so until then the model's
+#: parameters no longer describe its fitted state and it cannot be saved.
+FITTED_STATE_PARAMS = (
+    "n_components",
+    "weight_concentration_prior",
+    "mean_precision_prior",
+    "mean_prior",
+    "degrees_of_freedom_prior",
+    "covariance_prior",
+    "reg_covar",
+    "weight_threshold",
+)
+
+
+def check_params_describe_fit(
+    params: dict[str, Any],
+    n_components: int,
+    weights: np.ndarray,
+    valid_components: np.ndarray,
+) -> None:
+    """Refuse to save a model whose parameters were changed after its fit in a way that changes
+    what its fitted state means: ``n_components`` (the fitted K, from ``weights`` of shape
+    (n_columns, K)) or ``weight_threshold`` (``valid_components`` of the same shape, as the fit
+    computed it). Raises :class:`ParameterError` saying to refit or set the value back.
+    """
+    k = params.get("n_components")
+    if k != n_components:
+        raise ParameterError(
+            f"n_components is {k!r} but the model was fitted with {n_components}: a parameter "
+            "set after fit takes effect at the next fit. Refit, or set it back, before saving."
+        )
+    threshold = params.get("weight_threshold")
+    if isinstance(threshold, (int, float)):
+        valid = weights > threshold
+        valid[np.arange(valid.shape[0]), np.argmax(weights, axis=1)] = True
+        if not np.array_equal(valid, valid_components):
+            raise ParameterError(
+                f"weight_threshold={threshold!r} selects other components than the fit did: a "
+                "parameter set after fit takes effect at the next fit. Refit, or set it back, "
+                "before saving."
+            )
 
 
 def per_column(name: str, value: Any, n_columns: int, default: np.ndarray) -> np.ndarray:

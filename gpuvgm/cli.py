@@ -1,20 +1,56 @@
 """The ``gpuvgm`` command line. The only module that prints.
 
-Exit codes: 0 done, 1 data or model error (one line, no traceback unless ``-v``), 2 usage error.
+Exit codes: 0 done; 1 a data, model-file or output error (one line, no traceback unless
+``-v``); 2 a usage error: argparse's own, or an option value outside its range (a
+:class:`ParameterError`, e.g. ``--n-components 0`` or ``GPUVGM_NUM_THREADS=abc``); 130 interrupted
+(SIGINT), 143 terminated (SIGTERM, as ``docker stop`` sends): either way the outputs being
+written are removed and any earlier file at the destination is left as it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import platform
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ._errors import GPUVGMError
+from ._errors import GPUVGMError, ParameterError
 from ._version import __version__
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like SIGINT's KeyboardInterrupt so that every
+    ``finally`` and atomic write on the way out runs (temporary files removed)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_output(output: str | None, *inputs: Any) -> None:
+    """Refuse an output that is one of the inputs or inside/around one (before any work)."""
+    if output:
+        from ._writers import check_destination
+
+        check_destination(output, [i for i in inputs if i])
 
 
 def _print_demo(result: dict[str, Any]) -> None:
@@ -65,9 +101,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         max_iter=args.max_iter,
         chunk_rows=args.chunk_rows,
     )
-    if args.metrics_json:
-        with open(args.metrics_json, "w") as f:
-            json.dump(result, f, indent=2)
+    _write_metrics(args.metrics_json, result)
     if not args.quiet:
         _print_demo(result)
     return 0
@@ -125,7 +159,9 @@ def _columns(text: str | None) -> list[str] | None:
 
 def _write_metrics(path: str | None, metrics: dict[str, Any]) -> None:
     if path:
-        with open(path, "w") as f:
+        from ._writers import atomic_path, writing
+
+        with atomic_path(path) as tmp, writing(path), open(tmp, "w") as f:
             json.dump(metrics, f, indent=2, default=str)
 
 
@@ -162,8 +198,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     from ._errors import ConvergenceWarning
     from ._estimator import VGM
+    from ._persistence import check_model_destination
     from ._sources import make_source
 
+    # Before the fit, not after an hour of it: the model must not replace an input, nor a file
+    # that is not a model unless --force.
+    _check_output(args.output, *args.data)
+    _check_output(args.metrics_json, *args.data, args.output)
+    check_model_destination(args.output, overwrite=args.force)
     client, frame = _dask_client_and_frame(args)
     source = (
         make_source(frame) if frame is not None else make_source(args.data, _columns(args.columns))
@@ -191,7 +233,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                 client.close()
     for w in caught:
         print(f"gpuvgm: warning: {w.message}", file=sys.stderr)
-    model.save(args.output)
+    model.save(args.output, overwrite=args.force)
     report = model.fit_report_
     _write_metrics(args.metrics_json, report)
     if not args.quiet:
@@ -223,6 +265,8 @@ _OUTPUT_HELP = "a .parquet file, or (any other name) a directory of part files w
 def _cmd_transform(args: argparse.Namespace) -> int:
     from ._sources import make_source
 
+    _check_output(args.output, args.model, *args.data)
+    _check_output(args.metrics_json, args.model, *args.data, args.output)
     model = _load(args.model, args.device, args.chunk_rows)
     columns = _columns(args.columns) or _model_columns(model)
     source = make_source(args.data, columns)
@@ -253,6 +297,8 @@ def _cmd_inverse(args: argparse.Namespace) -> int:
 
     from ._sources import expand_paths
 
+    _check_output(args.output, args.model, args.data)
+    _check_output(args.metrics_json, args.model, args.data, args.output)
     model = _load(args.model, args.device, args.chunk_rows)
     total = None
     try:  # a file, or a directory of part files
@@ -276,6 +322,7 @@ def _cmd_inverse(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    _check_output(args.output, args.model, *args.data)
     model = _load(args.model, args.device, args.chunk_rows)
     model.plot(
         args.data,
@@ -404,6 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", parents=[common], help="fit a model to Parquet/CSV files")
     fit.add_argument("data", nargs="+", help="Parquet/CSV files or directories (sorted)")
     fit.add_argument("-o", "--output", required=True, help="model file to write")
+    fit.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing output that is not a gpuvgm model file (never an input)",
+    )
     fit.add_argument("--columns", help="comma-separated columns to fit (default: all)")
     fit.add_argument("--n-components", type=int, default=10)
     fit.add_argument("--max-iter", type=int, default=100)
@@ -495,15 +547,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
     )
     try:
-        return int(args.func(args))
+        with _sigterm_as_interrupt():
+            return int(args.func(args))
+    except KeyboardInterrupt as exc:
+        code = 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
+        print(f"gpuvgm: {'terminated' if code != 130 else 'interrupted'}", file=sys.stderr)
+        if argv is None:
+            # Run as the program: the outputs being written were removed on the way here.
+            # Exit now rather than join worker threads an asynchronous interrupt may have left
+            # waiting on a lock (seen as a hang at interpreter exit under load).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
+    except BrokenPipeError:  # `gpuvgm info | head`: the reader went away, nothing to report
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except ParameterError as exc:
+        if args.verbose:
+            raise
+        print(f"gpuvgm: error: {exc}", file=sys.stderr)
+        return 2
     except GPUVGMError as exc:
         if args.verbose:
             raise
         print(f"gpuvgm: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("gpuvgm: interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:  # one not wrapped below the CLI: still one line
+        if args.verbose:
+            raise
+        name = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        print(f"gpuvgm: error:{name} {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(
+            f"gpuvgm: internal error: {type(exc).__name__}: {exc} (run with -v for the "
+            "traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
