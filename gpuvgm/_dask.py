@@ -138,7 +138,7 @@ def _backend(name: str) -> ModuleType:
     """The backend called ``name`` on this worker (the client's, not this worker's "auto")."""
     from ._backends import get_backend
 
-    return get_backend("cpu" if name == "numpy" else "cuda")
+    return get_backend({"numpy": "numpy", "numba": "cpu"}.get(name, "cuda"))
 
 
 def _array_host(a: Any) -> Any:
@@ -254,7 +254,7 @@ class DaskSource(Source):
     def persist_on(self, backend: ModuleType) -> None:
         """Keep the persisted partitions where ``backend`` computes (a GPU for the CUDA
         backend): called once the pre-pass, which needs them in host memory, is done."""
-        if backend.NAME == "numpy":
+        if backend.NAME in ("numpy", "numba"):
             return
         import dask
 

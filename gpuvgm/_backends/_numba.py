@@ -124,37 +124,48 @@ def _working(v, shift, inv_scale, bound):  # pragma: no cover - compiled
 
 @njit(parallel=True, cache=True)
 def _moments_kernel(chunk, block_rows, out):  # pragma: no cover - compiled
-    """Per (column, block): count, sum, block M2, min, max, nulls. Twin: ``_numpy.moments``."""
+    """Per (column, block): count, pivot, mean - pivot, M2 about the mean, min, max, nulls.
+
+    Twin: ``_numpy.moments``. The block's first value is the pivot of its sums, so that columns
+    like Unix timestamps (1.7e9 +- 10) keep their digits.
+    """
     n, n_cols = chunk.shape
     nb = out.shape[1]
     for t in prange(n_cols * nb):
         j = t // nb
-        r0 = (t % nb) * block_rows
+        b = t % nb
+        r0 = b * block_rows
         r1 = min(r0 + block_rows, n)
         cnt = 0.0
+        pivot = 0.0
         s = 0.0
         lo = np.inf
         hi = -np.inf
         for r in range(r0, r1):
             v = np.float64(chunk[r, j])
             if v == v:
+                if cnt == 0.0:
+                    pivot = v
                 cnt += 1.0
-                s += v
+                s += v - pivot
                 lo = min(lo, v)
                 hi = max(hi, v)
+        off = 0.0
         m2 = 0.0
         if cnt > 0:
-            mean = s / cnt
+            off = s / cnt
             for r in range(r0, r1):
                 v = np.float64(chunk[r, j])
                 if v == v:
-                    m2 += (v - mean) * (v - mean)
-        out[j, t % nb, 0] = cnt
-        out[j, t % nb, 1] = s
-        out[j, t % nb, 2] = m2
-        out[j, t % nb, 3] = lo
-        out[j, t % nb, 4] = hi
-        out[j, t % nb, 5] = (r1 - r0) - cnt
+                    d = (v - pivot) - off
+                    m2 += d * d
+        out[j, b, 0] = cnt
+        out[j, b, 1] = pivot
+        out[j, b, 2] = m2
+        out[j, b, 3] = lo
+        out[j, b, 4] = hi
+        out[j, b, 5] = (r1 - r0) - cnt
+        out[j, b, 6] = off
 
 
 @njit(parallel=True, cache=True)
@@ -513,27 +524,29 @@ def _inverse_kernel(
 def moments(chunk: Any) -> Moments:
     """Pre-pass statistics of one chunk (count, mean, M2, min, max, nulls) per column.
 
-    Twin of :func:`gpuvgm._backends._numpy.moments`. Block partials (count, sum, M2 about the
+    Twin of :func:`gpuvgm._backends._numpy.moments`. Block partials (count, mean, M2 about the
     block mean) merge in block order: ``M2 = sum_b M2_b + n_b (mean_b - mean)**2`` (Chan et al.).
     """
     chunk = _as_chunk(chunk)
     n, n_cols = chunk.shape
     nb = _n_blocks(n)
-    parts = np.empty((n_cols, nb, 6))
+    parts = np.empty((n_cols, nb, 7))
     _launch(_moments_kernel, chunk, BLOCK_ROWS, parts)
     out = Moments.empty(n_cols)
     for j in range(n_cols):
-        p = parts[j]  # (nb, 6)
-        count = p[:, 0].sum()
-        out.n_null[j] = p[:, 5].sum()
-        if count == 0:
+        p = parts[j][parts[j, :, 0] > 0]  # (blocks with values, 7)
+        out.n_null[j] = parts[j, :, 5].sum()
+        if p.shape[0] == 0:
             continue
-        mean = p[:, 1].sum() / count
+        count = p[:, 0].sum()
+        with np.errstate(invalid="ignore"):
+            # block means relative to the first pivot, kept apart from it: no digits lost
+            rel = (p[:, 1] - p[0, 1]) + p[:, 6]
+            rel_mean = float(np.dot(p[:, 0], rel)) / count
+            mean = p[0, 1] + rel_mean
         if np.isfinite(mean):
-            has = p[:, 0] > 0
-            bmean = p[has, 1] / p[has, 0]
-            m2 = float(np.sum(p[has, 2] + p[has, 0] * (bmean - mean) ** 2))
-        else:
+            m2 = float(np.sum(p[:, 2] + p[:, 0] * (rel - rel_mean) ** 2))
+        else:  # infinite values: M2 = inf as in the twin
             m2 = np.inf
         out.count[j] = count
         out.mean[j] = mean
