@@ -37,6 +37,8 @@ into Numba's cache directory, ``NUMBA_CACHE_DIR`` to move it).
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import threading
 from typing import Any
@@ -170,12 +172,29 @@ def _moments_kernel(chunk, block_rows, out):  # pragma: no cover - compiled
 
 @njit(parallel=True, cache=True)
 def _estep_kernel(
-    chunk, cols, shift, inv_scale, means, nhp, log_consts, exp_floor, bound, block_rows, out, out2
+    chunk,
+    cols,
+    shift,
+    inv_scale,
+    means,
+    nhp,
+    log_consts,
+    exp_floor,
+    cexp,
+    ibits,
+    bias,
+    mant,
+    bound,
+    block_rows,
+    out,
+    out2,
 ):  # pragma: no cover - compiled
     """Fused E-step per (column, block); twin ``_numpy._estep_block``.
 
-    ``means``/``nhp``/``log_consts`` (n_cols, K) are in the compute dtype, as are ``exp_floor``
-    and ``bound``. ``out`` (n_cols, n_blocks, K, 3): ``[sum r, sum r x', sum r x'^2]``;
+    ``means``/``nhp``/``log_consts`` (n_cols, K) are in the compute dtype, as are ``exp_floor``,
+    ``bound`` and ``cexp`` (:func:`_exp_table`); ``ibits`` is an empty integer array of the
+    compute dtype's width, ``bias``/``mant`` its exponent bias and mantissa bits.
+    ``out`` (n_cols, n_blocks, K, 3): ``[sum r, sum r x', sum r x'^2]``;
     ``out2`` (n_cols, n_blocks, 3): ``[H, sum log p(x), count]``; both float64.
     """
     n = chunk.shape[0]
@@ -213,13 +232,45 @@ def _estep_kernel(
             for i in range(m):
                 if logp[k, i] > mx[i]:
                     mx[i] = logp[k, i]
+        # exp(l_k - max) without a libm call per value, so the loop runs in SIMD lanes: 2**n
+        # (bits of the exponent field) times a degree-12 Taylor polynomial of exp on
+        # |f| <= ln2 / 2 (relative error < 2e-16), after Cody-Waite reduction (Muller,
+        # *Elementary Functions*, 11.3). NumPy's exp is vectorised only on AVX-512 CPUs.
+        ebits = np.empty((k_n, m), dtype=ibits.dtype)
+        escale = ebits.view(dt)
+        log2e = cexp[13]
+        ln2hi = cexp[14]
+        ln2lo = cexp[15]
+        half = cexp[16]
+        c0, c1, c2, c3, c4, c5, c6 = cexp[0], cexp[1], cexp[2], cexp[3], cexp[4], cexp[5], cexp[6]
+        c7, c8, c9, c10, c11, c12 = cexp[7], cexp[8], cexp[9], cexp[10], cexp[11], cexp[12]
         for k in range(k_n):
+            lk = logp[k]
+            rk = resp[k]
+            bk = ebits[k]
             for i in range(m):
-                e = logp[k, i] - mx[i]
-                logp[k, i] = e
-                ex = np.exp(max(e, exp_floor))
-                resp[k, i] = ex
-                s[i] += ex
+                e = lk[i] - mx[i]
+                lk[i] = e
+                t = max(e, exp_floor)
+                nf = np.floor(t * log2e + half)
+                f = (t - nf * ln2hi) - nf * ln2lo
+                p = c12 * f + c11
+                p = p * f + c10
+                p = p * f + c9
+                p = p * f + c8
+                p = p * f + c7
+                p = p * f + c6
+                p = p * f + c5
+                p = p * f + c4
+                p = p * f + c3
+                p = p * f + c2
+                p = p * f + c1
+                rk[i] = p * f + c0
+                bk[i] = (np.int64(nf) + bias) << mant
+            sk = escale[k]
+            for i in range(m):
+                rk[i] = rk[i] * sk[i]
+                s[i] += rk[i]
         h = 0.0
         lp = 0.0
         for i in range(m):
@@ -609,6 +660,19 @@ def _stats(parts: np.ndarray, counts: np.ndarray, h: np.ndarray | None, lp: np.n
     )
 
 
+@functools.lru_cache(maxsize=2)
+def _exp_table(dtype: np.dtype) -> tuple[np.ndarray, Any, np.ndarray, Any, Any]:
+    """``(coefficients + constants, exp floor, int proto, bias, mantissa bits)`` for the
+    E-step's exp in ``dtype``. ln 2 is split (hi has 12 zero low bits, Cody-Waite)."""
+    ln2hi = 0.693145751953125
+    coeffs = [1.0 / math.factorial(q) for q in range(13)]
+    table = np.array([*coeffs, 1.0 / math.log(2.0), ln2hi, math.log(2.0) - ln2hi, 0.5], dtype)
+    if dtype == np.float32:
+        # expf is normal down to -87.3: below, 2**n would leave the exponent field's range
+        return table, np.float32(-87.0), np.empty(0, np.int32), np.int64(127), np.int64(23)
+    return table, np.float64(_EXP_FLOOR), np.empty(0, np.int64), np.int64(1023), np.int64(52)
+
+
 def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -> Stats:
     """Sufficient statistics of one chunk for the columns in ``params``, in the working frame.
 
@@ -633,6 +697,7 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
     parts = np.empty((cols.size, nb, k, 3))
     extra = np.empty((cols.size, nb, 3))
     bound = _WORKING_MAX32 if compute == np.float32 else np.float64(WORKING_MAX)
+    table, floor, ibits, bias, mant = _exp_table(compute)
     _launch(
         _estep_kernel,
         chunk,
@@ -642,7 +707,11 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
         np.ascontiguousarray(params.means, dtype=compute),
         np.ascontiguousarray(-0.5 * params.precisions, dtype=compute),
         np.ascontiguousarray(params.log_consts, dtype=compute),
-        compute.type(_EXP_FLOOR),
+        floor,
+        table,
+        ibits,
+        bias,
+        mant,
         bound,
         BLOCK_ROWS,
         parts,
