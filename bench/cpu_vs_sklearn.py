@@ -1,4 +1,4 @@
-"""gpuvgm's CPU backend (device="cpu": the compiled Numba backend) against scikit-learn's BayesianGaussianMixture (RDT's settings).
+"""gpuvgm on the CPU (device="cpu", the compiled backend) against scikit-learn's BGM.
 
 Speed: both fit the same 1 000 000-row column in this process for the same fixed numbers of
 iterations; seconds per iteration are the difference between a long and a short fit divided by
