@@ -36,7 +36,7 @@ def test_demo_runs_end_to_end_and_round_trips(tmp_path, capsys):
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "backend numpy" in out and "round-trip" in out
+    assert "backend numba" in out and "round-trip" in out
     result = json.loads(metrics.read_text())
     assert result["rows"] == 60000 and result["columns"] == ["amount", "age", "timestamp"]
     assert all(e <= 1e-6 for e in result["round_trip_max_error_over_std"])
@@ -339,7 +339,7 @@ def test_bench_command_reports_rates(tmp_path, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "values/s" in out and "backend numpy" in out
+    assert "values/s" in out and "backend numba" in out
     result = json.loads(metrics.read_text())
     for key in (
         "prepass_values_per_second",

@@ -13,13 +13,15 @@ into fixed blocks of :data:`BLOCK_ROWS` rows per column; each block is summed by
 float64 partials, and the partials are reduced in block order, so the statistics are
 bit-identical for any number of threads.
 
-Compute precision (``compute_dtype`` of :func:`estep_stats`, as in the CUDA backend). The default
-is the chunk's dtype: float64 chunks are computed in float64 (statistics within ~1e-15 of the NumPy
-twin, which keeps the 1e-8 scikit-learn parity), float32 chunks in float32 (~1e-7 relative, below
-the rounding the float32 data already carries, and ~1.6x the float64 speed). Accumulation is
-always float64. The transform, ``log_resp``, ``assign_stats``, ``moments`` and ``inverse`` compute
-in float64, exactly in the NumPy twin's order, so components (argmax and sampled) and ``alpha``
-are identical to the twin's.
+Compute precision (``compute_dtype`` of :func:`estep_stats`, as in the CUDA backend): float64
+by default, for float32 chunks too. Statistics are then within ~1e-15 of the NumPy twin, so a fit
+keeps the 1e-8 scikit-learn parity and a float32 array fits to the same model as its float64 copy
+(``tests/test_sources.py``). float32 compute (~1e-7 relative, below the rounding float32 data
+already carries) is offered but not the default: on the machine this was measured on (AVX-512)
+it was no faster (``bench/throughput.py --compare-cpu``). Accumulation is always float64. The
+transform, ``log_resp``, ``assign_stats``, ``moments`` and ``inverse`` compute in float64,
+exactly in the NumPy twin's order, so components (argmax and sampled) and ``alpha`` are identical
+to the twin's.
 
 Sampled components draw from the same Philox4x32-10 stream as :mod:`gpuvgm._rng` (compiled here,
 tested bit for bit against it), keyed by (seed, column, global row, stream).
@@ -691,11 +693,11 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
     chunk : array of shape (n_rows, n_columns), float32 or float64, any strides
     params : EStepParams
     compute_dtype : {None, float32, float64}
-        Precision of the per-value arithmetic (accumulation is always float64). Default: the
-        chunk's dtype (see the module docstring).
+        Precision of the per-value arithmetic (accumulation is always float64). Default (None):
+        float64 (see the module docstring).
     """
     chunk = _as_chunk(chunk)
-    compute = np.dtype(compute_dtype or chunk.dtype)
+    compute = np.dtype(compute_dtype or np.float64)
     if compute not in (np.float32, np.float64):
         raise DataTypeError(f"compute_dtype must be float32 or float64, got {compute}")
     cols = _columns(params, chunk)
