@@ -15,6 +15,12 @@ iteration and RDT's ClusterBasedNormalizer transform (its per-row Python loop).
 
     python bench/throughput.py --quick          # CPU, under a minute
     python bench/throughput.py --device cuda    # on a GPU box: 10**6 .. 10**9 rows
+    python bench/throughput.py --compare-cpu --sizes 10000000   # the CPU backends, interleaved
+
+``--compare-cpu`` times, interleaved in one run on the same data and the same fitted parameters:
+the NumPy reference backend, the compiled backend (float32 and float64 compute), a bare NumPy
+pass of K exponentials, and scikit-learn per iteration; it reports rows/s, rows per CPU-second
+(process CPU time) and the ratios the compiled backend's goals are stated in (issue 12).
 
 Writes bench/results/throughput-<backend>-<machine>-<date>.json and a log-log PNG of rows/s
 against rows (when matplotlib is installed).
@@ -23,6 +29,7 @@ against rows (when matplotlib is installed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -132,6 +139,84 @@ def parquet_end_to_end(x: np.ndarray, iterations: int, device: str) -> float:
         return time.perf_counter() - t
 
 
+def _timed(fn) -> tuple[float, float]:
+    """``(wall seconds, process CPU seconds)`` of ``fn()``."""
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def compare_cpu(n: int, reps: int, sklearn_rows: int) -> dict:
+    """The CPU backends and their references, interleaved, on ``n`` float32 rows (one column)."""
+    from gpuvgm._backends import _numba, _numpy
+
+    x = data(n)[:, None]
+    model = fit(x[:200_000].astype(np.float64), 10, "numpy")  # realistic parameters
+    e = model._params()
+    sampled = model._transform_params()
+    argmax = dataclasses.replace(sampled, sample=False)
+    t0 = time.perf_counter()
+    for dtype in (np.float32, np.float64):  # compile (or load from the cache) before timing
+        _numba.estep_stats(x[:1000], e, compute_dtype=dtype)
+    _numba.transform(x[:1000], sampled, 0)
+    _numba.transform(x[:1000], argmax, 0)
+    first_call = time.perf_counter() - t0
+    cases = {
+        "estep_numpy": lambda: _numpy.estep_stats(x, e),
+        "estep_numba_f32": lambda: _numba.estep_stats(x, e, compute_dtype=np.float32),
+        "estep_numba_f64": lambda: _numba.estep_stats(x, e, compute_dtype=np.float64),
+        "numpy_k_exp_pass": lambda: cpu_floor_seconds(n),
+        "transform_sampled_numpy": lambda: _numpy.transform(x, sampled, 0),
+        "transform_sampled_numba": lambda: _numba.transform(x, sampled, 0),
+        "transform_argmax_numpy": lambda: _numpy.transform(x, argmax, 0),
+        "transform_argmax_numba": lambda: _numba.transform(x, argmax, 0),
+    }
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in cases}
+    sk: list[float] = []
+    xs = x[:sklearn_rows, 0].astype(np.float64)
+    for _ in range(reps):  # interleaved: every case sees the same machine load, rep by rep
+        for name, fn in cases.items():
+            times[name].append(_timed(fn))
+        sk.append(sklearn_seconds_per_iteration(xs) * n / xs.size)
+    out: dict = {"rows": n, "reps": reps, "first_call_seconds_compile_or_cache": first_call}
+    for name, ts in times.items():
+        wall = float(np.median([w for w, _ in ts]))
+        cpu = float(np.median([c for _, c in ts]))
+        out[name] = {"rows_per_second": n / wall, "rows_per_cpu_second": n / max(cpu, 1e-9)}
+    out["numpy_k_exp_pass"]["note"] = "timed on one thread; rows/s = rows per CPU-second"
+    out["sklearn_per_iteration"] = {
+        "rows_per_second": n / float(np.median(sk)),
+        "measured_on_rows": int(xs.size),
+        "note": "seconds per iteration (fit(4) - fit(1)) / 3, scaled linearly to the rows",
+    }
+    r = {k: v["rows_per_second"] for k, v in out.items() if isinstance(v, dict)}
+    c = {k: v.get("rows_per_cpu_second") for k, v in out.items() if isinstance(v, dict)}
+    goals = {
+        "estep_f32_vs_numpy": (r["estep_numba_f32"] / r["estep_numpy"], 8.0),
+        "estep_f64_vs_numpy": (r["estep_numba_f64"] / r["estep_numpy"], 5.0),
+        "transform_sampled_vs_numpy": (
+            r["transform_sampled_numba"] / r["transform_sampled_numpy"],
+            10.0,
+        ),
+        "estep_f32_vs_sklearn_iteration": (
+            r["estep_numba_f32"] / r["sklearn_per_iteration"],
+            40.0,
+        ),
+        "estep_f32_vs_numpy_per_cpu_second": (
+            c["estep_numba_f32"] / c["estep_numpy"],
+            8.0,
+        ),
+        "estep_f64_vs_numpy_per_cpu_second": (
+            c["estep_numba_f64"] / c["estep_numpy"],
+            5.0,
+        ),
+    }
+    out["ratios"] = {
+        k: {"ratio": v, "goal": g, "fraction_of_goal": v / g} for k, (v, g) in goals.items()
+    }
+    return out
+
+
 def plot(results: list[dict], path: Path) -> bool:
     try:
         import matplotlib
@@ -176,7 +261,43 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--reference-max-rows", type=int, default=10_000_000)
     p.add_argument("--parquet-max-rows", type=int, default=100_000_000)
+    p.add_argument("--compare-cpu", action="store_true", help="CPU backends, interleaved")
+    p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (--compare-cpu)")
+    p.add_argument("--sklearn-rows", type=int, default=1_000_000)
     args = p.parse_args()
+    if args.compare_cpu:
+        sizes = [int(s) for s in (args.sizes or "10000000").split(",")]
+        results = [compare_cpu(n, args.reps, args.sklearn_rows) for n in sizes]
+        for res in results:
+            print(f"  {res['rows']:,} rows, {res['reps']} interleaved reps (median):")
+            for k, v in res.items():
+                if isinstance(v, dict) and "rows_per_second" in v:
+                    print(
+                        f"    {k:26s} {v['rows_per_second'] / 1e6:8.2f} M rows/s"
+                        + (
+                            f"  {v['rows_per_cpu_second'] / 1e6:8.2f} M rows/CPU-s"
+                            if "rows_per_cpu_second" in v
+                            else ""
+                        )
+                    )
+            for k, v in res["ratios"].items():
+                print(
+                    f"    {k:34s} {v['ratio']:7.2f}x  (goal {v['goal']:g}x: "
+                    f"{v['fraction_of_goal']:.2f} of it)"
+                )
+        name, _ = card()
+        stem = f"throughput-cpu-backends-{platform.node()}-{dt.date.today().isoformat()}"
+        (HERE / "results").mkdir(exist_ok=True)
+        doc = {
+            "date": dt.date.today().isoformat(),
+            "device": name,
+            "threads": os.environ.get("GPUVGM_NUM_THREADS") or os.cpu_count(),
+            "command": " ".join(sys.argv),
+            "results": results,
+        }
+        (HERE / "results" / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"  wrote bench/results/{stem}.json")
+        return
     if args.quick:
         sizes = [100_000, 1_000_000]
         args.iterations, args.reference_max_rows, args.parquet_max_rows = 3, 100_000, 1_000_000

@@ -110,8 +110,10 @@ class VGM:
         statistics scaled to the column's row count), then polish with full passes from there.
         Far fewer full passes, at the price of starting the full passes from the sample's
         optimum; ``fit_report_["staged"]`` reports the iterations of each stage.
-    device : {"auto", "cpu", "cuda"}, default="auto"
-        Where the passes run. ``"auto"`` uses CUDA when CuPy and a GPU are available.
+    device : {"auto", "cpu", "numpy", "cuda"}, default="auto"
+        Where the passes run: ``"cpu"`` the compiled CPU backend (Numba), ``"numpy"`` the NumPy
+        reference backend, ``"cuda"`` the GPU. ``"auto"`` uses CUDA when CuPy and a GPU are
+        available, else ``"cpu"``.
     random_state : int, numpy Generator/RandomState or None, default=None
         Seeds the initialisation sample, k-means and the component sampler.
 
@@ -130,7 +132,7 @@ class VGM:
         Per column, the lower bound at every iteration.
     feature_names_in_ : ndarray of str; n_features_in_ : int
     backend_ : str
-        ``"numpy"`` or ``"cupy"``.
+        ``"numba"`` (compiled CPU), ``"numpy"`` or ``"cupy"``.
     seed_ : int
         The seed used (drawn when ``random_state`` is None), so transforms are reproducible.
     fit_report_ : dict
@@ -604,7 +606,7 @@ def load(path: str | os.PathLike, *, device: str | None = None) -> VGM:
     ----------
     path : str or path-like
         A gpuvgm model file (format in :mod:`gpuvgm._persistence`).
-    device : {"auto", "cpu", "cuda"} or None, default=None
+    device : {"auto", "cpu", "numpy", "cuda"} or None, default=None
         Overrides the saved ``device`` parameter, e.g. ``"cpu"`` to use a model fitted with
         ``device="cuda"`` on a machine without a GPU. Transforms do not depend on the device.
 

@@ -142,7 +142,7 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "cache_bytes": [Interval(numbers.Integral, 0, None, "left")],
     "device_cache_fraction": [Interval(numbers.Real, 0, 1, "both")],
     "staged": [Check(lambda v: isinstance(v, (bool, np.bool_)), "a bool")],
-    "device": [Options(("auto", "cpu", "cuda"))],
+    "device": [Options(("auto", "cpu", "numpy", "cuda"))],
     "random_state": [RANDOM_STATE, NONE],
 }
 

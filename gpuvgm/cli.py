@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log progress (-v) or every iteration (-vv); show tracebacks",
     )
     common.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    common.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    common.add_argument("--device", choices=["auto", "cpu", "numpy", "cuda"], default="auto")
     common.add_argument("--chunk-rows", type=int, default=1 << 20)
     common.add_argument("--metrics-json", metavar="PATH", help="write the figures as JSON")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -36,7 +36,7 @@ def test_demo_runs_end_to_end_and_round_trips(tmp_path, capsys):
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "backend numpy" in out and "round-trip" in out
+    assert "backend numba" in out and "round-trip" in out
     result = json.loads(metrics.read_text())
     assert result["rows"] == 60000 and result["columns"] == ["amount", "age", "timestamp"]
     # float64 all the way (the rdt layout): exact to rounding, even for the 1.7e9 timestamps.
@@ -340,7 +340,7 @@ def test_bench_command_reports_rates(tmp_path, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "values/s" in out and "backend numpy" in out
+    assert "values/s" in out and "backend numba" in out
     result = json.loads(metrics.read_text())
     for key in (
         "prepass_values_per_second",

@@ -172,7 +172,7 @@ def test_cuda_without_a_gpu_says_how_to_install(frame):
     with pytest.raises(gpuvgm.BackendUnavailableError, match=r"gpuvgm\[cuda12\].*gpuvgm\[cuda13\]"):
         gpuvgm.VGM(3, device="cuda").fit(frame)
     # device="auto" falls back to the CPU.
-    assert gpuvgm.VGM(3, max_iter=50, device="auto").fit(frame).backend_ == "numpy"
+    assert gpuvgm.VGM(3, max_iter=50, device="auto").fit(frame).backend_ == "numba"
 
 
 def test_inverse_transform_refuses_alpha_beyond_the_clip(frame):

@@ -93,7 +93,7 @@ def test_fit_report(rng):
         model = gpuvgm.VGM(5, max_iter=4, device="cpu").fit(x)
     report = model.fit_report_
     assert report["rows"] == 3000 and report["nulls"] == [10]
-    assert report["backend"] == "numpy" and report["passes"] == 1 + 1 + 4
+    assert report["backend"] == "numba" and report["passes"] == 1 + 1 + 4
     assert report["bytes_read"] == 3000 * 8 * report["passes"]  # in memory: nothing cached
     assert len(report["lower_bound_trace_per_row"][0]) == 4
     assert report["lower_bound_trace_per_row"][0][-1] == report["lower_bound_per_row"][0]

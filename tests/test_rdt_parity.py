@@ -19,6 +19,12 @@ from scipy import stats
 import gpuvgm
 
 
+@pytest.fixture(params=["numpy", "cpu"])
+def device(request) -> str:
+    """The NumPy reference backend and the compiled CPU backend, which must agree."""
+    return request.param
+
+
 @pytest.fixture
 def fitted_rdt(rng):
     x = np.concatenate([five_modes(3000, rng), lognormal(1000, rng) * 3 + 20])
@@ -32,10 +38,10 @@ def fitted_rdt(rng):
     return x, data, cbn
 
 
-def test_predict_proba_equals_sklearn(fitted_rdt):
+def test_predict_proba_equals_sklearn(fitted_rdt, device):
     x, _, cbn = fitted_rdt
     bgm = cbn._bgm_transformer
-    model = gpuvgm.VGM.from_sklearn(bgm, device="cpu")
+    model = gpuvgm.VGM.from_sklearn(bgm, device=device)
     ours = model.predict_proba(x)[:, 0, :]
     ref = bgm.predict_proba(x[:, None])
     np.testing.assert_allclose(ours, ref, rtol=1e-8, atol=1e-12)
@@ -43,10 +49,10 @@ def test_predict_proba_equals_sklearn(fitted_rdt):
     np.testing.assert_array_equal(model.valid_components_[0], cbn.valid_component_indicator)
 
 
-def test_normalized_value_and_decoding_equal_rdt(fitted_rdt):
+def test_normalized_value_and_decoding_equal_rdt(fitted_rdt, device):
     x, data, cbn = fitted_rdt
     model = gpuvgm.VGM.from_sklearn(
-        cbn._bgm_transformer, columns=["amount"], device="cpu", random_state=7
+        cbn._bgm_transformer, columns=["amount"], device=device, random_state=7
     )
     enc = model.transform(x)
     # RDT's formula for the component gpuvgm chose, with RDT's own parameters.
@@ -69,10 +75,10 @@ def test_normalized_value_and_decoding_equal_rdt(fitted_rdt):
     np.testing.assert_allclose(back_ours, back_rdt, rtol=1e-12, atol=1e-9)
 
 
-def test_sampled_components_follow_the_posterior(fitted_rdt):
+def test_sampled_components_follow_the_posterior(fitted_rdt, device):
     x, _, cbn = fitted_rdt
     xs = np.tile(x, 25)  # 100 000 draws
-    model = gpuvgm.VGM.from_sklearn(cbn._bgm_transformer, device="cpu", random_state=3)
+    model = gpuvgm.VGM.from_sklearn(cbn._bgm_transformer, device=device, random_state=3)
     comp = model.transform(xs).component[:, 0]
     valid = model.valid_components_[0]
     p = model.predict_proba(xs)[:, 0, valid] + 1e-6  # RDT's floor
@@ -88,10 +94,10 @@ def test_sampled_components_follow_the_posterior(fitted_rdt):
     assert np.mean(comp == np.argmax(p, axis=1)) > 0.9
 
 
-def test_argmax_selection_picks_the_most_probable_valid_component(fitted_rdt):
+def test_argmax_selection_picks_the_most_probable_valid_component(fitted_rdt, device):
     x, _, cbn = fitted_rdt
     model = gpuvgm.VGM.from_sklearn(
-        cbn._bgm_transformer, device="cpu", component_selection="argmax"
+        cbn._bgm_transformer, device=device, component_selection="argmax"
     )
     comp = model.transform(x).component[:, 0]
     p = model.predict_proba(x)[:, 0, model.valid_components_[0]]

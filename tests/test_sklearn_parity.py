@@ -21,6 +21,12 @@ K = 10
 N = 6000
 
 
+@pytest.fixture(params=["numpy", "cpu"])
+def device(request) -> str:
+    """The NumPy reference backend and the compiled CPU backend, which must agree."""
+    return request.param
+
+
 def sklearn_fit(x: np.ndarray, max_iter: int, tol: float, seed: int = 0):
     bgm = BayesianGaussianMixture(
         n_components=K,
@@ -50,11 +56,11 @@ def sklearn_fit(x: np.ndarray, max_iter: int, tol: float, seed: int = 0):
 
 
 @pytest.mark.parametrize("kind", sorted(COLUMN_KINDS))
-def test_twenty_iterations_match_sklearn(kind, rng):
+def test_twenty_iterations_match_sklearn(kind, rng, device):
     x = COLUMN_KINDS[kind](N, rng)
     bgm, centers = sklearn_fit(x, max_iter=20, tol=0.0)
     model = gpuvgm.VGM(
-        K, max_iter=20, tol=0.0, tol_scale="sum", means_init=centers, device="cpu", random_state=0
+        K, max_iter=20, tol=0.0, tol_scale="sum", means_init=centers, device=device, random_state=0
     )
     with pytest.warns(gpuvgm.ConvergenceWarning):
         model.fit(x)
@@ -71,7 +77,7 @@ def test_twenty_iterations_match_sklearn(kind, rng):
     assert rel_err(model.weight_concentration_[1][0], bgm.weight_concentration_[1]) <= tol
 
 
-def test_all_columns_in_one_pass_match_separate_sklearn_fits(rng):
+def test_all_columns_in_one_pass_match_separate_sklearn_fits(rng, device):
     kinds = sorted(COLUMN_KINDS)
     X = np.column_stack([COLUMN_KINDS[k](N, rng) for k in kinds])
     refs = [sklearn_fit(X[:, j], max_iter=15, tol=0.0) for j in range(X.shape[1])]
@@ -81,7 +87,7 @@ def test_all_columns_in_one_pass_match_separate_sklearn_fits(rng):
         tol=0.0,
         tol_scale="sum",
         means_init=np.stack([c for _, c in refs]),
-        device="cpu",
+        device=device,
     )
     with pytest.warns(gpuvgm.ConvergenceWarning):
         model.fit(X)
@@ -92,26 +98,26 @@ def test_all_columns_in_one_pass_match_separate_sklearn_fits(rng):
         assert rel_err(model.weights_[j], bgm.weights_) <= 1e-8
 
 
-def test_sum_tolerance_stops_at_the_same_iteration_as_sklearn(rng):
+def test_sum_tolerance_stops_at_the_same_iteration_as_sklearn(rng, device):
     x = COLUMN_KINDS["five_modes"](N, rng)
     bgm, centers = sklearn_fit(x, max_iter=400, tol=1e-3)
     assert bgm.converged_
     model = gpuvgm.VGM(
-        K, max_iter=400, tol=1e-3, tol_scale="sum", means_init=centers, device="cpu"
+        K, max_iter=400, tol=1e-3, tol_scale="sum", means_init=centers, device=device
     ).fit(x)
     assert model.converged_[0]
     assert model.n_iter_[0] == bgm.n_iter_
     assert rel_err(model.lower_bound_[0], bgm.lower_bound_) <= 1e-8
 
 
-def test_per_row_tolerance_is_the_sum_tolerance_divided_by_rows(rng):
+def test_per_row_tolerance_is_the_sum_tolerance_divided_by_rows(rng, device):
     x = COLUMN_KINDS["lognormal"](N, rng)
     _, centers = sklearn_fit(x, max_iter=1, tol=0.0)
     by_sum = gpuvgm.VGM(
-        K, max_iter=400, tol=1e-2, tol_scale="sum", means_init=centers, device="cpu"
+        K, max_iter=400, tol=1e-2, tol_scale="sum", means_init=centers, device=device
     ).fit(x)
     by_row = gpuvgm.VGM(
-        K, max_iter=400, tol=1e-2 / N, tol_scale="per_row", means_init=centers, device="cpu"
+        K, max_iter=400, tol=1e-2 / N, tol_scale="per_row", means_init=centers, device=device
     ).fit(x)
     assert by_sum.converged_[0] and by_row.converged_[0]
     assert by_sum.n_iter_[0] == by_row.n_iter_[0]

@@ -1,8 +1,9 @@
 """Backends: where the O(rows x K) passes run.
 
 A backend is a module with the same functions (``moments``, ``estep_stats``, ``assign_stats``,
-``log_resp``, ``transform``, ``inverse``) and a ``NAME``. Only the CUDA backend imports CuPy, and
-only when it is asked for.
+``log_resp``, ``transform``, ``inverse``) and a ``NAME``: ``"numba"`` (compiled CPU, the default on
+a CPU), ``"numpy"`` (the readable reference twin) and ``"cupy"`` (CUDA). Only the CUDA backend
+imports CuPy and only the compiled backend imports Numba, each only when it is asked for.
 """
 
 from __future__ import annotations
@@ -38,19 +39,32 @@ def _cuda_backend() -> ModuleType:
     return _cuda
 
 
+def _cpu_backend() -> ModuleType:
+    """The compiled CPU backend (Numba, a core dependency)."""
+    try:
+        from . import _numba
+    except ImportError as exc:  # a broken Numba/llvmlite install
+        raise BackendUnavailableError(
+            f"device='cpu' needs Numba, which could not be imported ({exc}); "
+            "reinstall it (`pip install numba`) or use device='numpy'"
+        ) from exc
+    return _numba
+
+
 def get_backend(device: str) -> ModuleType:
-    """The backend module for ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``)."""
-    if device == "cpu":
+    """The backend module for ``device``: ``"cpu"`` (compiled), ``"numpy"`` (reference),
+    ``"cuda"`` or ``"auto"`` (CUDA when usable, else the compiled CPU backend)."""
+    if device == "numpy":
         from . import _numpy
 
         return _numpy
+    if device == "cpu":
+        return _cpu_backend()
     if device == "cuda":
         return _cuda_backend()
     try:
         backend = _cuda_backend()
     except BackendUnavailableError as exc:
         logger.debug("device='auto' uses the CPU: %s", exc)
-        from . import _numpy
-
-        return _numpy
+        return _cpu_backend()
     return backend

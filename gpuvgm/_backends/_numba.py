@@ -1,0 +1,891 @@
+"""Compiled CPU backend (Numba): the O(rows x K) passes as fused, multi-threaded loops.
+
+The reference twin of every function here is the function of the same name in
+:mod:`gpuvgm._backends._numpy` (same signatures, same outputs); the tests compare them on sizes
+that straddle the block size. The per-element mathematics is the model layer's: the kernels only
+evaluate the tables of :class:`~gpuvgm._model.EStepParams` and
+:class:`~gpuvgm._model.TransformParams` (``means``, ``precisions``, ``log_consts``, ``shift``,
+``scale``, the valid-component tables), in the NumPy twin's order of operations.
+
+A chunk is a 2-D array of shape (n_rows, n_columns), float32 or float64, in any memory order or
+strides: the kernels read it in place (no copy), skip NaNs (nulls) and count them. Work is cut
+into fixed blocks of :data:`BLOCK_ROWS` rows per column; each block is summed by one thread into
+float64 partials, and the partials are reduced in block order, so the statistics are
+bit-identical for any number of threads.
+
+Compute precision (``compute_dtype`` of :func:`estep_stats`, as in the CUDA backend): float64
+by default, for float32 chunks too. Statistics are then within ~1e-15 of the NumPy twin, so a fit
+keeps the 1e-8 scikit-learn parity and a float32 array fits to the same model as its float64 copy
+(``tests/test_sources.py``). float32 compute (~1e-7 relative, below the rounding float32 data
+already carries) is offered but not the default: on the machine this was measured on (AVX-512)
+it was no faster (``bench/throughput.py --compare-cpu``). Accumulation is always float64. The
+transform, ``log_resp``, ``assign_stats``, ``moments`` and ``inverse`` compute in float64,
+exactly in the NumPy twin's order, so components (argmax and sampled) and ``alpha`` are identical
+to the twin's.
+
+Sampled components draw from the same Philox4x32-10 stream as :mod:`gpuvgm._rng` (compiled here,
+tested bit for bit against it), keyed by (seed, column, global row, stream).
+
+Threads: ``GPUVGM_NUM_THREADS`` (:func:`gpuvgm._parallel.n_threads`), at most Numba's
+``NUMBA_NUM_THREADS``. Numba's threading layer is ``workqueue`` unless ``NUMBA_THREADING_LAYER``
+is set: OpenMP's default spin-waiting made 2-thread passes up to 100x slower than one thread on a
+shared machine (DESIGN.md §5). The workqueue layer must not be entered from two Python threads at
+once, so kernel launches are serialised by a lock (each launch is itself parallel).
+
+Numba is imported with this module, which :func:`gpuvgm._backends.get_backend` imports only when
+the backend is chosen; the kernels compile on their first call (``cache=True``: once per machine,
+into Numba's cache directory, ``NUMBA_CACHE_DIR`` to move it).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import threading
+from typing import Any
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .. import _rng
+from .._errors import DataTypeError
+from .._model import (
+    SAMPLE_PROB_FLOOR,
+    STD_MULTIPLIER,
+    EStepParams,
+    Moments,
+    Stats,
+    TransformParams,
+)
+from .._parallel import n_threads
+from . import _host
+
+# TODO(integration): use _api.check_sample_args
+from ._numpy import _EXP_FLOOR, WORKING_MAX, _check_sample_args
+
+NAME = "numba"
+memory = _host  # host memory: the data is already where this backend computes
+# 16 Ki rows x K=10 in float64 = 1.3 MB of scratch per block: stays in a core's L2 cache.
+BLOCK_ROWS = 16384
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+# In float32, |x'| is clamped lower so that (x' - m)**2 stays finite (fitted data has
+# |x'| <= sqrt(n_rows); the clamp matters only far outside it).
+_WORKING_MAX32 = np.float32(1e18)
+
+_launch_lock = threading.Lock()
+
+
+def _launch(kernel: Any, *args: Any) -> Any:
+    """Run ``kernel(*args)`` on ``GPUVGM_NUM_THREADS`` threads, one launch at a time."""
+    with _launch_lock:
+        numba.set_num_threads(max(1, min(n_threads(), numba.config.NUMBA_NUM_THREADS)))
+        return kernel(*args)
+
+
+def _n_blocks(n_rows: int) -> int:
+    return max(1, -(-n_rows // BLOCK_ROWS))
+
+
+def _as_chunk(chunk: Any, what: str = "chunk") -> np.ndarray:
+    """``chunk`` as a 2-D float32/float64 array in native byte order, copied only if it is not."""
+    a = np.asarray(chunk)
+    if a.ndim != 2:
+        raise ValueError(f"{what} must be 2-D (n_rows, n_columns), got shape {a.shape}")
+    if a.dtype not in (np.float32, np.float64) or not a.dtype.isnative:
+        if a.dtype.kind not in "biuf":
+            raise DataTypeError(f"{what} must hold numbers, got dtype {a.dtype}")
+        a = a.astype(np.float64)  # the NumPy twin computes such input in float64 too
+    return a
+
+
+def _columns(params: EStepParams, chunk: np.ndarray) -> np.ndarray:
+    cols = np.asarray(params.columns, dtype=np.int64)
+    if cols.size and (cols.min() < 0 or cols.max() >= chunk.shape[1]):
+        raise IndexError(f"columns {cols.tolist()} out of range for {chunk.shape[1]} columns")
+    return cols
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels. Each names its NumPy twin; all loops over a block run on one thread.
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _working(v, shift, inv_scale, bound):  # pragma: no cover - compiled
+    """``x' = (x - shift) * inv_scale`` clamped to ``±bound``; twin ``_numpy._working``."""
+    w = (np.float64(v) - shift) * inv_scale
+    if w > bound:
+        return bound
+    if w < -bound:
+        return -bound
+    return w
+
+
+@njit(parallel=True, cache=True)
+def _moments_kernel(chunk, block_rows, out):  # pragma: no cover - compiled
+    """Per (column, block): count, pivot, mean - pivot, M2 about the mean, min, max, nulls.
+
+    Twin: ``_numpy.moments``. The block's first value is the pivot of its sums, so that columns
+    like Unix timestamps (1.7e9 +- 10) keep their digits.
+    """
+    n, n_cols = chunk.shape
+    nb = out.shape[1]
+    for t in prange(n_cols * nb):
+        j = t // nb
+        b = t % nb
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        cnt = 0.0
+        pivot = 0.0
+        s = 0.0
+        lo = np.inf
+        hi = -np.inf
+        for r in range(r0, r1):
+            v = np.float64(chunk[r, j])
+            if v == v:
+                if cnt == 0.0:
+                    pivot = v
+                cnt += 1.0
+                s += v - pivot
+                lo = min(lo, v)
+                hi = max(hi, v)
+        off = 0.0
+        m2 = 0.0
+        if cnt > 0:
+            off = s / cnt
+            for r in range(r0, r1):
+                v = np.float64(chunk[r, j])
+                if v == v:
+                    d = (v - pivot) - off
+                    m2 += d * d
+        out[j, b, 0] = cnt
+        out[j, b, 1] = pivot
+        out[j, b, 2] = m2
+        out[j, b, 3] = lo
+        out[j, b, 4] = hi
+        out[j, b, 5] = (r1 - r0) - cnt
+        out[j, b, 6] = off
+
+
+@njit(parallel=True, cache=True)
+def _estep_kernel(
+    chunk,
+    cols,
+    shift,
+    inv_scale,
+    means,
+    nhp,
+    log_consts,
+    exp_floor,
+    cexp,
+    ibits,
+    bias,
+    mant,
+    bound,
+    block_rows,
+    out,
+    out2,
+):  # pragma: no cover - compiled
+    """Fused E-step per (column, block); twin ``_numpy._estep_block``.
+
+    ``means``/``nhp``/``log_consts`` (n_cols, K) are in the compute dtype, as are ``exp_floor``,
+    ``bound`` and ``cexp`` (:func:`_exp_table`); ``ibits`` is an empty integer array of the
+    compute dtype's width, ``bias``/``mant`` its exponent bias and mantissa bits.
+    ``out`` (n_cols, n_blocks, K, 3): ``[sum r, sum r x', sum r x'^2]``;
+    ``out2`` (n_cols, n_blocks, 3): ``[H, sum log p(x), count]``; both float64.
+    """
+    n = chunk.shape[0]
+    n_cols = cols.size
+    k_n = means.shape[1]
+    nb = out.shape[1]
+    dt = means.dtype
+    for t in prange(n_cols * nb):
+        c = t // nb
+        b = t % nb
+        j = cols[c]
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        xs = np.empty(r1 - r0, dtype=dt)
+        m = 0
+        for r in range(r0, r1):
+            v = chunk[r, j]
+            if v == v:
+                xs[m] = _working(v, shift[c], inv_scale[c], bound)
+                m += 1
+        logp = np.empty((k_n, m), dtype=dt)  # (K, m): rows contiguous, SIMD over values
+        resp = np.empty((k_n, m), dtype=dt)
+        mx = np.empty(m, dtype=dt)
+        s = np.zeros(m, dtype=dt)
+        for k in range(k_n):
+            mk = means[c, k]
+            hk = nhp[c, k]
+            ck = log_consts[c, k]
+            for i in range(m):
+                d = xs[i] - mk
+                logp[k, i] = d * d * hk + ck
+        for i in range(m):
+            mx[i] = logp[0, i]
+        for k in range(1, k_n):
+            for i in range(m):
+                if logp[k, i] > mx[i]:
+                    mx[i] = logp[k, i]
+        # exp(l_k - max) without a libm call per value, so the loop runs in SIMD lanes: 2**n
+        # (bits of the exponent field) times a degree-12 Taylor polynomial of exp on
+        # |f| <= ln2 / 2 (relative error < 2e-16), after Cody-Waite reduction (Muller,
+        # *Elementary Functions*, 11.3). NumPy's exp is vectorised only on AVX-512 CPUs.
+        ebits = np.empty((k_n, m), dtype=ibits.dtype)
+        escale = ebits.view(dt)
+        log2e = cexp[13]
+        ln2hi = cexp[14]
+        ln2lo = cexp[15]
+        half = cexp[16]
+        r_tiny = cexp[17]  # responsibilities below it count as 0: no subnormal arithmetic
+        c0, c1, c2, c3, c4, c5, c6 = cexp[0], cexp[1], cexp[2], cexp[3], cexp[4], cexp[5], cexp[6]
+        c7, c8, c9, c10, c11, c12 = cexp[7], cexp[8], cexp[9], cexp[10], cexp[11], cexp[12]
+        for k in range(k_n):
+            lk = logp[k]
+            rk = resp[k]
+            bk = ebits[k]
+            for i in range(m):
+                e = lk[i] - mx[i]
+                lk[i] = e
+                t = max(e, exp_floor)
+                nf = np.floor(t * log2e + half)
+                f = (t - nf * ln2hi) - nf * ln2lo
+                p = c12 * f + c11
+                p = p * f + c10
+                p = p * f + c9
+                p = p * f + c8
+                p = p * f + c7
+                p = p * f + c6
+                p = p * f + c5
+                p = p * f + c4
+                p = p * f + c3
+                p = p * f + c2
+                p = p * f + c1
+                rk[i] = p * f + c0
+                bk[i] = (np.int64(nf) + bias) << mant
+            sk = escale[k]
+            for i in range(m):
+                rk[i] = rk[i] * sk[i]
+                s[i] += rk[i]
+        h = 0.0
+        lp = 0.0
+        for i in range(m):
+            s[i] = 1.0 / s[i]  # rounded to the compute dtype
+            ls = np.float64(np.log(s[i]))
+            h += ls
+            lp += np.float64(mx[i]) - ls
+        for k in range(k_n):
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
+            ah = 0.0
+            for i in range(m):
+                r = resp[k, i] * s[i]
+                r = r if r >= r_tiny else r_tiny * 0
+                x = xs[i]
+                a0 += r
+                a1 += r * x
+                a2 += r * (x * x)
+                ah += r * logp[k, i]
+            out[c, b, k, 0] = a0
+            out[c, b, k, 1] = a1
+            out[c, b, k, 2] = a2
+            h += ah
+        out2[c, b, 0] = h
+        out2[c, b, 1] = lp
+        out2[c, b, 2] = m
+
+
+@njit(parallel=True, cache=True)
+def _assign_kernel(
+    chunk, cols, shift, inv_scale, centers, bound, block_rows, out, counts
+):  # pragma: no cover - compiled
+    """Nearest-center statistics per (column, block); twin ``_numpy.assign_stats``."""
+    n = chunk.shape[0]
+    n_cols = cols.size
+    k_n = centers.shape[1]
+    nb = out.shape[1]
+    for t in prange(n_cols * nb):
+        c = t // nb
+        b = t % nb
+        j = cols[c]
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        acc = np.zeros((k_n, 3))
+        m = 0
+        for r in range(r0, r1):
+            v = chunk[r, j]
+            if v == v:
+                x = _working(v, shift[c], inv_scale[c], bound)
+                best = 0
+                dbest = abs(x - centers[c, 0])
+                for k in range(1, k_n):
+                    d = abs(x - centers[c, k])
+                    if d < dbest:  # ties: the lowest index, as np.argmin
+                        dbest = d
+                        best = k
+                acc[best, 0] += 1.0
+                acc[best, 1] += x
+                acc[best, 2] += x * x
+                m += 1
+        for k in range(k_n):
+            for q in range(3):
+                out[c, b, k, q] = acc[k, q]
+        counts[c, b] = m
+
+
+@njit(parallel=True, cache=True)
+def _log_resp_kernel(
+    chunk, cols, shift, inv_scale, means, nhp, log_consts, bound, block_rows, out
+):  # pragma: no cover - compiled
+    """``log p(k | x)`` per row; twin ``_numpy.log_resp``. ``out`` (n, n_cols, K), NaN-filled."""
+    n = chunk.shape[0]
+    n_cols = cols.size
+    k_n = means.shape[1]
+    nb = _blocks_of(n, block_rows)
+    for t in prange(n_cols * nb):
+        c = t // nb
+        j = cols[c]
+        r0 = (t % nb) * block_rows
+        r1 = min(r0 + block_rows, n)
+        lp = np.empty(k_n)
+        for r in range(r0, r1):
+            v = chunk[r, j]
+            if v != v:
+                continue
+            x = _working(v, shift[c], inv_scale[c], bound)
+            mx = -np.inf
+            for k in range(k_n):
+                d = x - means[c, k]
+                lp[k] = d * d * nhp[c, k] + log_consts[c, k]
+                if k == 0 or lp[k] > mx:
+                    mx = lp[k]
+            s = 0.0
+            for k in range(k_n):
+                lp[k] -= mx
+                s += np.exp(lp[k])
+            ls = np.log(s)
+            for k in range(k_n):
+                out[r, c, k] = lp[k] - ls
+
+
+@njit(cache=True, inline="always")
+def _blocks_of(n, block_rows):  # pragma: no cover - compiled
+    return max(1, (n + block_rows - 1) // block_rows)
+
+
+_M32 = np.uint64(0xFFFFFFFF)
+_PM0 = np.uint64(0xD2511F53)
+_PM1 = np.uint64(0xCD9E8D57)
+_PW0 = np.uint64(0x9E3779B9)
+_PW1 = np.uint64(0xBB67AE85)
+_S32 = np.uint64(32)
+_TWO = np.uint64(2)
+_THREE = np.uint64(3)
+_TWO_M32 = 2.0**-32
+
+
+@njit(cache=True, inline="always")
+def _philox4x32_10(c0, c1, c2, c3, k0, k1):  # pragma: no cover - compiled
+    """Philox4x32-10 on 32-bit values held in uint64; twin ``_rng.philox4x32_10``."""
+    for _ in range(10):
+        p0 = c0 * _PM0
+        p1 = c2 * _PM1
+        n0 = (p1 >> _S32) ^ c1 ^ k0
+        n2 = (p0 >> _S32) ^ c3 ^ k1
+        c1 = p1 & _M32
+        c3 = p0 & _M32
+        c0 = n0
+        c2 = n2
+        k0 = (k0 + _PW0) & _M32
+        k1 = (k1 + _PW1) & _M32
+    return c0, c1, c2, c3
+
+
+@njit(cache=True)
+def _fill_words(seed, column, stream, start, words):  # pragma: no cover - compiled
+    """``words[i]``: the Philox word of global row ``start + i``; twin ``_rng.random_words``."""
+    k0 = seed & _M32
+    k1 = seed >> _S32
+    c2 = column & _M32
+    c3 = stream & _M32
+    n = words.size
+    i = 0
+    while i < n:
+        g = start + np.uint64(i)
+        q = g >> _TWO
+        w0, w1, w2, w3 = _philox4x32_10(q & _M32, q >> _S32, c2, c3, k0, k1)
+        lane = g & _THREE
+        while i < n:
+            if lane == 0:
+                words[i] = w0
+            elif lane == 1:
+                words[i] = w1
+            elif lane == 2:
+                words[i] = w2
+            else:
+                words[i] = w3
+            i += 1
+            if lane == _THREE:
+                break
+            lane += np.uint64(1)
+
+
+@njit(parallel=True, cache=True)
+def _words_kernel(seed, column, stream, start, block_rows, words):  # pragma: no cover - compiled
+    n = words.size
+    nb = _blocks_of(n, block_rows)
+    for b in prange(nb):
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        _fill_words(seed, column, stream, start + np.uint64(r0), words[r0:r1])
+
+
+@njit(parallel=True, cache=True)
+def _transform_kernel(
+    chunk,
+    cols,
+    shift,
+    inv_scale,
+    means,
+    nhp,
+    log_consts,
+    valid_idx,
+    n_valid,
+    v_means,
+    v_stds,
+    sample,
+    seed,
+    column_keys,
+    stream,
+    row_offset,
+    clip,
+    exp_floor,
+    prob_floor,
+    std_mult,
+    bound,
+    block_rows,
+    normalized,
+    component,
+    null,
+    clipped,
+):  # pragma: no cover - compiled
+    """Mode-specific normalization per (column, block), float64; twin ``_numpy._transform_block``.
+
+    ``valid_idx`` (n_cols, K): the valid components' indices first, ``n_valid`` of them;
+    ``v_means``/``v_stds`` (n_cols, K): their means and stds in data units, in the same order.
+    """
+    n = chunk.shape[0]
+    n_cols = cols.size
+    k_n = means.shape[1]
+    nb = clipped.shape[1]
+    for t in prange(n_cols * nb):
+        c = t // nb
+        b = t % nb
+        j = cols[c]
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        nv = n_valid[c]
+        lp = np.empty(k_n)
+        cdf = np.empty(k_n)
+        u = np.empty(r1 - r0, dtype=np.uint32)
+        if sample:
+            _fill_words(seed, column_keys[c], stream, row_offset + np.uint64(r0), u)
+        n_clip = 0
+        for r in range(r0, r1):
+            v = np.float64(chunk[r, j])
+            if v != v:
+                null[r, c] = True
+                continue
+            null[r, c] = False
+            x = _working(v, shift[c], inv_scale[c], bound)
+            for k in range(k_n):
+                d = x - means[c, k]
+                lp[k] = d * d * nhp[c, k] + log_consts[c, k]
+            if not sample:  # the most probable valid component, first on ties (np.argmax)
+                comp = 0
+                best = lp[valid_idx[c, 0]]
+                for q in range(1, nv):
+                    val = lp[valid_idx[c, q]]
+                    if val > best:
+                        best = val
+                        comp = q
+            else:
+                # RDT: p(k | x) over all K (the twin's _softmax_block), restricted to the valid
+                # ones, + 1e-6, cumulated in order; inverse CDF at u * total.
+                mx = lp[0]
+                for k in range(1, k_n):
+                    mx = max(mx, lp[k])
+                s = 0.0
+                for k in range(k_n):
+                    lp[k] = np.exp(max(lp[k] - mx, exp_floor))
+                    s += lp[k]
+                inv = 1.0 / s
+                acc = 0.0
+                for q in range(nv):  # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order
+                    term = lp[valid_idx[c, q]] * inv + prob_floor
+                    acc = term if q == 0 else acc + term
+                    cdf[q] = acc
+                # _rng.uniform: (word + 0.5) * 2**-32
+                target = ((np.float64(u[r - r0]) + 0.5) * _TWO_M32) * cdf[nv - 1]
+                comp = 0
+                for q in range(nv):
+                    if cdf[q] <= target:
+                        comp += 1
+                comp = min(comp, nv - 1)
+            alpha = (v - v_means[c, comp]) / (std_mult * v_stds[c, comp])
+            if abs(alpha) > clip:
+                n_clip += 1
+                alpha = clip if alpha > 0 else -clip
+            normalized[r, c] = alpha
+            component[r, c] = comp
+        clipped[c, b] = n_clip
+
+
+@njit(parallel=True, cache=True)
+def _inverse_kernel(
+    normalized, component, n_valid, v_means, v_stds, std_mult, block_rows, out
+):  # pragma: no cover - compiled
+    """``x = 4 std_c alpha + mean_c``; twin ``_numpy.inverse``. Returns the first bad component
+    index found (or -1)."""
+    n, n_cols = normalized.shape
+    nb = _blocks_of(n, block_rows)
+    bad = np.full(n_cols * nb, -1, dtype=np.int64)
+    for t in prange(n_cols * nb):
+        i = t // nb
+        r0 = (t % nb) * block_rows
+        r1 = min(r0 + block_rows, n)
+        for r in range(r0, r1):
+            comp = max(np.int64(component[r, i]), 0)
+            if comp >= n_valid[i]:
+                bad[t] = comp
+                comp = 0
+            out[r, i] = std_mult * v_stds[i, comp] * np.float64(normalized[r, i]) + v_means[i, comp]
+    return bad.max()
+
+
+# ---------------------------------------------------------------------------------------------
+# The backend functions.
+# ---------------------------------------------------------------------------------------------
+
+
+def moments(chunk: Any) -> Moments:
+    """Pre-pass statistics of one chunk (count, mean, M2, min, max, nulls) per column.
+
+    Twin of :func:`gpuvgm._backends._numpy.moments`. Block partials (count, mean, M2 about the
+    block mean) merge in block order: ``M2 = sum_b M2_b + n_b (mean_b - mean)**2`` (Chan et al.).
+    """
+    chunk = _as_chunk(chunk)
+    n, n_cols = chunk.shape
+    nb = _n_blocks(n)
+    parts = np.empty((n_cols, nb, 7))
+    _launch(_moments_kernel, chunk, BLOCK_ROWS, parts)
+    out = Moments.empty(n_cols)
+    for j in range(n_cols):
+        p = parts[j][parts[j, :, 0] > 0]  # (blocks with values, 7)
+        out.n_null[j] = parts[j, :, 5].sum()
+        if p.shape[0] == 0:
+            continue
+        count = p[:, 0].sum()
+        with np.errstate(invalid="ignore"):
+            # block means relative to the first pivot, kept apart from it: no digits lost
+            rel = (p[:, 1] - p[0, 1]) + p[:, 6]
+            rel_mean = float(np.dot(p[:, 0], rel)) / count
+            mean = p[0, 1] + rel_mean
+        if np.isfinite(mean):
+            m2 = float(np.sum(p[:, 2] + p[:, 0] * (rel - rel_mean) ** 2))
+        else:  # infinite values: M2 = inf as in the twin
+            m2 = np.inf
+        out.count[j] = count
+        out.mean[j] = mean
+        out.m2[j] = m2
+        out.minimum[j] = p[:, 3].min()
+        out.maximum[j] = p[:, 4].max()
+    return out
+
+
+def sample_candidates(
+    chunk: Any, seed: int, column_key: int, stream: int, offset: int, limit: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of ``chunk`` (global rows ``offset ..``) whose Philox word is ``<= limit``.
+
+    Twin of :func:`gpuvgm._backends._numpy.sample_candidates` (same outputs); the words are
+    computed by the compiled Philox.
+    """
+    seed, offset, limit = _check_sample_args(seed, offset, limit)
+    chunk = _as_chunk(chunk)
+    words = _random_words(seed, column_key, offset, chunk.shape[0], stream)
+    rows = np.flatnonzero(words <= limit).astype(np.int64, copy=False)
+    return rows, words[rows], np.asarray(chunk[rows], dtype=np.float64)
+
+
+def _random_words(seed: int, column: int, start: int, n: int, stream: int) -> np.ndarray:
+    """Compiled twin of :func:`gpuvgm._rng.random_words`, uint32 of shape (n,)."""
+    seed = _rng._check_seed(seed)
+    words = np.empty(n, dtype=np.uint32)
+    if n:
+        _launch(
+            _words_kernel,
+            np.uint64(seed),
+            np.uint64(int(column) & 0xFFFFFFFF),
+            np.uint64(int(stream) & 0xFFFFFFFF),
+            np.uint64(start),
+            BLOCK_ROWS,
+            words,
+        )
+    return words
+
+
+def _frame(params: EStepParams) -> tuple[np.ndarray, np.ndarray]:
+    shift = np.ascontiguousarray(params.shift, dtype=np.float64)
+    inv_scale = 1.0 / np.ascontiguousarray(params.scale, dtype=np.float64)
+    return shift, inv_scale
+
+
+def _stats(parts: np.ndarray, counts: np.ndarray, h: np.ndarray | None, lp: np.ndarray | None):
+    """Block partials (n_cols, n_blocks, K, 3) reduced in block order into :class:`Stats`."""
+    # A fixed reduction over the block axis: the same sums for any number of threads.
+    total = parts.sum(axis=1)  # (n_cols, K, 3)
+    n_cols = parts.shape[0]
+    return Stats(
+        nk=total[:, :, 0],
+        s1=total[:, :, 1],
+        s2=total[:, :, 2],
+        h=h.sum(axis=1) if h is not None else np.zeros(n_cols),
+        log_prob=lp.sum(axis=1) if lp is not None else np.zeros(n_cols),
+        count=counts.sum(axis=1),
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _exp_table(dtype: np.dtype) -> tuple[np.ndarray, Any, np.ndarray, Any, Any]:
+    """``(coefficients + constants, exp floor, int proto, bias, mantissa bits)`` for the
+    E-step's exp in ``dtype``. ln 2 is split (hi has 12 zero low bits, Cody-Waite)."""
+    ln2hi = 0.693145751953125
+    coeffs = [1.0 / math.factorial(q) for q in range(13)]
+    # Subnormal operands cost ~100 cycles each on x86: responsibilities below ``r_tiny`` are
+    # dropped (they change a statistic by < r_tiny per row, far below either tolerance).
+    f32 = dtype == np.float32
+    r_tiny = 1e-20 if f32 else 1e-250
+    table = np.array(
+        [*coeffs, 1.0 / math.log(2.0), ln2hi, math.log(2.0) - ln2hi, 0.5, r_tiny], dtype
+    )
+    if f32:
+        # exp(-60) = 9e-27: the float32 products stay normal (the twin's -700 underflows)
+        return table, np.float32(-60.0), np.empty(0, np.int32), np.int64(127), np.int64(23)
+    return table, np.float64(_EXP_FLOOR), np.empty(0, np.int64), np.int64(1023), np.int64(52)
+
+
+def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -> Stats:
+    """Sufficient statistics of one chunk for the columns in ``params``, in the working frame.
+
+    Twin of :func:`gpuvgm._backends._numpy.estep_stats`.
+
+    Parameters
+    ----------
+    chunk : array of shape (n_rows, n_columns), float32 or float64, any strides
+    params : EStepParams
+    compute_dtype : {None, float32, float64}
+        Precision of the per-value arithmetic (accumulation is always float64). Default (None):
+        float64 (see the module docstring).
+    """
+    chunk = _as_chunk(chunk)
+    compute = np.dtype(compute_dtype or np.float64)
+    if compute not in (np.float32, np.float64):
+        raise DataTypeError(f"compute_dtype must be float32 or float64, got {compute}")
+    cols = _columns(params, chunk)
+    shift, inv_scale = _frame(params)
+    nb = _n_blocks(chunk.shape[0])
+    k = params.n_components
+    parts = np.empty((cols.size, nb, k, 3))
+    extra = np.empty((cols.size, nb, 3))
+    bound = _WORKING_MAX32 if compute == np.float32 else np.float64(WORKING_MAX)
+    table, floor, ibits, bias, mant = _exp_table(compute)
+    _launch(
+        _estep_kernel,
+        chunk,
+        cols,
+        shift,
+        inv_scale,
+        np.ascontiguousarray(params.means, dtype=compute),
+        np.ascontiguousarray(-0.5 * params.precisions, dtype=compute),
+        np.ascontiguousarray(params.log_consts, dtype=compute),
+        floor,
+        table,
+        ibits,
+        bias,
+        mant,
+        bound,
+        BLOCK_ROWS,
+        parts,
+        extra,
+    )
+    return _stats(parts, extra[:, :, 2], extra[:, :, 0], extra[:, :, 1])
+
+
+def assign_stats(chunk: Any, centers: np.ndarray, params: EStepParams) -> Stats:
+    """Statistics of the hard assignment of each value to its nearest center (k-means labels).
+
+    ``centers``: (n_columns, K) in the working frame; ties go to the lowest index. Twin of
+    :func:`gpuvgm._backends._numpy.assign_stats`; float64.
+    """
+    chunk = _as_chunk(chunk)
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    cols = _columns(params, chunk)
+    shift, inv_scale = _frame(params)
+    nb = _n_blocks(chunk.shape[0])
+    parts = np.empty((cols.size, nb, centers.shape[1], 3))
+    counts = np.empty((cols.size, nb))
+    _launch(
+        _assign_kernel,
+        chunk,
+        cols,
+        shift,
+        inv_scale,
+        centers,
+        np.float64(WORKING_MAX),
+        BLOCK_ROWS,
+        parts,
+        counts,
+    )
+    return _stats(parts, counts, None, None)
+
+
+def log_resp(chunk: Any, params: EStepParams) -> np.ndarray:
+    """``log p(k | x)`` over all K components, shape (n_rows, n_columns, K); NaN for nulls.
+
+    Twin of :func:`gpuvgm._backends._numpy.log_resp`; float64.
+    """
+    chunk = _as_chunk(chunk)
+    cols = _columns(params, chunk)
+    shift, inv_scale = _frame(params)
+    out = np.full((chunk.shape[0], cols.size, params.n_components), np.nan)
+    _launch(
+        _log_resp_kernel,
+        chunk,
+        cols,
+        shift,
+        inv_scale,
+        np.ascontiguousarray(params.means, dtype=np.float64),
+        np.ascontiguousarray(-0.5 * params.precisions, dtype=np.float64),
+        np.ascontiguousarray(params.log_consts, dtype=np.float64),
+        np.float64(WORKING_MAX),
+        BLOCK_ROWS,
+        out,
+    )
+    return out
+
+
+def _valid_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(valid_idx, n_valid, v_means, v_stds)``: each column's valid components first, in order
+    (the twin's ``means[i][valid]``)."""
+    valid = np.asarray(params.valid, dtype=bool)
+    n_cols, k = valid.shape
+    n_valid = valid.sum(axis=1).astype(np.int64)
+    if n_cols and n_valid.min() < 1:
+        raise ValueError("every column needs at least one valid component")
+    idx = np.zeros((n_cols, k), dtype=np.int64)
+    v_means = np.zeros((n_cols, k))
+    v_stds = np.ones((n_cols, k))
+    for i in range(n_cols):
+        nz = np.flatnonzero(valid[i])
+        idx[i, : nz.size] = nz
+        v_means[i, : nz.size] = params.means[i][nz]
+        v_stds[i, : nz.size] = params.stds[i][nz]
+    return idx, n_valid, v_means, v_stds
+
+
+def transform(
+    chunk: Any, params: TransformParams, row_offset: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mode-specific normalization of one chunk.
+
+    Twin of :func:`gpuvgm._backends._numpy.transform` (identical outputs). Returns
+    ``normalized`` (n, C) float64 (NaN for nulls), ``component`` (n, C) int32 (index among the
+    column's valid components, -1 for nulls), ``null`` (n, C) bool and ``n_clipped`` (C,) int64.
+    """
+    chunk = _as_chunk(chunk)
+    e = params.estep
+    cols = _columns(e, chunk)
+    seed = _rng._check_seed(params.seed) if params.sample else 0
+    row_offset = int(row_offset)
+    if row_offset < 0:
+        raise ValueError(f"row_offset must be >= 0, got {row_offset}")
+    shift, inv_scale = _frame(e)
+    idx, n_valid, v_means, v_stds = _valid_tables(params)
+    n = chunk.shape[0]
+    nb = _n_blocks(n)
+    normalized = np.full((n, cols.size), np.nan)
+    component = np.full((n, cols.size), -1, dtype=np.int32)
+    null = np.empty((n, cols.size), dtype=bool)
+    clipped = np.zeros((cols.size, nb), dtype=np.int64)
+    keys = np.asarray(params.column_keys, dtype=np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
+    _launch(
+        _transform_kernel,
+        chunk,
+        cols,
+        shift,
+        inv_scale,
+        np.ascontiguousarray(e.means, dtype=np.float64),
+        np.ascontiguousarray(-0.5 * e.precisions, dtype=np.float64),
+        np.ascontiguousarray(e.log_consts, dtype=np.float64),
+        idx,
+        n_valid,
+        v_means,
+        v_stds,
+        bool(params.sample),
+        np.uint64(seed),
+        keys,
+        np.uint64(_rng.STREAM_COMPONENT),
+        np.uint64(row_offset),
+        np.float64(params.clip),
+        np.float64(_EXP_FLOOR),
+        np.float64(SAMPLE_PROB_FLOOR),
+        np.float64(STD_MULTIPLIER),
+        np.float64(WORKING_MAX),
+        BLOCK_ROWS,
+        normalized,
+        component,
+        null,
+        clipped,
+    )
+    return normalized, component, null, clipped.sum(axis=1)
+
+
+def inverse(normalized: Any, component: Any, params: TransformParams) -> np.ndarray:
+    """``x = 4 * std_c * alpha + mean_c`` per column, shape (n, C) float64; NaN where alpha is NaN.
+
+    Twin of :func:`gpuvgm._backends._numpy.inverse`; ``component`` must already be validated
+    (0 <= c < n_valid; negative values read as 0, as in the twin), else IndexError.
+    """
+    normalized = _as_chunk(normalized, "normalized")
+    component = np.asarray(component)
+    if component.shape != normalized.shape:
+        raise ValueError(
+            f"component shape {component.shape} differs from normalized {normalized.shape}"
+        )
+    if component.dtype.kind not in "iu" or not component.dtype.isnative:
+        component = component.astype(np.int64)
+    _, n_valid, v_means, v_stds = _valid_tables(params)
+    out = np.empty(normalized.shape)
+    bad = _launch(
+        _inverse_kernel,
+        normalized,
+        component,
+        n_valid,
+        v_means,
+        v_stds,
+        np.float64(STD_MULTIPLIER),
+        BLOCK_ROWS,
+        out,
+    )
+    if bad >= 0:
+        raise IndexError(f"component index {bad} is out of range for the valid components")
+    return out
