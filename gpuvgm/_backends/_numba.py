@@ -71,7 +71,7 @@ memory = _host  # host memory: the data is already where this backend computes
 BLOCK_ROWS = 16384
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
 
 # In float32, |x'| is clamped lower so that (x' - m)**2 stays finite (fitted data has
 # |x'| <= sqrt(n_rows); the clamp matters only far outside it).
@@ -83,7 +83,7 @@ _launch_lock = threading.Lock()
 def _launch(kernel: Any, *args: Any) -> Any:
     """Run ``kernel(*args)`` on ``GPUVGM_NUM_THREADS`` threads, one launch at a time."""
     with _launch_lock:
-        numba.set_num_threads(max(1, min(n_threads(), numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(n_threads(), numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
         return kernel(*args)
 
 
