@@ -480,7 +480,7 @@ def section_streaming(n: int) -> dict[str, Any]:
         rows = int(rng.integers(1, 1 << 20))
         a = rng.normal(size=(rows, 2)).astype(np.float32 if i % 3 else np.float64)
         chunks.append((i, np.asfortranarray(a) if i % 2 else a))
-    for _, dev, _ in _cuda.stage(iter(chunks)):
+    for _, dev, _ in _cuda.memory.stage(iter(chunks)):
         sums.append(dev.astype(cupy.float64).sum(axis=0))
     got = cupy.asnumpy(cupy.stack(sums))
     want = np.stack([c.astype(np.float64).sum(axis=0) for _, c in chunks])
@@ -492,7 +492,7 @@ def section_streaming(n: int) -> dict[str, Any]:
     nbytes = block.nbytes * n_chunks
     for name, run in (
         ("sync_asarray", lambda: [cupy.asarray(c).sum() for _, c in feed]),
-        ("staged", lambda: [d.sum() for _, d, _ in _cuda.stage(iter(feed))]),
+        ("staged", lambda: [d.sum() for _, d, _ in _cuda.memory.stage(iter(feed))]),
     ):
         run()  # warm: pinned and device pools, kernels
         cupy.cuda.Device().synchronize()

@@ -10,9 +10,10 @@ the kernel's declaration (types, dtypes, layouts, extents; see ``fakecupy/_kerne
 on the host emulation over the grid ``_cuda.py`` computes, against the NumPy backend and
 ``device="cpu"`` as the reference.
 
-The stand-in is installed as ``cupy``/``cupyx`` (``sys.modules`` and ``_cuda.cupy``) only for the
-duration of each test; the memoized modules and SM counts of ``_cuda`` are cleared before and
-after, so the GPU tests, which skip without a real CuPy, never see it.
+The stand-in is installed as ``cupy``/``cupyx`` (``sys.modules``, ``_cuda.cupy`` and
+``_cuda_memory.cupy``) only for the duration of each test; the memoized modules and SM counts of
+``_cuda`` are cleared before and after, so the GPU tests, which skip without a real CuPy, never
+see it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from test_kernels_emulated import (
 )
 
 import gpuvgm
-from gpuvgm._backends import _cuda, get_backend
+from gpuvgm._backends import _cuda, _cuda_memory, get_backend
 from gpuvgm._backends import _numpy as ref
 from gpuvgm._errors import ConvergenceWarning
 
@@ -63,6 +64,7 @@ def fake(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", fakecupy)
     monkeypatch.setitem(sys.modules, "cupyx", fakecupy.cupyx)
     monkeypatch.setattr(_cuda, "cupy", fakecupy)
+    monkeypatch.setattr(_cuda_memory, "cupy", fakecupy)
     yield state
     _clear_memoized()
     assert not fakecupy.damaged_allocations(), "a write landed outside its device allocation"
@@ -461,7 +463,7 @@ def test_stage_gives_device_copies_of_the_host_chunks(fake):
     offsets = np.cumsum([0] + [len(c) for c in chunks[:-1]])
     seen = 0
     for (offset, dev, host), want_offset, want in zip(
-        _cuda.stage(zip(offsets.tolist(), chunks, strict=True)), offsets, chunks, strict=True
+        _cuda.memory.stage(zip(offsets.tolist(), chunks, strict=True)), offsets, chunks, strict=True
     ):
         assert offset == want_offset and host is want
         assert isinstance(dev, fakecupy.ndarray)
@@ -478,7 +480,7 @@ def test_stage_gives_device_copies_of_the_host_chunks(fake):
 
 def test_stage_stopped_early_closes_cleanly(fake):
     chunks = ((i * 100, np.full((100, 2), float(i))) for i in range(10))
-    stream = _cuda.stage(chunks)
+    stream = _cuda.memory.stage(chunks)
     for offset, dev, _ in stream:
         np.testing.assert_array_equal(dev.get(), offset // 100)
         if offset == 300:
@@ -490,29 +492,29 @@ def test_stage_stopped_early_closes_cleanly(fake):
 def test_device_cache_helpers(fake):
     rng = np.random.default_rng(4)
     data = np.asarray(rng.normal(size=(1_000, 3)).astype(np.float32), order="F")
-    cache = _cuda.empty_cache(data.shape, data.dtype)
+    cache = _cuda.memory.empty_cache(data.shape, data.dtype)
     assert isinstance(cache, fakecupy.ndarray) and cache.flags.f_contiguous
-    _cuda.cache_put(cache, 0, data[:400])  # from the host
-    _cuda.cache_put(cache, 400, fakecupy.asarray(np.ascontiguousarray(data[400:])))  # device
-    np.testing.assert_array_equal(_cuda.to_host(cache), data)
+    _cuda.memory.cache_put(cache, 0, data[:400])  # from the host
+    _cuda.memory.cache_put(cache, 400, fakecupy.asarray(np.ascontiguousarray(data[400:])))  # device
+    np.testing.assert_array_equal(_cuda.memory.to_host(cache), data)
 
     for src in (data, fakecupy.asarray(data)):
-        copied = _cuda.to_device(src)
+        copied = _cuda.memory.to_device(src)
         assert isinstance(copied, fakecupy.ndarray) and copied is not src
         assert copied.flags.f_contiguous  # order "K"
         np.testing.assert_array_equal(copied.get(), data)
     device_src = fakecupy.asarray(data)
-    copied = _cuda.to_device(device_src)
+    copied = _cuda.memory.to_device(device_src)
     copied[0, 0] = 123.0
     assert device_src.get()[0, 0] == data[0, 0]  # a copy, not a view
     host = np.arange(3.0)
-    assert _cuda.to_host(host) is host
+    assert _cuda.memory.to_host(host) is host
 
     pool = fakecupy.get_default_memory_pool()
     del copied, device_src
     free, _ = fakecupy.cuda.runtime.memGetInfo()
-    assert _cuda.cache_budget_bytes(0.25) == int(0.25 * (free + pool.free_bytes()))
-    report = _cuda.memory_report()
+    assert _cuda.memory.cache_budget_bytes(0.25) == int(0.25 * (free + pool.free_bytes()))
+    report = _cuda.memory.memory_report()
     assert set(report) == {
         "device_pool_used_bytes",
         "device_pool_total_bytes",
@@ -520,7 +522,7 @@ def test_device_cache_helpers(fake):
     }
     assert all(isinstance(v, int) for v in report.values())
     assert report["device_pool_used_bytes"] >= cache.nbytes
-    _cuda.release_memory()
+    _cuda.memory.release_memory()
     assert pool.free_bytes() == 0 and fake.free_all_blocks_calls == 2
 
 

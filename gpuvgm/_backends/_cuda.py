@@ -21,8 +21,7 @@ import functools
 import importlib.resources
 import logging
 import re
-import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,7 +29,17 @@ import numpy as np
 from .._errors import DataError, DataTypeError
 from .._model import STD_MULTIPLIER, EStepParams, Moments, Stats, TransformParams
 from .._profiling import annotate
-from ._numpy import _check_sample_args  # the same argument checks as the NumPy twin
+from . import _cuda_memory
+from ._api import (
+    check_centers,
+    check_chunk,
+    check_columns,
+    check_inverse_args,
+    check_k,
+    check_sample_args,
+)
+from ._cuda_memory import ensure_cupy
+from ._cuda_memory import unavailable_reason as unavailable_reason  # the backend's API
 
 try:
     import cupy
@@ -74,25 +83,6 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------------------------
 
 
-def unavailable_reason() -> str | None:
-    """Why the CUDA backend cannot run here, or None when CuPy sees a usable GPU."""
-    if cupy is None:
-        return "CuPy is not installed"
-    try:
-        n_devices = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # CUDARuntimeError without a driver; ImportError of a CUDA library
-        return f"the CUDA runtime is not usable ({exc})"
-    if n_devices == 0:
-        return "no CUDA device is visible"
-    try:
-        capability = int(cupy.cuda.Device().compute_capability)
-    except Exception as exc:
-        return f"the CUDA device cannot be queried ({exc})"
-    if capability < 60:
-        return f"the GPU's compute capability {capability / 10:.1f} is below 6.0"
-    return None
-
-
 def kernel_source(name: str, _seen: set[str] | None = None) -> str:
     """The text of ``gpuvgm/kernels/<name>`` with its local ``#include "..."`` inlined.
 
@@ -131,7 +121,7 @@ def kernel_names(family: str, n_components: int = 0) -> tuple[str, ...]:
         )
     if family == "sample":  # reads no data: one instance, whatever the dtype
         return ("gpuvgm::sample_candidates",)
-    _check_k(k)
+    check_k(k)
     if family == "estep":
         return (
             "gpuvgm::reduce_partials",
@@ -146,11 +136,6 @@ def kernel_names(family: str, n_components: int = 0) -> tuple[str, ...]:
             + tuple(f"gpuvgm::inverse<{at}, {it}>" for at in _REALS for it in ("int", "long long"))
         )
     raise ValueError(f"unknown kernel family {family!r}")
-
-
-def _check_k(k: int) -> None:
-    if not 1 <= k <= MAX_COMPONENTS:
-        raise DataError(f"the CUDA kernels take 1 to {MAX_COMPONENTS} components, got {k}")
 
 
 @functools.cache
@@ -253,7 +238,7 @@ def _valid_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray, np.n
 
 def _transform_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray]:
     """``(table, info)``: (C, 2 + 5K) float64 and (C, 3) int64 ``[key, valid mask, n_valid]``."""
-    _check_k(params.estep.n_components)
+    check_k(params.estep.n_components)
     means, std4, n_valid = _valid_tables(params)
     table = np.ascontiguousarray(np.concatenate([_estep_table(params.estep), means, std4], axis=1))
     valid = np.asarray(params.valid, dtype=bool)
@@ -317,14 +302,6 @@ def _reduce_moment_partials(partials: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _ensure_cupy() -> None:
-    reason = unavailable_reason()
-    if reason is not None:
-        from .._errors import BackendUnavailableError
-
-        raise BackendUnavailableError(f"the CUDA backend cannot run: {reason}")
-
-
 def _check_chunk(chunk: Any, what: str = "chunk") -> tuple[Any, bool]:
     """``(array, on_host)``: a 2-D float32/float64 array, CuPy on the current device or NumPy."""
     on_host = not isinstance(chunk, cupy.ndarray)
@@ -335,11 +312,7 @@ def _check_chunk(chunk: Any, what: str = "chunk") -> tuple[Any, bool]:
             f"{what} is on device {chunk.device.id} but the current device is "
             f"{cupy.cuda.Device().id}"
         )
-    if chunk.dtype not in (np.float32, np.float64):
-        raise DataTypeError(f"{what} must be float32 or float64, got {chunk.dtype}")
-    if chunk.ndim != 2:
-        raise DataError(f"{what} must be 2-D (n_rows, n_columns), got shape {chunk.shape}")
-    return chunk, on_host
+    return check_chunk(chunk, what), on_host
 
 
 def _element_strides(arr: Any) -> tuple[int, int]:
@@ -348,15 +321,6 @@ def _element_strides(arr: Any) -> tuple[int, int]:
     if any(s % item for s in arr.strides):
         raise DataError(f"array strides {arr.strides} are not multiples of the item size {item}")
     return arr.strides[0] // item, arr.strides[1] // item
-
-
-def _check_columns(columns: np.ndarray, n_available: int) -> np.ndarray:
-    columns = np.ascontiguousarray(columns, dtype=np.int64)
-    if columns.ndim != 1 or columns.size == 0:
-        raise DataError(f"params.columns must be a non-empty 1-D array, got shape {columns.shape}")
-    if columns.min() < 0 or columns.max() >= n_available:
-        raise DataError(f"params.columns {columns.tolist()} out of range for {n_available} columns")
-    return columns
 
 
 def _in_pieces(run: Callable[[int, int], T], n_rows: int) -> list[T]:
@@ -429,11 +393,11 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
     per-value arithmetic; accumulation is always float64. Default: float32 for float32 chunks
     (<= 1e-6 relative to the float64 statistics), float64 for float64 chunks.
     """
-    _ensure_cupy()
+    ensure_cupy()
     chunk, on_host = _check_chunk(chunk)
     k = params.n_components
-    _check_k(k)
-    columns = _check_columns(params.columns, chunk.shape[1])
+    check_k(k)
+    columns = check_columns(params.columns, chunk.shape[1])
     compute = np.dtype(compute_dtype or chunk.dtype)
     if compute not in (np.float32, np.float64):
         raise DataTypeError(f"compute_dtype must be float32 or float64, got {compute}")
@@ -459,14 +423,11 @@ def assign_stats(chunk: Any, centers: np.ndarray, params: EStepParams) -> Stats:
     ``kernels/estep.cu``. ``centers``: (n_columns, K) in the working frame; ties go to the lowest
     index.
     """
-    _ensure_cupy()
+    ensure_cupy()
     chunk, on_host = _check_chunk(chunk)
-    centers = np.asarray(centers, dtype=np.float64)
-    if centers.ndim != 2 or centers.shape[0] != np.asarray(params.columns).size:
-        raise DataError(f"centers must have shape (n_columns, K), got {centers.shape}")
+    centers = check_centers(centers, np.asarray(params.columns).size)
     k = centers.shape[1]
-    _check_k(k)
-    columns = _check_columns(params.columns, chunk.shape[1])
+    columns = check_columns(params.columns, chunk.shape[1])
     t = "float" if chunk.dtype == np.float32 else "double"
     name = f"gpuvgm::assign_stats<{t}, {k}>"
     with annotate("assign_stats"):
@@ -487,11 +448,11 @@ def log_resp(chunk: Any, params: EStepParams) -> Any:
     CUDA twin of :func:`gpuvgm._backends._numpy.log_resp`; kernel ``log_resp`` in
     ``kernels/estep.cu``.
     """
-    _ensure_cupy()
+    ensure_cupy()
     chunk, on_host = _check_chunk(chunk)
     k = params.n_components
-    _check_k(k)
-    columns = _check_columns(params.columns, chunk.shape[1])
+    check_k(k)
+    columns = check_columns(params.columns, chunk.shape[1])
     t = "float" if chunk.dtype == np.float32 else "double"
     kernel = _kernel("estep", f"gpuvgm::log_resp<{t}, {k}>", k)
     columns_d = cupy.asarray(columns)
@@ -521,7 +482,7 @@ def moments(chunk: Any) -> Moments:
     then the sum of squared deviations from it); kernels ``moments_sums`` and ``moments_m2`` in
     ``kernels/estep.cu``.
     """
-    _ensure_cupy()
+    ensure_cupy()
     chunk, on_host = _check_chunk(chunk)
     n_cols = chunk.shape[1]
     t = "float" if chunk.dtype == np.float32 else "double"
@@ -554,10 +515,10 @@ def moments(chunk: Any) -> Moments:
 def _transform_launch(
     chunk: Any, params: TransformParams, row_offset: int, ctgan_dtype: Any = None
 ) -> tuple[Any, ...]:
-    _ensure_cupy()
+    ensure_cupy()
     chunk, on_host = _check_chunk(chunk)
     k = params.estep.n_components
-    columns = _check_columns(params.estep.columns, chunk.shape[1])
+    columns = check_columns(params.estep.columns, chunk.shape[1])
     table, info = _transform_tables(params)
     n_cols = columns.size
     t = "float" if chunk.dtype == np.float32 else "double"
@@ -652,23 +613,14 @@ def inverse(normalized: Any, component: Any, params: TransformParams) -> Any:
     CUDA twin of :func:`gpuvgm._backends._numpy.inverse`; kernel ``inverse`` in
     ``kernels/inverse.cu``. Components are clamped to ``[0, n_valid - 1]``.
     """
-    _ensure_cupy()
+    ensure_cupy()
     normalized, on_host = _check_chunk(normalized, "normalized")
     on_host_c = not isinstance(component, cupy.ndarray)
     component = np.asarray(component) if on_host_c else component
     if on_host_c != on_host:
         raise DataError("normalized and component must both be NumPy or both be CuPy arrays")
-    if component.dtype not in (np.int32, np.int64):
-        raise DataTypeError(f"component must be int32 or int64, got {component.dtype}")
-    if component.shape != normalized.shape:
-        raise DataError(
-            f"component has shape {component.shape}, normalized has shape {normalized.shape}"
-        )
+    check_inverse_args(normalized, component, np.asarray(params.valid).shape[0])
     table, n_valid = _inverse_table(params)
-    if n_valid.size != normalized.shape[1]:
-        raise DataError(
-            f"params describe {n_valid.size} columns, the data has {normalized.shape[1]}"
-        )
     k = table.shape[1] // 2
     at = "float" if normalized.dtype == np.float32 else "double"
     it = "int" if component.dtype == np.int32 else "long long"
@@ -701,124 +653,6 @@ def inverse(normalized: Any, component: Any, params: TransformParams) -> Any:
     return np.concatenate(parts) if on_host else cupy.concatenate(parts)
 
 
-def memory_report() -> dict[str, int]:
-    """Bytes held by CuPy's device and pinned memory pools (used and reserved)."""
-    _ensure_cupy()
-    pool = cupy.get_default_memory_pool()
-    pinned = cupy.get_default_pinned_memory_pool()
-    return {
-        "device_pool_used_bytes": int(pool.used_bytes()),
-        "device_pool_total_bytes": int(pool.total_bytes()),
-        "pinned_pool_free_blocks": int(pinned.n_free_blocks()),
-    }
-
-
-def release_memory() -> None:
-    """Return the pools' free blocks to the driver (after a fit, so device memory is released)."""
-    _ensure_cupy()
-    cupy.get_default_memory_pool().free_all_blocks()
-    cupy.get_default_pinned_memory_pool().free_all_blocks()
-
-
-#: Fraction of the free device memory a fit may fill with cached data (the rest is for the
-#: kernels' partials and for other work on the GPU).
-DEVICE_CACHE_FRACTION = 0.5
-
-
-def cache_budget_bytes(fraction: float = DEVICE_CACHE_FRACTION) -> int:
-    """Bytes of device memory the fit may keep data in: ``fraction`` of what is free now
-    (counting the pool's free blocks as free)."""
-    _ensure_cupy()
-    free, _ = cupy.cuda.runtime.memGetInfo()
-    free += cupy.get_default_memory_pool().free_bytes()
-    return int(fraction * free)
-
-
-def to_device(chunk: Any) -> Any:
-    """A device copy of ``chunk`` (same dtype and memory order) for the next passes; a copy
-    also when ``chunk`` is on the device already (it may be a staging buffer)."""
-    _ensure_cupy()
-    return cupy.array(chunk, order="K", copy=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Streaming host chunks to the device (gpuvgm/_backends/_staging.py) and the device cache
-# --------------------------------------------------------------------------------------------
-
-
-class _CupyOps:
-    """:class:`gpuvgm._backends._staging.DeviceOps` with CuPy: the copy stream is non-blocking
-    (it never waits for the legacy default stream the kernels run on), events carry no timing."""
-
-    def copy_stream(self) -> Any:
-        return cupy.cuda.Stream(non_blocking=True)
-
-    def current_stream(self) -> Any:
-        return cupy.cuda.get_current_stream()
-
-    def event(self) -> Any:
-        return cupy.cuda.Event(disable_timing=True)
-
-    def record(self, event: Any, stream: Any) -> None:
-        event.record(stream)
-
-    def wait(self, stream: Any, event: Any) -> None:
-        stream.wait_event(event)
-
-    def synchronize(self, event: Any) -> None:
-        event.synchronize()
-
-    def pinned(self, nbytes: int) -> np.ndarray:
-        import cupyx
-
-        return cupyx.empty_pinned((nbytes,), dtype=np.uint8)
-
-    def device(self, nbytes: int) -> Any:
-        return cupy.empty((nbytes,), dtype=cupy.uint8)
-
-    def view(self, buffer: Any, shape: tuple[int, ...], dtype: np.dtype, order: str) -> Any:
-        return cupy.ndarray(shape, dtype=dtype, memptr=buffer.data, order=order)
-
-    def copy_async(self, dst: Any, src: np.ndarray, nbytes: int, stream: Any) -> None:
-        cupy.cuda.runtime.memcpyAsync(
-            dst.data.ptr, src.ctypes.data, nbytes, cupy.cuda.runtime.memcpyHostToDevice, stream.ptr
-        )
-
-
-def stage(chunks: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, Any, Any]]:
-    """``(offset, device array, host array)`` for each ``(offset, chunk)``: host chunks go
-    through pinned buffers and asynchronous copies on a stream of their own, ahead of the
-    kernels (:class:`~gpuvgm._backends._staging.Stager`); device chunks pass through. A
-    device array is valid until the next one is requested."""
-    from ._staging import Stager
-
-    _ensure_cupy()
-    stager = Stager(_CupyOps())
-    try:
-        with annotate("staged_pass"):
-            yield from stager.stage(chunks)
-    finally:
-        stager.close()
-        logger.debug("staged %d bytes to the device", stager.bytes_copied)
-
-
-def to_host(array: Any) -> np.ndarray:
-    """``array`` in host memory (a device-to-host copy for a CuPy array)."""
-    return cupy.asnumpy(array) if isinstance(array, cupy.ndarray) else np.asarray(array)
-
-
-def empty_cache(shape: tuple[int, int], dtype: np.dtype) -> Any:
-    """Device memory for a whole column-major copy of the data (see ``_ChunkCache``)."""
-    _ensure_cupy()
-    return cupy.empty(shape, dtype=dtype, order="F")
-
-
-def cache_put(cache: Any, start: int, chunk: Any) -> None:
-    """``cache[start : start + len(chunk)] = chunk``, on the current stream (device to device
-    when the chunk is on the device)."""
-    cache[start : start + chunk.shape[0]] = cupy.asarray(chunk)
-
-
 # --------------------------------------------------------------------------------------------
 # The initialisation sample's candidate rows (kernels/sample.cu)
 # --------------------------------------------------------------------------------------------
@@ -837,9 +671,9 @@ def sample_candidates(
     atomics give; they are sorted by row on the device. A CuPy chunk's values are gathered on the
     device; a NumPy chunk is never copied to the device, its candidate rows are read on the host.
     """
-    _ensure_cupy()
+    ensure_cupy()
     chunk, on_host = _check_chunk(chunk)
-    seed, offset, limit = _check_sample_args(seed, offset, limit)
+    seed, offset, limit = check_sample_args(seed, offset, limit)
     kernel = _kernel("sample", "gpuvgm::sample_candidates")
     resident = _blocks_per_sm(kernel) * _sm_count(cupy.cuda.Device().id)
     key = np.uint64(int(column_key) & 0xFFFFFFFF)  # the Philox counter takes 32 bits, as the twin
@@ -878,5 +712,4 @@ def sample_candidates(
     return rows, words, values
 
 
-# The Memory protocol (gpuvgm._backends._api) is this module's transfer, cache and pool functions.
-memory = sys.modules[__name__]
+memory = _cuda_memory  # the Memory protocol (gpuvgm._backends._api): device memory

@@ -24,6 +24,14 @@ from .._model import (
 )
 from .._parallel import parallel_map
 from . import _host
+from ._api import (
+    check_centers,
+    check_chunk,
+    check_columns,
+    check_inverse_args,
+    check_k,
+    check_sample_args,
+)
 
 NAME = "numpy"
 memory = _host  # host memory: the data is already where this backend computes
@@ -48,7 +56,9 @@ def moments(chunk: np.ndarray) -> Moments:
     """Pre-pass statistics of one chunk (count, mean, M2, min, max, nulls) per column.
 
     Infinite values propagate into ``minimum``/``maximum`` so the caller can report them.
+    NumPy twin of ``moments_sums`` and ``moments_m2`` in ``kernels/estep.cu``.
     """
+    chunk = check_chunk(np.asarray(chunk))
     n_cols = chunk.shape[1]
     out = Moments.empty(n_cols)
     for j in range(n_cols):
@@ -78,14 +88,6 @@ def _set_column(m: Moments, j: int, part: Moments) -> Moments:
     return m
 
 
-def _check_sample_args(seed: int, offset: int, limit: int) -> tuple[int, int, int]:
-    """``(seed, offset, limit)`` as ints, or ValueError (the CUDA twin checks the same ranges)."""
-    for name, value, bound in (("seed", seed, 64), ("offset", offset, 63), ("limit", limit, 32)):
-        if not 0 <= int(value) < 2**bound:
-            raise ValueError(f"{name} must be in [0, 2**{bound}), got {value}")
-    return int(seed), int(offset), int(limit)
-
-
 def sample_candidates(
     chunk: np.ndarray, seed: int, column_key: int, stream: int, offset: int, limit: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,7 +98,8 @@ def sample_candidates(
     float64 of shape (m, n_columns), nulls staying NaN. The candidates of the initialisation
     sample's bottom-k selection. NumPy twin of ``sample_candidates`` in ``kernels/sample.cu``.
     """
-    seed, offset, limit = _check_sample_args(seed, offset, limit)
+    chunk = check_chunk(np.asarray(chunk))
+    seed, offset, limit = check_sample_args(seed, offset, limit)
     words = _rng.random_words(seed, column_key, offset, chunk.shape[0], stream)
     rows = np.flatnonzero(words <= limit).astype(np.int64, copy=False)
     return rows, words[rows], np.asarray(chunk[rows], dtype=np.float64)
@@ -191,6 +194,9 @@ def estep_stats(chunk: np.ndarray, params: EStepParams) -> Stats:
 
     NumPy twin of ``estep_stats`` in ``kernels/estep.cu``. Statistics are in the working frame.
     """
+    chunk = check_chunk(np.asarray(chunk))
+    check_k(params.n_components)
+    check_columns(params.columns, chunk.shape[1])
     n_cols = params.columns.size
     out = Stats.zeros(n_cols, params.n_components)
     tasks = []
@@ -218,6 +224,9 @@ def assign_stats(chunk: np.ndarray, centers: np.ndarray, params: EStepParams) ->
     ``centers``: (n_columns, K) in the working frame; ties go to the lowest index, as in
     scikit-learn's k-means. NumPy twin of ``assign_stats`` in ``kernels/estep.cu``.
     """
+    chunk = check_chunk(np.asarray(chunk))
+    centers = check_centers(centers, np.asarray(params.columns).size)
+    check_columns(params.columns, chunk.shape[1])
     n_cols, k = centers.shape
     out = Stats.zeros(n_cols, k)
     for i, j in enumerate(params.columns):
@@ -234,7 +243,13 @@ def assign_stats(chunk: np.ndarray, centers: np.ndarray, params: EStepParams) ->
 
 
 def log_resp(chunk: np.ndarray, params: EStepParams) -> np.ndarray:
-    """``log p(k | x)`` over all K components, shape (n_rows, n_columns, K); NaN for nulls."""
+    """``log p(k | x)`` over all K components, shape (n_rows, n_columns, K); NaN for nulls.
+
+    NumPy twin of ``log_resp`` in ``kernels/estep.cu``.
+    """
+    chunk = check_chunk(np.asarray(chunk))
+    check_k(params.n_components)
+    check_columns(params.columns, chunk.shape[1])
     n = chunk.shape[0]
     out = np.full((n, params.columns.size, params.n_components), np.nan)
     for i, j in enumerate(params.columns):
@@ -288,6 +303,9 @@ def transform(
     (NaN for nulls), ``component`` (n, C) int32 (index among the column's valid components, -1 for
     nulls), ``null`` (n, C) bool and ``n_clipped`` (C,) int64.
     """
+    chunk = check_chunk(np.asarray(chunk))
+    check_k(params.estep.n_components)
+    check_columns(params.estep.columns, chunk.shape[1])
     n = chunk.shape[0]
     cols = params.estep.columns
     normalized = np.full((n, cols.size), np.nan)
@@ -323,8 +341,11 @@ def inverse(normalized: np.ndarray, component: np.ndarray, params: TransformPara
     """``x = 4 * std_c * alpha + mean_c`` per column, shape (n, C) float64; NaN where alpha is NaN.
 
     ``component`` must already be validated (0 <= c < n_valid).
-    NumPy twin of ``kernels/inverse.cu``.
+    NumPy twin of ``inverse`` in ``kernels/inverse.cu``.
     """
+    normalized = check_inverse_args(
+        np.asarray(normalized), np.asarray(component), np.asarray(params.valid).shape[0]
+    )
     n, n_cols = normalized.shape
     out = np.empty((n, n_cols))
     for i in range(n_cols):
