@@ -1,5 +1,5 @@
 """The CUDA backend's host code, run on the CPU: CuPy replaced by a stand-in whose kernels are the
-emulated ``gpuvgm/kernels/*.cu`` (``tests/fakecupy``).
+emulated ``kernels/*.cu`` (``tests/fakecupy``).
 
 ``test_kernels_emulated.py`` checks the kernels when fed the way its own launchers feed them; the
 GPU tests (``test_cuda_backend.py``) need a GPU. What lies between never ran without one: the

@@ -1,6 +1,6 @@
 """The CUDA kernels, built for the CPU with the host emulation, against the NumPy backend.
 
-``gpuvgm/kernels/*.cu`` are compiled unchanged by g++ with ``cuda_emulation.h`` (one OS thread
+``kernels/*.cu`` are compiled unchanged by g++ with ``cuda_emulation.h`` (one OS thread
 per CUDA thread, real barriers and warp shuffles, blocks one at a time, warp 0 first between
 barriers) into a shared library (``tests/emulation/shim.cpp``) that launches them over a grid of
 several blocks. The parameter tables come from the CUDA backend's own packers, so these tests
@@ -28,8 +28,9 @@ from gpuvgm._backends import _numpy as ref
 from gpuvgm._model import EStepParams, Stats, TransformParams
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNELS = ROOT / "gpuvgm" / "kernels"
-SHIM = Path(__file__).resolve().parent / "emulation" / "shim.cpp"
+KERNELS = ROOT / "kernels"
+EMULATION = Path(__file__).resolve().parent / "emulation"
+SHIM = EMULATION / "shim.cpp"
 CXX = os.environ.get("CXX", "g++")
 # -ffp-contract=off: the host rounds a * b + c twice, as NumPy does and as the kernels' exact paths
 # ask for on the GPU. -fno-gnu-unique: the emulated __shared__ arrays (static locals of inline
@@ -91,9 +92,9 @@ def _compiler_id() -> str:
 @functools.cache
 def _library(defines: tuple[str, ...] = ()) -> ctypes.CDLL:
     """Build (once per source hash, cached on disk) and load the emulation library."""
-    sources = sorted(p for p in KERNELS.iterdir() if p.suffix in {".cu", ".cuh", ".h"})
+    sources = sorted(p for p in KERNELS.iterdir() if p.suffix in {".cu", ".cuh"})
     digest = hashlib.sha256()
-    for path in [*sources, SHIM]:
+    for path in [*sources, EMULATION / "cuda_emulation.h", SHIM]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     digest.update(" ".join((*CXXFLAGS, *defines, _compiler_id())).encode())

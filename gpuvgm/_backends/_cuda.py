@@ -6,7 +6,7 @@ Same functions and signatures as :mod:`gpuvgm._backends._numpy` (each kernel's N
 returned as NumPy) or CuPy arrays on the current device (results stay on the device, except the
 small statistics, which always come back as NumPy).
 
-Kernels are read from the package data (``gpuvgm/kernels/*.cu``), compiled by NVRTC through
+Kernels are read from the package data (``kernels/*.cu``), compiled by NVRTC through
 ``cupy.RawModule`` once per (device, family, K) and kept (CuPy also caches the binaries on disk).
 The table packers (``_estep_table``, ``_transform_tables``, ...) are plain NumPy so that the host
 emulation tests (``tests/test_kernels_emulated.py``) feed the kernels exactly what this module does.
@@ -84,13 +84,13 @@ T = TypeVar("T")
 
 
 def kernel_source(name: str, _seen: set[str] | None = None) -> str:
-    """The text of ``gpuvgm/kernels/<name>`` with its local ``#include "..."`` inlined.
+    """The text of ``kernels/<name>`` with its local ``#include "..."`` inlined.
 
     NVRTC gets the code as a string, so local headers are pasted in (once each) and ``#line``
     directives keep compiler messages pointing at the real file and line.
     """
     seen = set() if _seen is None else _seen
-    text = importlib.resources.files("gpuvgm").joinpath("kernels", name).read_text("utf-8")
+    text = importlib.resources.files("gpuvgm.kernels").joinpath(name).read_text("utf-8")
     out = [f'#line 1 "{name}"']
     for lineno, line in enumerate(text.splitlines(), start=1):
         match = _INCLUDE.match(line)

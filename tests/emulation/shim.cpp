@@ -1,9 +1,9 @@
-// extern "C" entry points that launch the CUDA kernels of gpuvgm/kernels on the host emulation
-// (gpuvgm/kernels/cuda_emulation.h), for tests/test_kernels_emulated.py (ctypes). Each entry point
+// extern "C" entry points that launch the CUDA kernels of kernels/ on the host emulation
+// (tests/emulation/cuda_emulation.h), for tests/test_kernels_emulated.py (ctypes). Each entry point
 // mirrors one launcher of gpuvgm/_backends/_cuda.py: same kernels, same parameter tables, a real
 // grid of blocks. Returns 0, or -1 for a dtype or K this build has no instance of.
 //
-// Build: g++ -std=c++20 -O2 -fPIC -shared -pthread -ffp-contract=off -I gpuvgm/kernels shim.cpp
+// Build: g++ -std=c++20 -O2 -fPIC -shared -pthread -ffp-contract=off -I kernels tests/emulation/shim.cpp
 // (-DGPUVGM_EMU_DROP_SYNCTHREADS for the variant without barriers).
 #include "cuda_emulation.h"
 
