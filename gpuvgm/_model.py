@@ -25,6 +25,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
+from ._errors import DataError
+
 # scikit-learn adds 10 * eps to every component's count (``_estimate_gaussian_parameters``).
 _NK_EPS = 10.0 * np.finfo(np.float64).eps
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -387,3 +389,42 @@ class TransformParams:
 SAMPLE_PROB_FLOOR = 1e-6
 # CTGAN and RDT divide by four standard deviations: alpha lies in [-1, 1] with 99.99 % probability.
 STD_MULTIPLIER = 4.0
+
+
+# The per-column tables every backend evaluates, computed once here (not once per backend).
+
+
+def inverse_scales(params: EStepParams) -> np.ndarray:
+    """``1 / scale`` (n,): the working frame is ``x' = (x - shift) * (1 / scale)`` in every backend
+    (a product, so the kernels and their NumPy twins round the same way)."""
+    return 1.0 / np.asarray(params.scale, dtype=np.float64)
+
+
+def neg_half_precisions(params: EStepParams) -> np.ndarray:
+    """``-0.5 * precisions`` (n, K): ``l_k(x') = log_consts_k + (-0.5 prec_k) (x' - m_k)**2``."""
+    return -0.5 * np.asarray(params.precisions, dtype=np.float64)
+
+
+def valid_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(valid_means, valid_std4, n_valid)``: (n, K) float64 holding, at position j of row i, the
+    mean and ``STD_MULTIPLIER * std`` of column i's j-th valid component (zero-padded), and (n,)
+    int64 counts. What the transform divides by and the inverse multiplies by.
+
+    ``4 * std`` is exact in binary floating point, so dividing by it equals dividing by
+    ``4 * std`` computed on the fly. Raises :class:`~gpuvgm.DataError` for a column without a
+    valid component.
+    """
+    valid = np.asarray(params.valid, dtype=bool)
+    n_cols, k = valid.shape
+    n_valid = valid.sum(axis=1).astype(np.int64)
+    if (n_valid < 1).any():
+        bad = int(np.flatnonzero(n_valid < 1)[0])
+        raise DataError(f"column {bad} of the transform has no valid component")
+    means = np.zeros((n_cols, k))
+    std4 = np.zeros((n_cols, k))
+    for i in range(n_cols):
+        means[i, : n_valid[i]] = np.asarray(params.means[i], dtype=np.float64)[valid[i]]
+        std4[i, : n_valid[i]] = (
+            STD_MULTIPLIER * np.asarray(params.stds[i], dtype=np.float64)[valid[i]]
+        )
+    return means, std4, n_valid

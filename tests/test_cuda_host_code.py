@@ -244,28 +244,6 @@ def test_transform(fake, n_rows, n_cols, k, dtype, order, where, sample):
         np.testing.assert_array_equal(g, w, err_msg=name)
 
 
-@pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("where", WHERE)
-@pytest.mark.parametrize(
-    ("n_rows", "n_cols", "k", "dtype", "order"), CASES[1::2], ids=CASE_IDS[1::2]
-)
-def test_transform_ctgan(fake, n_rows, n_cols, k, dtype, order, where, out_dtype):
-    chunk, params = make_case(n_rows + 13, n_rows, n_cols, k, dtype, order)
-    tp = make_transform_params(params, 13, sample=True, clip=0.99)
-    matrix, offsets, n_clipped = _cuda.transform_ctgan(_on(chunk, where), tp, 77, dtype=out_dtype)
-    assert isinstance(matrix, fakecupy.ndarray) == (where != "host")
-    matrix = _host(matrix)
-    normalized, component, null, w_clipped = ref.transform(chunk, tp, 77)
-    expected = np.zeros((n_rows, int((1 + tp.valid.sum(axis=1)).sum())), dtype=out_dtype)
-    for i, off in enumerate(offsets):
-        expected[:, off] = normalized[:, i]
-        rows = np.flatnonzero(~null[:, i])
-        expected[rows, off + 1 + component[rows, i]] = 1.0
-    assert matrix.dtype == out_dtype
-    np.testing.assert_array_equal(matrix, expected)
-    np.testing.assert_array_equal(n_clipped, w_clipped)
-
-
 @pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize(
     ("alpha_dtype", "comp_dtype", "order", "n_cols"),
@@ -354,7 +332,6 @@ def _run_all(x, params, tp, alpha, component, before=lambda name: None) -> dict:
         "assign_stats": lambda: _cuda.assign_stats(x, params.means.copy(), params),
         "log_resp": lambda: _host(_cuda.log_resp(x, params)),
         "transform": lambda: tuple(_host(a) for a in _cuda.transform(x, tp, 5)),
-        "transform_ctgan": lambda: _host(_cuda.transform_ctgan(x, tp, 5, dtype=np.float64)[0]),
         "inverse": lambda: _host(_cuda.inverse(alpha, component, tp)),
         "sample_candidates": lambda: _cuda.sample_candidates(x, 9, 3, 1, 7, 2**31),
     }
@@ -374,7 +351,7 @@ def _assert_same(got: dict, want: dict) -> None:
     np.testing.assert_allclose(got["moments"].m2, want["moments"].m2, rtol=1e-10)
     for name in ("estep_stats", "assign_stats"):  # sums of pieces: the same within rounding
         assert_stats_close(got[name], want[name], 1e-12)
-    for name in ("log_resp", "transform_ctgan", "inverse"):
+    for name in ("log_resp", "inverse"):
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
     for name in ("transform", "sample_candidates"):
         for g, w in zip(got[name], want[name], strict=True):
@@ -400,15 +377,15 @@ def test_out_of_memory_is_retried_in_pieces(fake, monkeypatch, caplog, where):
     # rows is refused where it is taken from the chunk, except in sample_candidates, whose
     # outputs come back to the host piece by piece.
     monkeypatch.setattr(_cuda, "_MIN_PIECE_ROWS", 1_000)
-    real_to_device = _cuda._to_device
+    real_rows = _cuda._rows
 
-    def tight_to_device(chunk, on_host, start, stop):
+    def tight_rows(chunk, on_host, start, stop):
         if stop - start > 6_000:
             raise fakecupy.cuda.memory.OutOfMemoryError(stop - start, 0)
-        return real_to_device(chunk, on_host, start, stop)
+        return real_rows(chunk, on_host, start, stop)
 
     if where == "device":
-        monkeypatch.setattr(_cuda, "_to_device", tight_to_device)
+        monkeypatch.setattr(_cuda, "_rows", tight_rows)
 
     marks: list[tuple[str, int]] = []
 

@@ -1,8 +1,9 @@
 """Backends: where the O(rows x K) passes run.
 
-A backend is a module with the same functions (``moments``, ``estep_stats``, ``assign_stats``,
-``log_resp``, ``transform``, ``inverse``) and a ``NAME``. Only the CUDA backend imports CuPy, and
-only when it is asked for.
+A backend is a module that satisfies :class:`gpuvgm._backends._api.Backend` (its ``NAME``, the
+seven passes, and a ``memory`` satisfying :class:`~gpuvgm._backends._api.Memory`) and calls the
+shared argument checks of ``_api`` before it computes. Only the CUDA backend imports CuPy, and
+only when it is asked for; no backend imports another.
 """
 
 from __future__ import annotations
@@ -10,8 +11,16 @@ from __future__ import annotations
 import importlib.util
 import logging
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from .._errors import BackendUnavailableError
+from ._api import Backend
+
+if TYPE_CHECKING:  # mypy checks here that each backend module satisfies the protocol
+    from . import _cuda, _numpy
+
+    _numpy_backend: Backend = _numpy
+    _cuda_backend_module: Backend = _cuda
 
 logger = logging.getLogger("gpuvgm")
 
@@ -38,8 +47,11 @@ def _cuda_backend() -> ModuleType:
     return _cuda
 
 
+# ModuleType, not Backend, until the estimator's annotations say Backend (issue 11's estimator
+# split): a module is a Backend (checked above), but a Backend is not a ModuleType.
 def get_backend(device: str) -> ModuleType:
-    """The backend module for ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``)."""
+    """The backend module for ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``), a
+    :class:`~gpuvgm._backends._api.Backend`."""
     if device == "cpu":
         from . import _numpy
 

@@ -16,11 +16,13 @@ import numpy as np
 from .. import _rng
 from .._model import (
     SAMPLE_PROB_FLOOR,
-    STD_MULTIPLIER,
     EStepParams,
     Moments,
     Stats,
     TransformParams,
+    inverse_scales,
+    neg_half_precisions,
+    valid_tables,
 )
 from .._parallel import parallel_map
 from . import _host
@@ -111,12 +113,13 @@ def sample_candidates(
 WORKING_MAX = 1e100
 
 
-def _working(x: np.ndarray, shift: float, scale: float) -> np.ndarray:
-    """``x' = (x - shift) / scale`` clamped to ``±WORKING_MAX`` (NaN stays NaN).
+def _working(x: np.ndarray, shift: float, inv_scale: float) -> np.ndarray:
+    """``x' = (x - shift) * inv_scale`` clamped to ``±WORKING_MAX`` (NaN stays NaN);
+    ``inv_scale`` from :func:`gpuvgm._model.inverse_scales`.
 
     NumPy twin of ``working`` in ``kernels/vgm_math.cuh``.
     """
-    xw = (x - shift) * (1.0 / scale)
+    xw = (x - shift) * inv_scale
     return np.clip(xw, -WORKING_MAX, WORKING_MAX, out=xw)
 
 
@@ -199,14 +202,14 @@ def estep_stats(chunk: np.ndarray, params: EStepParams) -> Stats:
     check_columns(params.columns, chunk.shape[1])
     n_cols = params.columns.size
     out = Stats.zeros(n_cols, params.n_components)
+    inv_scale, nhp = inverse_scales(params), neg_half_precisions(params)
     tasks = []
     for i, j in enumerate(params.columns):
         x, _ = _column(chunk, int(j))
-        xw = _working(x, params.shift[i], params.scale[i])
+        xw = _working(x, params.shift[i], inv_scale[i])
         out.count[i] = x.size
-        nhp = -0.5 * params.precisions[i]
         for blk in _blocks(xw.size):
-            tasks.append((i, xw[blk], params.means[i], nhp, params.log_consts[i]))
+            tasks.append((i, xw[blk], params.means[i], nhp[i], params.log_consts[i]))
 
     results = parallel_map(lambda i, *args: (i, _estep_block(*args)), tasks)
     for i, (stats, h, log_prob) in results:
@@ -229,9 +232,10 @@ def assign_stats(chunk: np.ndarray, centers: np.ndarray, params: EStepParams) ->
     check_columns(params.columns, chunk.shape[1])
     n_cols, k = centers.shape
     out = Stats.zeros(n_cols, k)
+    inv_scale = inverse_scales(params)
     for i, j in enumerate(params.columns):
         x, _ = _column(chunk, int(j))
-        xw = _working(x, params.shift[i], params.scale[i])
+        xw = _working(x, params.shift[i], inv_scale[i])
         out.count[i] = x.size
         for blk in _blocks(xw.size):
             xb = xw[blk]
@@ -252,13 +256,12 @@ def log_resp(chunk: np.ndarray, params: EStepParams) -> np.ndarray:
     check_columns(params.columns, chunk.shape[1])
     n = chunk.shape[0]
     out = np.full((n, params.columns.size, params.n_components), np.nan)
+    inv_scale, nhp = inverse_scales(params), neg_half_precisions(params)
     for i, j in enumerate(params.columns):
         x = np.asarray(chunk[:, int(j)], dtype=np.float64)
         ok = ~np.isnan(x)
-        xw = _working(x[ok], params.shift[i], params.scale[i])
-        logp = _log_prob_block(
-            xw, params.means[i], -0.5 * params.precisions[i], params.log_consts[i]
-        )  # (K, n)
+        xw = _working(x[ok], params.shift[i], inv_scale[i])
+        logp = _log_prob_block(xw, params.means[i], nhp[i], params.log_consts[i])  # (K, n)
         logp -= logp.max(axis=0)
         logp -= np.log(np.exp(logp).sum(axis=0))
         out[ok, i] = logp.T
@@ -266,13 +269,15 @@ def log_resp(chunk: np.ndarray, params: EStepParams) -> np.ndarray:
 
 
 def _transform_block(
-    x: np.ndarray, u: np.ndarray | None, i: int, p: TransformParams
+    x: np.ndarray, u: np.ndarray | None, i: int, p: TransformParams, tables: tuple[np.ndarray, ...]
 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """alpha, component and clip count of column ``i``'s non-null values ``x``; ``tables``:
+    ``(1/scale, -0.5 * precisions, valid means, valid 4 std)`` from the model."""
     e = p.estep
     valid = p.valid[i]
-    logp = _log_prob_block(
-        _working(x, e.shift[i], e.scale[i]), e.means[i], -0.5 * e.precisions[i], e.log_consts[i]
-    )  # (K, n)
+    inv_scale, nhp, valid_means, valid_std4 = tables
+    xw = _working(x, e.shift[i], inv_scale[i])
+    logp = _log_prob_block(xw, e.means[i], nhp[i], e.log_consts[i])  # (K, n)
     if u is None:  # the most probable valid component (first on ties)
         comp = np.argmax(logp[valid], axis=0)
     else:
@@ -285,9 +290,7 @@ def _transform_block(
             np.add(cdf[k - 1], cdf[k], out=cdf[k])  # and the same sums, in the same order
         target = u * cdf[-1]
         comp = np.minimum((cdf <= target).sum(axis=0), cdf.shape[0] - 1)
-    mean = p.means[i][valid][comp]
-    std = p.stds[i][valid][comp]
-    alpha = (x - mean) / (STD_MULTIPLIER * std)
+    alpha = (x - valid_means[i][comp]) / valid_std4[i][comp]
     n_clipped = int(np.count_nonzero(np.abs(alpha) > p.clip))
     if n_clipped:
         np.clip(alpha, -p.clip, p.clip, out=alpha)
@@ -312,6 +315,13 @@ def transform(
     component = np.full((n, cols.size), -1, dtype=np.int32)
     null = np.empty((n, cols.size), dtype=bool)
     n_clipped = np.zeros(cols.size, dtype=np.int64)
+    valid_means, valid_std4, _ = valid_tables(params)
+    tables = (
+        inverse_scales(params.estep),
+        neg_half_precisions(params.estep),
+        valid_means,
+        valid_std4,
+    )
     tasks = []
     for i, j in enumerate(cols):
         x = np.asarray(chunk[:, int(j)], dtype=np.float64)
@@ -328,7 +338,7 @@ def transform(
             tasks.append((i, rows, x[rows], None if u is None else u[rows]))
 
     def run(i: int, rows: np.ndarray, x: np.ndarray, u: np.ndarray | None):
-        return i, rows, _transform_block(x, u, i, params)
+        return i, rows, _transform_block(x, u, i, params, tables)
 
     for i, rows, (alpha, comp, clipped) in parallel_map(run, tasks):
         normalized[rows, i] = alpha
@@ -348,10 +358,8 @@ def inverse(normalized: np.ndarray, component: np.ndarray, params: TransformPara
     )
     n, n_cols = normalized.shape
     out = np.empty((n, n_cols))
+    valid_means, valid_std4, _ = valid_tables(params)
     for i in range(n_cols):
-        valid = params.valid[i]
         comp = np.clip(component[:, i], 0, None)
-        mean = params.means[i][valid][comp]
-        std = params.stds[i][valid][comp]
-        out[:, i] = STD_MULTIPLIER * std * normalized[:, i] + mean
+        out[:, i] = valid_std4[i][comp] * normalized[:, i] + valid_means[i][comp]
     return out
