@@ -199,7 +199,7 @@ def section_build() -> dict[str, Any]:
     dev = cupy.cuda.Device().id
     for family, k in (("moments", 0), ("estep", K), ("transform", K)):
         t = time.perf_counter()
-        _cuda._module(dev, family, k, _cuda._EXTRA_DEFINES)
+        _cuda._module(dev, family, k)
         out[f"compile_{family}_s"] = round(time.perf_counter() - t, 2)
     regs = {}
     for fam, name in (
@@ -324,12 +324,11 @@ def _estep_one_size(n: int, variants: bool) -> dict[str, Any]:
             ("min_blocks_2", ("GPUVGM_ESTEP_MIN_BLOCKS=2",), 1),
             ("two_waves", (), 2),
         ):
-            _cuda._EXTRA_DEFINES, _cuda._GRID_WAVES = defines, waves
-            try:
-                best, median = timed(lambda: _cuda.estep_stats(x, est), reps)
-                row[f"variant_{label}"] = {**estep_numbers(n, best), "median_ms": median}
-            finally:
-                _cuda._EXTRA_DEFINES, _cuda._GRID_WAVES = (), 1
+            best, median = timed(
+                lambda d=defines, w=waves: _cuda.estep_stats(x, est, defines=d, grid_waves=w),
+                reps,
+            )
+            row[f"variant_{label}"] = {**estep_numbers(n, best), "median_ms": median}
     return row
 
 
@@ -480,7 +479,7 @@ def section_streaming(n: int) -> dict[str, Any]:
         rows = int(rng.integers(1, 1 << 20))
         a = rng.normal(size=(rows, 2)).astype(np.float32 if i % 3 else np.float64)
         chunks.append((i, np.asfortranarray(a) if i % 2 else a))
-    for _, dev, _ in _cuda.stage(iter(chunks)):
+    for _, dev, _ in _cuda.memory.stage(iter(chunks)):
         sums.append(dev.astype(cupy.float64).sum(axis=0))
     got = cupy.asnumpy(cupy.stack(sums))
     want = np.stack([c.astype(np.float64).sum(axis=0) for _, c in chunks])
@@ -492,7 +491,7 @@ def section_streaming(n: int) -> dict[str, Any]:
     nbytes = block.nbytes * n_chunks
     for name, run in (
         ("sync_asarray", lambda: [cupy.asarray(c).sum() for _, c in feed]),
-        ("staged", lambda: [d.sum() for _, d, _ in _cuda.stage(iter(feed))]),
+        ("staged", lambda: [d.sum() for _, d, _ in _cuda.memory.stage(iter(feed))]),
     ):
         run()  # warm: pinned and device pools, kernels
         cupy.cuda.Device().synchronize()

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
-from ._errors import ParameterError
+from ._errors import DataError, ParameterError
 
 # scikit-learn adds 10 * eps to every component's count (``_estimate_gaussian_parameters``).
 _NK_EPS = 10.0 * np.finfo(np.float64).eps
@@ -381,35 +381,10 @@ class TransformParams:
     seed: int
     sample: bool
     clip: float
-    # The valid-component tables, built once by :func:`transform_params` (None when a caller
-    # builds the parameters by hand): (n, K) float64 zero-padded by valid position, and the
-    # (n,) int64 bit mask of the valid components.
-    valid_means: np.ndarray | None = None
-    valid_std4: np.ndarray | None = None
-    valid_mask: np.ndarray | None = None
 
     @property
     def n_valid(self) -> np.ndarray:
         return self.valid.sum(axis=1)
-
-
-def valid_tables(
-    means: np.ndarray, stds: np.ndarray, valid: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(valid_means, valid_std4, valid_mask)``: each column's valid components' means and
-    ``4 * std`` packed to the left of (n, K) zero-filled arrays, and the (n,) int64 bit mask.
-
-    ``4 * std`` is exact in binary floating point, so a kernel dividing by it divides by what
-    ``alpha = (x - mean) / (4 std)`` divides by.
-    """
-    n_cols, k = valid.shape
-    valid_means, valid_std4 = np.zeros((n_cols, k)), np.zeros((n_cols, k))
-    for i in range(n_cols):
-        n = int(valid[i].sum())
-        valid_means[i, :n] = np.asarray(means[i], dtype=np.float64)[valid[i]]
-        valid_std4[i, :n] = STD_MULTIPLIER * np.asarray(stds[i], dtype=np.float64)[valid[i]]
-    mask = (valid.astype(np.int64) << np.arange(k, dtype=np.int64)).sum(axis=1)
-    return valid_means, valid_std4, mask
 
 
 @dataclass(frozen=True)
@@ -485,20 +460,15 @@ def transform_params(fitted: FittedMixture, selection: str, clip: float | None) 
 
     ``selection`` is ``"sample"`` or ``"argmax"``; ``clip`` the bound on ``|alpha|`` (None: none).
     """
-    stds = np.sqrt(fitted.covariances)
-    valid_means, valid_std4, valid_mask = valid_tables(fitted.means, stds, fitted.valid)
     return TransformParams(
         estep=fitted.estep_params(),
         means=fitted.means,
-        stds=stds,
+        stds=np.sqrt(fitted.covariances),
         valid=fitted.valid,
         column_keys=np.arange(fitted.n_columns, dtype=np.int64),
         seed=fitted.seed,
         sample=selection == "sample",
         clip=math.inf if clip is None else float(clip),
-        valid_means=valid_means,
-        valid_std4=valid_std4,
-        valid_mask=valid_mask,
     )
 
 
@@ -621,3 +591,42 @@ class Encoded:
 SAMPLE_PROB_FLOOR = 1e-6
 # CTGAN and RDT divide by four standard deviations: alpha lies in [-1, 1] with 99.99 % probability.
 STD_MULTIPLIER = 4.0
+
+
+# The per-column tables every backend evaluates, computed once here (not once per backend).
+
+
+def inverse_scales(params: EStepParams) -> np.ndarray:
+    """``1 / scale`` (n,): the working frame is ``x' = (x - shift) * (1 / scale)`` in every backend
+    (a product, so the kernels and their NumPy twins round the same way)."""
+    return 1.0 / np.asarray(params.scale, dtype=np.float64)
+
+
+def neg_half_precisions(params: EStepParams) -> np.ndarray:
+    """``-0.5 * precisions`` (n, K): ``l_k(x') = log_consts_k + (-0.5 prec_k) (x' - m_k)**2``."""
+    return -0.5 * np.asarray(params.precisions, dtype=np.float64)
+
+
+def valid_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(valid_means, valid_std4, n_valid)``: (n, K) float64 holding, at position j of row i, the
+    mean and ``STD_MULTIPLIER * std`` of column i's j-th valid component (zero-padded), and (n,)
+    int64 counts. What the transform divides by and the inverse multiplies by.
+
+    ``4 * std`` is exact in binary floating point, so dividing by it equals dividing by
+    ``4 * std`` computed on the fly. Raises :class:`~gpuvgm.DataError` for a column without a
+    valid component.
+    """
+    valid = np.asarray(params.valid, dtype=bool)
+    n_cols, k = valid.shape
+    n_valid = valid.sum(axis=1).astype(np.int64)
+    if (n_valid < 1).any():
+        bad = int(np.flatnonzero(n_valid < 1)[0])
+        raise DataError(f"column {bad} of the transform has no valid component")
+    means = np.zeros((n_cols, k))
+    std4 = np.zeros((n_cols, k))
+    for i in range(n_cols):
+        means[i, : n_valid[i]] = np.asarray(params.means[i], dtype=np.float64)[valid[i]]
+        std4[i, : n_valid[i]] = (
+            STD_MULTIPLIER * np.asarray(params.stds[i], dtype=np.float64)[valid[i]]
+        )
+    return means, std4, n_valid

@@ -105,20 +105,6 @@ def test_transform(n_rows, n_cols, k, dtype, order, sample, device):
         np.testing.assert_array_equal(_host(g), w, err_msg=name)
 
 
-def test_transform_ctgan_layout():
-    chunk, params = make_case(13, 20_000, 4, 10, np.float32, "F")
-    tp = make_transform_params(params, 13, sample=True, clip=0.99)
-    matrix, offsets, n_clipped = _cuda.transform_ctgan(chunk, tp, 77, dtype=np.float64)
-    normalized, component, null, w_clipped = ref.transform(chunk, tp, 77)
-    expected = np.zeros_like(matrix)
-    for i, off in enumerate(offsets):
-        expected[:, off] = normalized[:, i]
-        rows = np.flatnonzero(~null[:, i])
-        expected[rows, off + 1 + component[rows, i]] = 1.0
-    np.testing.assert_array_equal(matrix, expected)
-    np.testing.assert_array_equal(n_clipped, w_clipped)
-
-
 @pytest.mark.parametrize("device", [False, True], ids=["numpy-in", "cupy-in"])
 def test_inverse(device):
     _, params = make_case(14, 5, 5, 10, np.float64, "C")
@@ -143,14 +129,14 @@ def test_bad_inputs_are_refused_before_launch():
 
 def test_out_of_memory_is_retried_in_pieces(monkeypatch, caplog):
     chunk, params = make_case(17, 300_000, 1, 10, np.float32, "C")
-    real = _cuda._launch_stats
+    real = _cuda._rows
 
-    def tight(family, name, k, x, columns_d, table_d):
-        if x.shape[0] > 100_000:  # a device that cannot hold more than 100 000 rows at a time
-            raise cupy.cuda.memory.OutOfMemoryError(x.nbytes, x.nbytes)
-        return real(family, name, k, x, columns_d, table_d)
+    def tight(array, on_host, start, stop):
+        if stop - start > 100_000:  # a device that cannot hold more than 100 000 rows at a time
+            raise cupy.cuda.memory.OutOfMemoryError(stop - start, 0)
+        return real(array, on_host, start, stop)
 
-    monkeypatch.setattr(_cuda, "_launch_stats", tight)
+    monkeypatch.setattr(_cuda, "_rows", tight)
     monkeypatch.setattr(_cuda, "_MIN_PIECE_ROWS", 1_000)
     with caplog.at_level(logging.WARNING, logger="gpuvgm"):
         got = _cuda.estep_stats(chunk, params)
@@ -179,11 +165,11 @@ def test_sample_candidates_in_pieces(monkeypatch):
     chunk, _ = make_case(18, 50_001, 2, 1, np.float64, "C")
     cuts = [0, 1, 777, 30_000, 50_001]
 
-    def fixed_pieces(run, n_rows):
+    def fixed_pieces(label, kernel, n_rows, n_cols, run, **grid):
         assert n_rows == cuts[-1]
-        return [run(cuts[i], cuts[i + 1]) for i in range(len(cuts) - 1)]
+        return [run(cuts[i], cuts[i + 1], 1) for i in range(len(cuts) - 1)]
 
-    monkeypatch.setattr(_cuda, "_in_pieces", fixed_pieces)
+    monkeypatch.setattr(_cuda, "_launch_pieces", fixed_pieces)
     args = (7, 3, 1, 123, 2**30)
     got = _cuda.sample_candidates(cupy.asarray(chunk), *args)
     for g, w in zip(got, ref.sample_candidates(chunk, *args), strict=True):

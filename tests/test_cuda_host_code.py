@@ -1,5 +1,5 @@
 """The CUDA backend's host code, run on the CPU: CuPy replaced by a stand-in whose kernels are the
-emulated ``gpuvgm/kernels/*.cu`` (``tests/fakecupy``).
+emulated ``kernels/*.cu`` (``tests/fakecupy``).
 
 ``test_kernels_emulated.py`` checks the kernels when fed the way its own launchers feed them; the
 GPU tests (``test_cuda_backend.py``) need a GPU. What lies between never ran without one: the
@@ -10,9 +10,10 @@ the kernel's declaration (types, dtypes, layouts, extents; see ``fakecupy/_kerne
 on the host emulation over the grid ``_cuda.py`` computes, against the NumPy backend and
 ``device="cpu"`` as the reference.
 
-The stand-in is installed as ``cupy``/``cupyx`` (``sys.modules`` and ``_cuda.cupy``) only for the
-duration of each test; the memoized modules and SM counts of ``_cuda`` are cleared before and
-after, so the GPU tests, which skip without a real CuPy, never see it.
+The stand-in is installed as ``cupy``/``cupyx`` (``sys.modules``, ``_cuda.cupy`` and
+``_cuda_memory.cupy``) only for the duration of each test; the memoized modules and SM counts of
+``_cuda`` are cleared before and after, so the GPU tests, which skip without a real CuPy, never
+see it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from test_kernels_emulated import (
 )
 
 import gpuvgm
-from gpuvgm._backends import _cuda, get_backend
+from gpuvgm._backends import _cuda, _cuda_memory, get_backend
 from gpuvgm._backends import _numpy as ref
 from gpuvgm._errors import ConvergenceWarning
 
@@ -63,6 +64,7 @@ def fake(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", fakecupy)
     monkeypatch.setitem(sys.modules, "cupyx", fakecupy.cupyx)
     monkeypatch.setattr(_cuda, "cupy", fakecupy)
+    monkeypatch.setattr(_cuda_memory, "cupy", fakecupy)
     yield state
     _clear_memoized()
     assert not fakecupy.damaged_allocations(), "a write landed outside its device allocation"
@@ -242,28 +244,6 @@ def test_transform(fake, n_rows, n_cols, k, dtype, order, where, sample):
         np.testing.assert_array_equal(g, w, err_msg=name)
 
 
-@pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("where", WHERE)
-@pytest.mark.parametrize(
-    ("n_rows", "n_cols", "k", "dtype", "order"), CASES[1::2], ids=CASE_IDS[1::2]
-)
-def test_transform_ctgan(fake, n_rows, n_cols, k, dtype, order, where, out_dtype):
-    chunk, params = make_case(n_rows + 13, n_rows, n_cols, k, dtype, order)
-    tp = make_transform_params(params, 13, sample=True, clip=0.99)
-    matrix, offsets, n_clipped = _cuda.transform_ctgan(_on(chunk, where), tp, 77, dtype=out_dtype)
-    assert isinstance(matrix, fakecupy.ndarray) == (where != "host")
-    matrix = _host(matrix)
-    normalized, component, null, w_clipped = ref.transform(chunk, tp, 77)
-    expected = np.zeros((n_rows, int((1 + tp.valid.sum(axis=1)).sum())), dtype=out_dtype)
-    for i, off in enumerate(offsets):
-        expected[:, off] = normalized[:, i]
-        rows = np.flatnonzero(~null[:, i])
-        expected[rows, off + 1 + component[rows, i]] = 1.0
-    assert matrix.dtype == out_dtype
-    np.testing.assert_array_equal(matrix, expected)
-    np.testing.assert_array_equal(n_clipped, w_clipped)
-
-
 @pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize(
     ("alpha_dtype", "comp_dtype", "order", "n_cols"),
@@ -352,7 +332,6 @@ def _run_all(x, params, tp, alpha, component, before=lambda name: None) -> dict:
         "assign_stats": lambda: _cuda.assign_stats(x, params.means.copy(), params),
         "log_resp": lambda: _host(_cuda.log_resp(x, params)),
         "transform": lambda: tuple(_host(a) for a in _cuda.transform(x, tp, 5)),
-        "transform_ctgan": lambda: _host(_cuda.transform_ctgan(x, tp, 5, dtype=np.float64)[0]),
         "inverse": lambda: _host(_cuda.inverse(alpha, component, tp)),
         "sample_candidates": lambda: _cuda.sample_candidates(x, 9, 3, 1, 7, 2**31),
     }
@@ -372,7 +351,7 @@ def _assert_same(got: dict, want: dict) -> None:
     np.testing.assert_allclose(got["moments"].m2, want["moments"].m2, rtol=1e-10)
     for name in ("estep_stats", "assign_stats"):  # sums of pieces: the same within rounding
         assert_stats_close(got[name], want[name], 1e-12)
-    for name in ("log_resp", "transform_ctgan", "inverse"):
+    for name in ("log_resp", "inverse"):
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
     for name in ("transform", "sample_candidates"):
         for g, w in zip(got[name], want[name], strict=True):
@@ -398,15 +377,15 @@ def test_out_of_memory_is_retried_in_pieces(fake, monkeypatch, caplog, where):
     # rows is refused where it is taken from the chunk, except in sample_candidates, whose
     # outputs come back to the host piece by piece.
     monkeypatch.setattr(_cuda, "_MIN_PIECE_ROWS", 1_000)
-    real_to_device = _cuda._to_device
+    real_rows = _cuda._rows
 
-    def tight_to_device(chunk, on_host, start, stop):
+    def tight_rows(chunk, on_host, start, stop):
         if stop - start > 6_000:
             raise fakecupy.cuda.memory.OutOfMemoryError(stop - start, 0)
-        return real_to_device(chunk, on_host, start, stop)
+        return real_rows(chunk, on_host, start, stop)
 
     if where == "device":
-        monkeypatch.setattr(_cuda, "_to_device", tight_to_device)
+        monkeypatch.setattr(_cuda, "_rows", tight_rows)
 
     marks: list[tuple[str, int]] = []
 
@@ -461,7 +440,7 @@ def test_stage_gives_device_copies_of_the_host_chunks(fake):
     offsets = np.cumsum([0] + [len(c) for c in chunks[:-1]])
     seen = 0
     for (offset, dev, host), want_offset, want in zip(
-        _cuda.stage(zip(offsets.tolist(), chunks, strict=True)), offsets, chunks, strict=True
+        _cuda.memory.stage(zip(offsets.tolist(), chunks, strict=True)), offsets, chunks, strict=True
     ):
         assert offset == want_offset and host is want
         assert isinstance(dev, fakecupy.ndarray)
@@ -478,7 +457,7 @@ def test_stage_gives_device_copies_of_the_host_chunks(fake):
 
 def test_stage_stopped_early_closes_cleanly(fake):
     chunks = ((i * 100, np.full((100, 2), float(i))) for i in range(10))
-    stream = _cuda.stage(chunks)
+    stream = _cuda.memory.stage(chunks)
     for offset, dev, _ in stream:
         np.testing.assert_array_equal(dev.get(), offset // 100)
         if offset == 300:
@@ -490,29 +469,29 @@ def test_stage_stopped_early_closes_cleanly(fake):
 def test_device_cache_helpers(fake):
     rng = np.random.default_rng(4)
     data = np.asarray(rng.normal(size=(1_000, 3)).astype(np.float32), order="F")
-    cache = _cuda.empty_cache(data.shape, data.dtype)
+    cache = _cuda.memory.empty_cache(data.shape, data.dtype)
     assert isinstance(cache, fakecupy.ndarray) and cache.flags.f_contiguous
-    _cuda.cache_put(cache, 0, data[:400])  # from the host
-    _cuda.cache_put(cache, 400, fakecupy.asarray(np.ascontiguousarray(data[400:])))  # device
-    np.testing.assert_array_equal(_cuda.to_host(cache), data)
+    _cuda.memory.cache_put(cache, 0, data[:400])  # from the host
+    _cuda.memory.cache_put(cache, 400, fakecupy.asarray(np.ascontiguousarray(data[400:])))  # device
+    np.testing.assert_array_equal(_cuda.memory.to_host(cache), data)
 
     for src in (data, fakecupy.asarray(data)):
-        copied = _cuda.to_device(src)
+        copied = _cuda.memory.to_device(src)
         assert isinstance(copied, fakecupy.ndarray) and copied is not src
         assert copied.flags.f_contiguous  # order "K"
         np.testing.assert_array_equal(copied.get(), data)
     device_src = fakecupy.asarray(data)
-    copied = _cuda.to_device(device_src)
+    copied = _cuda.memory.to_device(device_src)
     copied[0, 0] = 123.0
     assert device_src.get()[0, 0] == data[0, 0]  # a copy, not a view
     host = np.arange(3.0)
-    assert _cuda.to_host(host) is host
+    assert _cuda.memory.to_host(host) is host
 
     pool = fakecupy.get_default_memory_pool()
     del copied, device_src
     free, _ = fakecupy.cuda.runtime.memGetInfo()
-    assert _cuda.cache_budget_bytes(0.25) == int(0.25 * (free + pool.free_bytes()))
-    report = _cuda.memory_report()
+    assert _cuda.memory.cache_budget_bytes(0.25) == int(0.25 * (free + pool.free_bytes()))
+    report = _cuda.memory.memory_report()
     assert set(report) == {
         "device_pool_used_bytes",
         "device_pool_total_bytes",
@@ -520,7 +499,7 @@ def test_device_cache_helpers(fake):
     }
     assert all(isinstance(v, int) for v in report.values())
     assert report["device_pool_used_bytes"] >= cache.nbytes
-    _cuda.release_memory()
+    _cuda.memory.release_memory()
     assert pool.free_bytes() == 0 and fake.free_all_blocks_calls == 2
 
 

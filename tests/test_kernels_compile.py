@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from gpuvgm._backends import _cuda
+from gpuvgm._validation import MAX_COMPONENTS
 
 ARCHS = ("sm_80", "sm_90")
 # K = 1 and 10 (CTGAN's) and the largest supported: every loop bound the unrolling sees.
-COMPONENTS = (1, 10, _cuda.MAX_COMPONENTS)
-KERNEL_DIR = Path(_cuda.__file__).resolve().parents[1] / "kernels"
+COMPONENTS = (1, 10, MAX_COMPONENTS)
+KERNEL_DIR = Path(__file__).resolve().parents[1] / "kernels"
 
 
 def _find_nvcc() -> str | None:
@@ -56,9 +57,13 @@ def _translation_unit(family: str) -> str:
     )
 
 
-def _compile(nvcc: str, source: Path, arch: str, out: Path) -> subprocess.CompletedProcess:
+def _compile(
+    nvcc: str, source: Path, arch: str, out: Path, options: tuple[str, ...] | None = None
+) -> subprocess.CompletedProcess:
+    """nvcc on ``source`` with NVRTC's options (the backend's ``-D`` constants included)."""
+    options = _cuda.compile_options() if options is None else options
     cmd = [
-        nvcc, *_cuda.COMPILE_OPTIONS, f"-arch={arch}", "-cubin", "-Werror", "all-warnings",
+        nvcc, *options, f"-arch={arch}", "-cubin", "-Werror", "all-warnings",
         "-Xptxas", "-Werror", str(source), "-o", str(out),
     ]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -95,3 +100,25 @@ def test_line_directives_point_at_the_real_files():
     include_at = next(i for i, line in enumerate(real) if line.startswith('#include "vgm_math'))
     resume = code.index(f'#line {include_at + 2} "transform.cu"')
     assert code[resume + 1] == real[include_at + 1]
+
+
+def test_the_sources_defaults_are_the_python_constants():
+    """Threads per block and the largest K are defined in Python and passed as -D defines; the
+    #ifndef defaults (for a file compiled on its own, and the emulation) must say the same."""
+    header = (KERNEL_DIR / "vgm_math.cuh").read_text()
+    for name, value in (("GPUVGM_THREADS", _cuda.THREADS), ("GPUVGM_MAX_K", MAX_COMPONENTS)):
+        assert f"#ifndef {name}\n#define {name} {value}\n" in header, name
+        assert f"-D{name}={value}" in _cuda.compile_options()
+    for name in ("estep.cu", "transform.cu", "inverse.cu", "sample.cu"):
+        assert "= 256;" not in (KERNEL_DIR / name).read_text(), name
+
+
+def test_the_largest_k_reaches_the_kernels(nvcc, tmp_path):
+    """The -D define is what the kernels see: with GPUVGM_MAX_K=8, a K=10 instance fails its
+    static_assert."""
+    source = tmp_path / "gpuvgm_transform.cu"
+    source.write_text(_translation_unit("transform"))
+    options = (*_cuda.COMPILE_OPTIONS, f"-DGPUVGM_THREADS={_cuda.THREADS}", "-DGPUVGM_MAX_K=8")
+    done = _compile(nvcc, source, "sm_80", tmp_path / "out.cubin", options)
+    assert done.returncode != 0
+    assert "valid mask" in done.stderr + done.stdout

@@ -1,6 +1,6 @@
 """The CUDA kernels, built for the CPU with the host emulation, against the NumPy backend.
 
-``gpuvgm/kernels/*.cu`` are compiled unchanged by g++ with ``cuda_emulation.h`` (one OS thread
+``kernels/*.cu`` are compiled unchanged by g++ with ``cuda_emulation.h`` (one OS thread
 per CUDA thread, real barriers and warp shuffles, blocks one at a time, warp 0 first between
 barriers) into a shared library (``tests/emulation/shim.cpp``) that launches them over a grid of
 several blocks. The parameter tables come from the CUDA backend's own packers, so these tests
@@ -28,8 +28,9 @@ from gpuvgm._backends import _numpy as ref
 from gpuvgm._model import EStepParams, Stats, TransformParams
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNELS = ROOT / "gpuvgm" / "kernels"
-SHIM = Path(__file__).resolve().parent / "emulation" / "shim.cpp"
+KERNELS = ROOT / "kernels"
+EMULATION = Path(__file__).resolve().parent / "emulation"
+SHIM = EMULATION / "shim.cpp"
 CXX = os.environ.get("CXX", "g++")
 # -ffp-contract=off: the host rounds a * b + c twice, as NumPy does and as the kernels' exact paths
 # ask for on the GPU. -fno-gnu-unique: the emulated __shared__ arrays (static locals of inline
@@ -64,10 +65,6 @@ _SIGNATURES = {
         vp, c_int, i64, i64, i64, vp, c_int, c_int, vp, vp, u64, i64, c_int, c_double, c_float,
         c_int, c_int, vp, vp, vp, vp,
     ],
-    "emu_transform_ctgan": [
-        vp, c_int, i64, i64, i64, vp, c_int, c_int, vp, vp, u64, i64, c_int, c_double, c_float,
-        c_int, c_int, vp, c_int, i64, vp, vp,
-    ],
     "emu_inverse": [
         vp, c_int, i64, i64, vp, c_int, i64, i64, i64, c_int, vp, c_int, vp, c_int, c_int, vp,
     ],
@@ -91,9 +88,9 @@ def _compiler_id() -> str:
 @functools.cache
 def _library(defines: tuple[str, ...] = ()) -> ctypes.CDLL:
     """Build (once per source hash, cached on disk) and load the emulation library."""
-    sources = sorted(p for p in KERNELS.iterdir() if p.suffix in {".cu", ".cuh", ".h"})
+    sources = sorted(p for p in KERNELS.iterdir() if p.suffix in {".cu", ".cuh"})
     digest = hashlib.sha256()
-    for path in [*sources, SHIM]:
+    for path in [*sources, EMULATION / "cuda_emulation.h", SHIM]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     digest.update(" ".join((*CXXFLAGS, *defines, _compiler_id())).encode())
@@ -200,23 +197,6 @@ def emu_transform(lib, chunk, params: TransformParams, row_offset, margin=_cuda.
     ))  # fmt: skip
     counts = counts.astype(np.int64)
     return normalized, component, null, counts[:, 0], counts[:, 1]
-
-
-def emu_transform_ctgan(lib, chunk, params: TransformParams, row_offset, dtype):
-    k = params.estep.n_components
-    cols = np.ascontiguousarray(params.estep.columns, dtype=np.int64)
-    table, info = _cuda._transform_tables(params)
-    offsets, width = _cuda._ctgan_offsets(params)
-    n = chunk.shape[0]
-    out = np.full((n, width), -7.0, dtype=dtype)  # every cell must be written
-    counts = np.zeros((cols.size, 2), dtype=np.uint64)
-    rs, cs = _strides(chunk)
-    _check(lib.emu_transform_ctgan(
-        _p(chunk), chunk.itemsize, n, rs, cs, _p(cols), cols.size, k, _p(table), _p(info),
-        params.seed, row_offset, int(params.sample), params.clip, _cuda.SAMPLE_MARGIN, GRID_X,
-        BLOCK, _p(out), out.itemsize, width, _p(offsets), _p(counts),
-    ))  # fmt: skip
-    return out, offsets, counts[:, 0].astype(np.int64)
 
 
 def emu_inverse(lib, normalized, component, params: TransformParams) -> np.ndarray:
@@ -479,23 +459,6 @@ def test_transform_is_independent_of_chunking(lib):
     second = emu_transform(lib, np.ascontiguousarray(chunk[1_234:]), tp, 2_234)
     for i in range(3):
         np.testing.assert_array_equal(whole[i], np.concatenate([first[i], second[i]]))
-
-
-@pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("sample", [False, True], ids=["argmax", "sample"])
-def test_transform_ctgan_layout(lib, out_dtype, sample):
-    chunk, params = make_case(13, 2_000, 4, 10, np.float32, "F")
-    tp = make_transform_params(params, 13, sample, clip=0.99)
-    matrix, offsets, n_clipped = emu_transform_ctgan(lib, chunk, tp, 77, out_dtype)
-    normalized, component, null, w_clipped = ref.transform(chunk, tp, 77)
-    expected = np.zeros_like(matrix)
-    for i, off in enumerate(offsets):
-        expected[:, off] = normalized[:, i]
-        rows = np.flatnonzero(~null[:, i])
-        expected[rows, off + 1 + component[rows, i]] = 1.0
-    np.testing.assert_array_equal(matrix, expected)
-    np.testing.assert_array_equal(n_clipped, w_clipped)
-    assert matrix.shape[1] == int((1 + tp.valid.sum(axis=1)).sum())
 
 
 @pytest.mark.parametrize(

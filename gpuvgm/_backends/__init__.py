@@ -1,18 +1,28 @@
 """Backends: where the O(rows x K) passes run.
 
-A backend is a module with the same functions (``moments``, ``estep_stats``, ``assign_stats``,
-``log_resp``, ``transform``, ``inverse``) and a ``NAME``: ``"numba"`` (compiled CPU, the default on
+A backend is a module that satisfies :class:`gpuvgm._backends._api.Backend` (its ``NAME``, the
+seven passes, and a ``memory`` satisfying :class:`~gpuvgm._backends._api.Memory`) and calls the
+shared argument checks of ``_api`` before it computes: ``"numba"`` (compiled CPU, the default on
 a CPU), ``"numpy"`` (the readable reference twin) and ``"cupy"`` (CUDA). Only the CUDA backend
-imports CuPy and only the compiled backend imports Numba, each only when it is asked for.
+imports CuPy and only the compiled backend imports Numba, each only when it is asked for; no
+backend imports another.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-from types import ModuleType
+from typing import TYPE_CHECKING, cast
 
 from .._errors import BackendUnavailableError
+from ._api import Backend
+
+if TYPE_CHECKING:  # mypy checks here that each backend module satisfies the protocol
+    from . import _cuda, _numba, _numpy
+
+    _numpy_backend: Backend = _numpy
+    _numba_backend: Backend = _numba
+    _cuda_backend_module: Backend = _cuda
 
 logger = logging.getLogger("gpuvgm")
 
@@ -23,7 +33,7 @@ _INSTALL_HINT = (
 )
 
 
-def _cuda_backend() -> ModuleType:
+def _cuda_backend() -> Backend:
     """The CUDA backend module, or an error saying why it cannot be used."""
     if importlib.util.find_spec("cupy") is None:
         raise BackendUnavailableError(
@@ -36,10 +46,10 @@ def _cuda_backend() -> ModuleType:
     reason = _cuda.unavailable_reason()
     if reason is not None:
         raise BackendUnavailableError(f"device='cuda' but no usable GPU: {reason}; {_INSTALL_HINT}")
-    return _cuda
+    return cast(Backend, _cuda)
 
 
-def _cpu_backend() -> ModuleType:
+def _cpu_backend() -> Backend:
     """The compiled CPU backend (Numba, a core dependency)."""
     try:
         from . import _numba
@@ -48,23 +58,22 @@ def _cpu_backend() -> ModuleType:
             f"device='cpu' needs Numba, which could not be imported ({exc}); "
             "reinstall it (`pip install numba`) or use device='numpy'"
         ) from exc
-    return _numba
+    return cast(Backend, _numba)
 
 
-def get_backend(device: str) -> ModuleType:
-    """The backend module for ``device``: ``"cpu"`` (compiled), ``"numpy"`` (reference),
-    ``"cuda"`` or ``"auto"`` (CUDA when usable, else the compiled CPU backend)."""
+def get_backend(device: str) -> Backend:
+    """The backend for ``device``: ``"cpu"`` (compiled), ``"numpy"`` (reference), ``"cuda"`` or
+    ``"auto"`` (CUDA when usable, else the compiled CPU backend)."""
     if device == "numpy":
         from . import _numpy
 
-        return _numpy
+        return cast(Backend, _numpy)
     if device == "cpu":
         return _cpu_backend()
     if device == "cuda":
         return _cuda_backend()
     try:
-        backend = _cuda_backend()
+        return _cuda_backend()
     except BackendUnavailableError as exc:
         logger.debug("device='auto' uses the CPU: %s", exc)
         return _cpu_backend()
-    return backend

@@ -1,18 +1,15 @@
 """CUDA backend: the O(rows x K) passes as raw CUDA kernels, launched through CuPy.
 
-Same functions and signatures as :mod:`gpuvgm._backends._numpy` (each kernel's NumPy twin), plus
-:func:`transform_ctgan` (CTGAN's ``[alpha, one-hot]`` layout written by the kernel) and
-:func:`unavailable_reason`. Chunks may be NumPy arrays (copied to the current device, results
-returned as NumPy) or CuPy arrays on the current device (results stay on the device, except the
-small statistics, which always come back as NumPy).
+Same functions and signatures as :mod:`gpuvgm._backends._numpy` (each kernel's NumPy twin);
+memory is :mod:`gpuvgm._backends._cuda_memory`. Chunks may be NumPy arrays (copied to the current
+device, results returned as NumPy) or CuPy arrays on the current device (results stay there,
+except the small statistics, which always come back as NumPy).
 
-Kernels are read from the package data (``gpuvgm/kernels/*.cu``), compiled by NVRTC through
-``cupy.RawModule`` once per (device, family, K) and kept (CuPy also caches the binaries on disk).
-The table packers (``_estep_table``, ``_transform_tables``, ...) are plain NumPy so that the host
-emulation tests (``tests/test_kernels_emulated.py``) feed the kernels exactly what this module does.
-
-Importing this module needs neither CuPy nor a GPU; :func:`unavailable_reason` says what is
-missing.
+Kernels are read from the package ``gpuvgm.kernels`` (the top-level ``kernels/``) with
+:mod:`importlib.resources` and compiled by NVRTC once per (device, family, K, defines); threads
+per block and the largest K go in as ``-D`` defines. The table packers are plain NumPy, so the
+host emulation tests feed the kernels exactly what this module does. Importing this module needs
+neither CuPy nor a GPU and compiles nothing.
 """
 
 from __future__ import annotations
@@ -21,16 +18,34 @@ import functools
 import importlib.resources
 import logging
 import re
-import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
 
 from .._errors import DataError, DataTypeError
-from .._model import STD_MULTIPLIER, EStepParams, Moments, Stats, TransformParams
+from .._model import (
+    EStepParams,
+    Moments,
+    Stats,
+    TransformParams,
+    inverse_scales,
+    neg_half_precisions,
+    valid_tables,
+)
 from .._profiling import annotate
-from ._numpy import _check_sample_args  # the same argument checks as the NumPy twin
+from .._validation import MAX_COMPONENTS
+from . import _cuda_memory
+from ._api import (
+    check_centers,
+    check_chunk,
+    check_columns,
+    check_inverse_args,
+    check_k,
+    check_sample_args,
+)
+from ._cuda_memory import ensure_cupy
+from ._cuda_memory import unavailable_reason as unavailable_reason  # the backend's API
 
 try:
     import cupy
@@ -38,12 +53,13 @@ except ImportError:  # the compile test and the emulation tests use this module 
     cupy = None
 
 NAME = "cupy"
+memory = _cuda_memory  # the Memory protocol (gpuvgm._backends._api): device memory
 logger = logging.getLogger("gpuvgm")
 
-#: Threads per block of every kernel (the kernels' ``kMaxThreads``; a multiple of 32).
+#: Threads per block of every kernel (``-DGPUVGM_THREADS``, the kernels' ``kMaxThreads``; a
+#: multiple of 32). The largest K is :data:`gpuvgm._validation.MAX_COMPONENTS`
+#: (``-DGPUVGM_MAX_K``; valid components travel as a 32-bit mask).
 THREADS = 256
-#: Largest number of components a kernel is built for (valid components travel as a 32-bit mask).
-MAX_COMPONENTS = 32
 #: Relative distance to a cdf boundary under which a draw is redone in double
 #: (``sample_valid_fast`` in ``vgm_math.cuh``); float errors stay below 1e-5.
 SAMPLE_MARGIN = 2.0**-14
@@ -51,10 +67,6 @@ SAMPLE_MARGIN = 2.0**-14
 _ESTEP_ROWS = 4
 #: Smallest piece of a chunk that an out-of-memory retry splits down to.
 _MIN_PIECE_ROWS = 1 << 16
-# Tuning knobs for bench/device_check.py, not an API: extra ``-D`` defines for every module (e.g.
-# ``GPUVGM_ESTEP_MIN_BLOCKS=2``) and the statistics kernels' grid in waves of resident blocks.
-_EXTRA_DEFINES: tuple[str, ...] = ()
-_GRID_WAVES = 1
 
 COMPILE_OPTIONS = ("-std=c++17",)
 _REALS = ("float", "double")
@@ -70,37 +82,25 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------------
-# Availability and kernel loading
+# Kernel loading
 # --------------------------------------------------------------------------------------------
 
 
-def unavailable_reason() -> str | None:
-    """Why the CUDA backend cannot run here, or None when CuPy sees a usable GPU."""
-    if cupy is None:
-        return "CuPy is not installed"
-    try:
-        n_devices = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # CUDARuntimeError without a driver; ImportError of a CUDA library
-        return f"the CUDA runtime is not usable ({exc})"
-    if n_devices == 0:
-        return "no CUDA device is visible"
-    try:
-        capability = int(cupy.cuda.Device().compute_capability)
-    except Exception as exc:
-        return f"the CUDA device cannot be queried ({exc})"
-    if capability < 60:
-        return f"the GPU's compute capability {capability / 10:.1f} is below 6.0"
-    return None
+def compile_options(defines: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """NVRTC's options for a module (the nvcc compile test passes the same): the constants
+    defined here as ``-D`` defines, then ``defines`` (``NAME=VALUE``, for benchmarks)."""
+    constants = (f"GPUVGM_THREADS={THREADS}", f"GPUVGM_MAX_K={MAX_COMPONENTS}")
+    return COMPILE_OPTIONS + tuple(f"-D{d}" for d in (*constants, *defines))
 
 
 def kernel_source(name: str, _seen: set[str] | None = None) -> str:
-    """The text of ``gpuvgm/kernels/<name>`` with its local ``#include "..."`` inlined.
+    """The text of ``kernels/<name>`` with its local ``#include "..."`` inlined.
 
     NVRTC gets the code as a string, so local headers are pasted in (once each) and ``#line``
     directives keep compiler messages pointing at the real file and line.
     """
     seen = set() if _seen is None else _seen
-    text = importlib.resources.files("gpuvgm").joinpath("kernels", name).read_text("utf-8")
+    text = importlib.resources.files("gpuvgm.kernels").joinpath(name).read_text("utf-8")
     out = [f'#line 1 "{name}"']
     for lineno, line in enumerate(text.splitlines(), start=1):
         match = _INCLUDE.match(line)
@@ -131,7 +131,7 @@ def kernel_names(family: str, n_components: int = 0) -> tuple[str, ...]:
         )
     if family == "sample":  # reads no data: one instance, whatever the dtype
         return ("gpuvgm::sample_candidates",)
-    _check_k(k)
+    check_k(k)
     if family == "estep":
         return (
             "gpuvgm::reduce_partials",
@@ -140,17 +140,10 @@ def kernel_names(family: str, n_components: int = 0) -> tuple[str, ...]:
             *(f"gpuvgm::log_resp<{t}, {k}>" for t in _REALS),
         )
     if family == "transform":
-        return (
-            tuple(f"gpuvgm::transform<{t}, {k}>" for t in _REALS)
-            + tuple(f"gpuvgm::transform_ctgan<{t}, {ot}, {k}>" for t in _REALS for ot in _REALS)
-            + tuple(f"gpuvgm::inverse<{at}, {it}>" for at in _REALS for it in ("int", "long long"))
+        return tuple(f"gpuvgm::transform<{t}, {k}>" for t in _REALS) + tuple(
+            f"gpuvgm::inverse<{at}, {it}>" for at in _REALS for it in ("int", "long long")
         )
     raise ValueError(f"unknown kernel family {family!r}")
-
-
-def _check_k(k: int) -> None:
-    if not 1 <= k <= MAX_COMPONENTS:
-        raise DataError(f"the CUDA kernels take 1 to {MAX_COMPONENTS} components, got {k}")
 
 
 @functools.cache
@@ -161,16 +154,15 @@ def _module(device_id: int, family: str, n_components: int, defines: tuple[str, 
     with cupy.cuda.Device(device_id):
         module = cupy.RawModule(
             code=family_source(family),
-            options=COMPILE_OPTIONS + tuple(f"-D{d}" for d in defines),
+            options=compile_options(defines),
             name_expressions=list(names),
         )
         module.compile()
     return module
 
 
-def _kernel(family: str, name: str, n_components: int = 0) -> Any:
-    device_id = cupy.cuda.Device().id
-    return _module(device_id, family, n_components, _EXTRA_DEFINES).get_function(name)
+def _kernel(family: str, name: str, n_components: int = 0, defines: tuple[str, ...] = ()) -> Any:
+    return _module(cupy.cuda.Device().id, family, n_components, defines).get_function(name)
 
 
 @functools.cache
@@ -200,61 +192,31 @@ def _grid_x(n_rows: int, n_cols: int, rows_per_thread: int, resident_blocks: int
 
 
 # --------------------------------------------------------------------------------------------
-# Parameter tables (plain NumPy; the kernels' layouts)
+# Parameter tables (plain NumPy; the kernels' layouts; the formulas are the model's)
 # --------------------------------------------------------------------------------------------
 
 
 def _estep_table(params: EStepParams) -> np.ndarray:
     """(C, 2 + 3K) float64 rows ``[shift, 1/scale, means, -0.5 * precisions, log_consts]``."""
     shift = np.asarray(params.shift, dtype=np.float64)[:, None]
-    inv_scale = 1.0 / np.asarray(params.scale, dtype=np.float64)[:, None]
-    return np.ascontiguousarray(
-        np.concatenate(
-            [
-                shift,
-                inv_scale,
-                params.means,
-                -0.5 * np.asarray(params.precisions),
-                params.log_consts,
-            ],
-            axis=1,
-        ),
-        dtype=np.float64,
-    )
+    inv_scale = inverse_scales(params)[:, None]
+    rows = [shift, inv_scale, params.means, neg_half_precisions(params), params.log_consts]
+    return np.ascontiguousarray(np.concatenate(rows, axis=1), dtype=np.float64)
 
 
 def _assign_table(centers: np.ndarray, params: EStepParams) -> np.ndarray:
     """(C, 2 + K) float64 rows ``[shift, 1/scale, centers]``."""
     shift = np.asarray(params.shift, dtype=np.float64)[:, None]
-    inv_scale = 1.0 / np.asarray(params.scale, dtype=np.float64)[:, None]
+    inv_scale = inverse_scales(params)[:, None]
     return np.ascontiguousarray(
         np.concatenate([shift, inv_scale, centers], axis=1), dtype=np.float64
     )
 
 
-def _valid_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(valid_means, valid_std4, n_valid)``: (C, K) zero-padded by valid position, and (C,)."""
-    valid = np.asarray(params.valid, dtype=bool)
-    n_cols, k = valid.shape
-    n_valid = valid.sum(axis=1).astype(np.int64)
-    if (n_valid < 1).any():
-        bad = int(np.flatnonzero(n_valid < 1)[0])
-        raise DataError(f"column {bad} of the transform has no valid component")
-    means = np.zeros((n_cols, k))
-    std4 = np.zeros((n_cols, k))
-    for i in range(n_cols):
-        means[i, : n_valid[i]] = np.asarray(params.means[i], dtype=np.float64)[valid[i]]
-        # 4 * std is exact in binary floating point: the kernel divides by what NumPy divides by.
-        std4[i, : n_valid[i]] = (
-            STD_MULTIPLIER * np.asarray(params.stds[i], dtype=np.float64)[valid[i]]
-        )
-    return means, std4, n_valid
-
-
 def _transform_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray]:
     """``(table, info)``: (C, 2 + 5K) float64 and (C, 3) int64 ``[key, valid mask, n_valid]``."""
-    _check_k(params.estep.n_components)
-    means, std4, n_valid = _valid_tables(params)
+    check_k(params.estep.n_components)
+    means, std4, n_valid = valid_tables(params)
     table = np.ascontiguousarray(np.concatenate([_estep_table(params.estep), means, std4], axis=1))
     valid = np.asarray(params.valid, dtype=bool)
     mask = (valid.astype(np.int64) << np.arange(valid.shape[1], dtype=np.int64)).sum(axis=1)
@@ -265,15 +227,8 @@ def _transform_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray]:
 
 def _inverse_table(params: TransformParams) -> tuple[np.ndarray, np.ndarray]:
     """``(table, n_valid)``: (C, 2K) float64 rows ``[valid_means, valid_std4]`` and (C,) int64."""
-    means, std4, n_valid = _valid_tables(params)
+    means, std4, n_valid = valid_tables(params)
     return np.ascontiguousarray(np.concatenate([means, std4], axis=1)), n_valid
-
-
-def _ctgan_offsets(params: TransformParams) -> tuple[np.ndarray, int]:
-    """Column offsets in the CTGAN matrix (alpha then one slot per valid component), and width."""
-    widths = 1 + np.asarray(params.valid, dtype=bool).sum(axis=1).astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
-    return offsets, int(widths.sum())
 
 
 def _stats_from_table(out: np.ndarray, k: int) -> Stats:
@@ -313,16 +268,8 @@ def _reduce_moment_partials(partials: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Checks and device plumbing
+# The launch path: checks, then one kernel over the rows in pieces
 # --------------------------------------------------------------------------------------------
-
-
-def _ensure_cupy() -> None:
-    reason = unavailable_reason()
-    if reason is not None:
-        from .._errors import BackendUnavailableError
-
-        raise BackendUnavailableError(f"the CUDA backend cannot run: {reason}")
 
 
 def _check_chunk(chunk: Any, what: str = "chunk") -> tuple[Any, bool]:
@@ -335,11 +282,27 @@ def _check_chunk(chunk: Any, what: str = "chunk") -> tuple[Any, bool]:
             f"{what} is on device {chunk.device.id} but the current device is "
             f"{cupy.cuda.Device().id}"
         )
-    if chunk.dtype not in (np.float32, np.float64):
-        raise DataTypeError(f"{what} must be float32 or float64, got {chunk.dtype}")
-    if chunk.ndim != 2:
-        raise DataError(f"{what} must be 2-D (n_rows, n_columns), got shape {chunk.shape}")
-    return chunk, on_host
+    return check_chunk(chunk, what), on_host
+
+
+def _checked(
+    chunk: Any, k: int | None = None, columns: Any = None
+) -> tuple[Any, bool, str, np.ndarray]:
+    """``(chunk, on_host, real type, columns)`` once the shared checks (``_api``) pass, in the
+    order every backend runs them: chunk, K, columns (all of the chunk's when None)."""
+    ensure_cupy()
+    chunk, on_host = _check_chunk(chunk)
+    if k is not None:
+        check_k(k)
+    if columns is None:  # every column of the chunk (moments), nothing to check
+        columns = np.arange(chunk.shape[1], dtype=np.int64)
+    else:
+        columns = check_columns(columns, chunk.shape[1])
+    return chunk, on_host, _real(chunk.dtype), columns
+
+
+def _real(dtype: Any) -> str:
+    return "float" if np.dtype(dtype) == np.float32 else "double"
 
 
 def _element_strides(arr: Any) -> tuple[int, int]:
@@ -350,44 +313,61 @@ def _element_strides(arr: Any) -> tuple[int, int]:
     return arr.strides[0] // item, arr.strides[1] // item
 
 
-def _check_columns(columns: np.ndarray, n_available: int) -> np.ndarray:
-    columns = np.ascontiguousarray(columns, dtype=np.int64)
-    if columns.ndim != 1 or columns.size == 0:
-        raise DataError(f"params.columns must be a non-empty 1-D array, got shape {columns.shape}")
-    if columns.min() < 0 or columns.max() >= n_available:
-        raise DataError(f"params.columns {columns.tolist()} out of range for {n_available} columns")
-    return columns
+def _rows(array: Any, on_host: bool, start: int, stop: int) -> tuple[Any, tuple[Any, ...]]:
+    """Rows ``start:stop`` on the device, and the kernels' leading arguments for them:
+    ``(x, n_rows, row stride, column stride)`` (strides in elements, any layout)."""
+    x = cupy.asarray(array[start:stop]) if on_host else array[start:stop]
+    rs, cs = _element_strides(x)
+    return x, (x, np.int64(x.shape[0]), np.int64(rs), np.int64(cs))
 
 
-def _in_pieces(run: Callable[[int, int], T], n_rows: int) -> list[T]:
-    """``[run(start, stop)]`` over the rows: one piece, halved on device out-of-memory.
+def _launch_pieces(
+    label: str,
+    kernel: Any,
+    n_rows: int,
+    n_cols: int,
+    run: Callable[[int, int, int], T],
+    *,
+    rows_per_thread: int = 1,
+    waves: int = 4,
+) -> list[T]:
+    """``[run(start, stop, grid_x)]`` over the rows: one piece, halved on device out-of-memory.
 
-    Logged, never silent: the pieces' statistics add up to the same values within rounding.
+    ``grid_x`` (blocks along the rows of each of the ``n_cols`` columns) follows the piece's
+    rows, the kernel's occupancy and ``waves`` of resident blocks. Logged, never silent: the
+    pieces' statistics add up to the same values within rounding.
     """
+    resident = _blocks_per_sm(kernel) * _sm_count(cupy.cuda.Device().id) * waves
     pieces = [(0, n_rows)]
     results: list[T] = []
-    while pieces:
-        start, stop = pieces.pop(0)
-        try:
-            results.append(run(start, stop))
-        except cupy.cuda.memory.OutOfMemoryError:
-            if stop - start <= _MIN_PIECE_ROWS:
-                raise
-            cupy.get_default_memory_pool().free_all_blocks()
-            mid = (start + stop) // 2
-            logger.warning(
-                "GPU out of memory on rows %d..%d; retrying in pieces of %d rows",
-                start,
-                stop,
-                mid - start,
-            )
-            pieces[:0] = [(start, mid), (mid, stop)]
+    with annotate(label):
+        while pieces:
+            start, stop = pieces.pop(0)
+            try:
+                grid_x = _grid_x(stop - start, n_cols, rows_per_thread, resident)
+                results.append(run(start, stop, grid_x))
+            except cupy.cuda.memory.OutOfMemoryError:
+                if stop - start <= _MIN_PIECE_ROWS:
+                    raise
+                cupy.get_default_memory_pool().free_all_blocks()
+                mid = (start + stop) // 2
+                logger.warning(
+                    "GPU out of memory on rows %d..%d; retrying in pieces of %d rows",
+                    start,
+                    stop,
+                    mid - start,
+                )
+                pieces[:0] = [(start, mid), (mid, stop)]
     return results
 
 
-def _to_device(chunk: Any, on_host: bool, start: int, stop: int) -> Any:
-    part = chunk[start:stop]
-    return cupy.asarray(part) if on_host else part
+def _concatenate(parts: list[Any], on_host: bool) -> Any:
+    return np.concatenate(parts) if on_host else cupy.concatenate(parts)
+
+
+def _sum(parts: list[T]) -> T:
+    """The pieces' ``+``-able results, added in row order."""
+    return functools.reduce(lambda a, b: a + b, parts)  # type: ignore[operator]
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,61 +375,59 @@ def _to_device(chunk: Any, on_host: bool, start: int, stop: int) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def _launch_stats(
-    family: str, name: str, k: int, x: Any, columns_d: Any, table_d: Any
-) -> np.ndarray:
-    """Run a statistics kernel over every column of ``x`` and reduce; (C, 3K + 3) on the host."""
-    n_rows = x.shape[0]
-    n_cols = int(columns_d.size)
-    slots = 3 * k + 3
-    kernel = _kernel(family, name, k)
-    device_id = cupy.cuda.Device().id
-    resident = _blocks_per_sm(kernel) * _sm_count(device_id) * _GRID_WAVES
-    grid_x = _grid_x(n_rows, n_cols, _ESTEP_ROWS, resident)
-    partials = cupy.empty((grid_x, n_cols, slots), dtype=cupy.float64)
-    rs, cs = _element_strides(x)
-    kernel(
-        (grid_x, n_cols),
-        (THREADS,),
-        (x, np.int64(n_rows), np.int64(rs), np.int64(cs), columns_d, table_d, partials),
+def _stats_pieces(
+    label: str, name: str, k: int, chunk: Any, on_host: bool, columns: np.ndarray, table: Any,
+    defines: tuple[str, ...] = (), waves: int = 1,
+) -> Stats:  # fmt: skip
+    """A statistics kernel (``estep_stats``, ``assign_stats``) over every column, its per-block
+    partials reduced on the device in a fixed order; the pieces summed on the host."""
+    kernel = _kernel("estep", name, k, defines)
+    reduce = _kernel("estep", "gpuvgm::reduce_partials", k, defines)
+    columns_d, table_d = cupy.asarray(columns), cupy.asarray(table)
+    n_cols, slots = columns.size, 3 * k + 3
+
+    def run(start: int, stop: int, grid_x: int) -> np.ndarray:
+        _, head = _rows(chunk, on_host, start, stop)
+        partials = cupy.empty((grid_x, n_cols, slots), dtype=cupy.float64)
+        kernel((grid_x, n_cols), (THREADS,), (*head, columns_d, table_d, partials))
+        out = cupy.empty((n_cols, slots), dtype=cupy.float64)
+        n_slots = np.int64(n_cols * slots)
+        reduce((n_cols * slots,), (THREADS,), (partials, np.int64(grid_x), n_slots, out))
+        return cupy.asnumpy(out)
+
+    parts = _launch_pieces(
+        label, kernel, chunk.shape[0], n_cols, run, rows_per_thread=_ESTEP_ROWS, waves=waves
     )
-    out = cupy.empty((n_cols, slots), dtype=cupy.float64)
-    reduce = _kernel(family, "gpuvgm::reduce_partials", k)
-    reduce(
-        (n_cols * slots,), (THREADS,), (partials, np.int64(grid_x), np.int64(n_cols * slots), out)
-    )
-    return cupy.asnumpy(out)
+    return _stats_from_table(_sum(parts), k)
 
 
-def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -> Stats:
+def estep_stats(
+    chunk: Any,
+    params: EStepParams,
+    *,
+    compute_dtype: Any = None,
+    defines: tuple[str, ...] = (),
+    grid_waves: int = 1,
+) -> Stats:
     """Sufficient statistics of one chunk for the columns in ``params`` (working frame).
 
     CUDA twin of :func:`gpuvgm._backends._numpy.estep_stats`; kernel ``estep_stats`` in
     ``kernels/estep.cu``. ``compute_dtype`` (float32 or float64) is the precision of the
     per-value arithmetic; accumulation is always float64. Default: float32 for float32 chunks
-    (<= 1e-6 relative to the float64 statistics), float64 for float64 chunks.
+    (<= 1e-6 relative to the float64 statistics), float64 for float64 chunks. ``defines``
+    (extra ``-D`` options) and ``grid_waves`` (the grid in waves of resident blocks) are tuning
+    knobs for ``bench/device_check.py``, not an API.
     """
-    _ensure_cupy()
-    chunk, on_host = _check_chunk(chunk)
+    chunk, on_host, t, columns = _checked(chunk, params.n_components, params.columns)
     k = params.n_components
-    _check_k(k)
-    columns = _check_columns(params.columns, chunk.shape[1])
     compute = np.dtype(compute_dtype or chunk.dtype)
     if compute not in (np.float32, np.float64):
         raise DataTypeError(f"compute_dtype must be float32 or float64, got {compute}")
-    t = "float" if chunk.dtype == np.float32 else "double"
-    ct = "float" if compute == np.float32 else "double"
-    name = f"gpuvgm::estep_stats<{t}, {ct}, {k}>"
-    with annotate("estep_stats"):
-        columns_d = cupy.asarray(columns)
-        table_d = cupy.asarray(_estep_table(params))
-
-        def run(start: int, stop: int) -> np.ndarray:
-            x = _to_device(chunk, on_host, start, stop)
-            return _launch_stats("estep", name, k, x, columns_d, table_d)
-
-        parts = _in_pieces(run, chunk.shape[0])
-    return _stats_from_table(functools.reduce(np.add, parts), k)
+    name = f"gpuvgm::estep_stats<{t}, {_real(compute)}, {k}>"
+    table = _estep_table(params)
+    return _stats_pieces(
+        "estep_stats", name, k, chunk, on_host, columns, table, defines, grid_waves
+    )
 
 
 def assign_stats(chunk: Any, centers: np.ndarray, params: EStepParams) -> Stats:
@@ -459,26 +437,15 @@ def assign_stats(chunk: Any, centers: np.ndarray, params: EStepParams) -> Stats:
     ``kernels/estep.cu``. ``centers``: (n_columns, K) in the working frame; ties go to the lowest
     index.
     """
-    _ensure_cupy()
-    chunk, on_host = _check_chunk(chunk)
-    centers = np.asarray(centers, dtype=np.float64)
-    if centers.ndim != 2 or centers.shape[0] != np.asarray(params.columns).size:
-        raise DataError(f"centers must have shape (n_columns, K), got {centers.shape}")
+    ensure_cupy()
+    _check_chunk(chunk)  # the chunk first, as every backend
+    centers = check_centers(centers, np.asarray(params.columns).size)
     k = centers.shape[1]
-    _check_k(k)
-    columns = _check_columns(params.columns, chunk.shape[1])
-    t = "float" if chunk.dtype == np.float32 else "double"
-    name = f"gpuvgm::assign_stats<{t}, {k}>"
-    with annotate("assign_stats"):
-        columns_d = cupy.asarray(columns)
-        table_d = cupy.asarray(_assign_table(centers, params))
-
-        def run(start: int, stop: int) -> np.ndarray:
-            x = _to_device(chunk, on_host, start, stop)
-            return _launch_stats("estep", name, k, x, columns_d, table_d)
-
-        parts = _in_pieces(run, chunk.shape[0])
-    return _stats_from_table(functools.reduce(np.add, parts), k)
+    chunk, on_host, t, columns = _checked(chunk, k, params.columns)
+    table = _assign_table(centers, params)
+    return _stats_pieces(
+        "assign_stats", f"gpuvgm::assign_stats<{t}, {k}>", k, chunk, on_host, columns, table
+    )
 
 
 def log_resp(chunk: Any, params: EStepParams) -> Any:
@@ -487,31 +454,19 @@ def log_resp(chunk: Any, params: EStepParams) -> Any:
     CUDA twin of :func:`gpuvgm._backends._numpy.log_resp`; kernel ``log_resp`` in
     ``kernels/estep.cu``.
     """
-    _ensure_cupy()
-    chunk, on_host = _check_chunk(chunk)
     k = params.n_components
-    _check_k(k)
-    columns = _check_columns(params.columns, chunk.shape[1])
-    t = "float" if chunk.dtype == np.float32 else "double"
+    chunk, on_host, t, columns = _checked(chunk, k, params.columns)
     kernel = _kernel("estep", f"gpuvgm::log_resp<{t}, {k}>", k)
-    columns_d = cupy.asarray(columns)
-    table_d = cupy.asarray(_estep_table(params))
-    resident = _blocks_per_sm(kernel) * _sm_count(cupy.cuda.Device().id)
+    columns_d, table_d = cupy.asarray(columns), cupy.asarray(_estep_table(params))
 
-    def run(start: int, stop: int) -> Any:
-        x = _to_device(chunk, on_host, start, stop)
+    def run(start: int, stop: int, grid_x: int) -> Any:
+        x, head = _rows(chunk, on_host, start, stop)
         out = cupy.empty((x.shape[0], columns.size, k), dtype=cupy.float64)
-        rs, cs = _element_strides(x)
-        grid_x = _grid_x(x.shape[0], columns.size, 1, 4 * resident)
-        kernel(
-            (grid_x, columns.size),
-            (THREADS,),
-            (x, np.int64(x.shape[0]), np.int64(rs), np.int64(cs), columns_d, table_d, out),
-        )
+        kernel((grid_x, columns.size), (THREADS,), (*head, columns_d, table_d, out))
         return cupy.asnumpy(out) if on_host else out
 
-    parts = _in_pieces(run, chunk.shape[0])
-    return np.concatenate(parts) if on_host else cupy.concatenate(parts)
+    parts = _launch_pieces("log_resp", kernel, chunk.shape[0], columns.size, run)
+    return _concatenate(parts, on_host)
 
 
 def moments(chunk: Any) -> Moments:
@@ -521,100 +476,28 @@ def moments(chunk: Any) -> Moments:
     then the sum of squared deviations from it); kernels ``moments_sums`` and ``moments_m2`` in
     ``kernels/estep.cu``.
     """
-    _ensure_cupy()
-    chunk, on_host = _check_chunk(chunk)
-    n_cols = chunk.shape[1]
-    t = "float" if chunk.dtype == np.float32 else "double"
+    chunk, on_host, t, columns = _checked(chunk)
+    n_cols = columns.size
     sums_kernel = _kernel("moments", f"gpuvgm::moments_sums<{t}>")
     m2_kernel = _kernel("moments", f"gpuvgm::moments_m2<{t}>")
-    columns_d = cupy.arange(n_cols, dtype=cupy.int64)
-    resident = _blocks_per_sm(sums_kernel) * _sm_count(cupy.cuda.Device().id)
+    columns_d = cupy.asarray(columns)
 
-    def run(start: int, stop: int) -> Moments:
-        x = _to_device(chunk, on_host, start, stop)
-        n_rows = x.shape[0]
-        rs, cs = _element_strides(x)
-        grid_x = _grid_x(n_rows, n_cols, 4, resident)
-        args = (x, np.int64(n_rows), np.int64(rs), np.int64(cs), columns_d)
+    def run(start: int, stop: int, grid_x: int) -> Moments:
+        _, head = _rows(chunk, on_host, start, stop)
         partials = cupy.empty((grid_x, n_cols, 5), dtype=cupy.float64)
-        sums_kernel((grid_x, n_cols), (THREADS,), (*args, partials))
+        sums_kernel((grid_x, n_cols), (THREADS,), (*head, columns_d, partials))
         sums = _reduce_moment_partials(cupy.asnumpy(partials))
         count = sums[:, 0]
         mean = np.where(count > 0, sums[:, 1] / np.maximum(count, 1.0), 0.0)
         m2_partials = cupy.empty((grid_x, n_cols), dtype=cupy.float64)
-        m2_kernel((grid_x, n_cols), (THREADS,), (*args, cupy.asarray(mean), m2_partials))
+        m2_kernel((grid_x, n_cols), (THREADS,), (*head, columns_d, cupy.asarray(mean), m2_partials))
         m2 = cupy.asnumpy(m2_partials).sum(axis=0)
         return _moments_from_partials(sums, m2, mean)
 
-    with annotate("moments"):
-        parts = _in_pieces(run, chunk.shape[0])
-    return functools.reduce(lambda a, b: a + b, parts)
-
-
-def _transform_launch(
-    chunk: Any, params: TransformParams, row_offset: int, ctgan_dtype: Any = None
-) -> tuple[Any, ...]:
-    _ensure_cupy()
-    chunk, on_host = _check_chunk(chunk)
-    k = params.estep.n_components
-    columns = _check_columns(params.estep.columns, chunk.shape[1])
-    table, info = _transform_tables(params)
-    n_cols = columns.size
-    t = "float" if chunk.dtype == np.float32 else "double"
-    if ctgan_dtype is None:
-        name = f"gpuvgm::transform<{t}, {k}>"
-    else:
-        ot = "float" if np.dtype(ctgan_dtype) == np.float32 else "double"
-        name = f"gpuvgm::transform_ctgan<{t}, {ot}, {k}>"
-        offsets, width = _ctgan_offsets(params)
-        offsets_d = cupy.asarray(offsets)
-    kernel = _kernel("transform", name, k)
-    columns_d = cupy.asarray(columns)
-    table_d = cupy.asarray(table)
-    info_d = cupy.asarray(info)
-    resident = _blocks_per_sm(kernel) * _sm_count(cupy.cuda.Device().id)
-    seed = np.uint64(int(params.seed) & 0xFFFFFFFFFFFFFFFF)
-
-    def run(start: int, stop: int) -> tuple[Any, ...]:
-        x = _to_device(chunk, on_host, start, stop)
-        n_rows = x.shape[0]
-        rs, cs = _element_strides(x)
-        grid_x = _grid_x(n_rows, n_cols, 1, 4 * resident)
-        counts = cupy.zeros((n_cols, 2), dtype=cupy.uint64)
-        head = (
-            x, np.int64(n_rows), np.int64(rs), np.int64(cs), columns_d, table_d, info_d, seed,
-            np.int64(row_offset + start), np.int32(bool(params.sample)), np.float64(params.clip),
-            np.float32(SAMPLE_MARGIN),
-        )  # fmt: skip
-        if ctgan_dtype is None:
-            normalized = cupy.empty((n_rows, n_cols), dtype=cupy.float64)
-            component = cupy.empty((n_rows, n_cols), dtype=cupy.int32)
-            null = cupy.empty((n_rows, n_cols), dtype=cupy.bool_)
-            kernel((grid_x, n_cols), (THREADS,), (*head, normalized, component, null, counts))
-            outs: tuple[Any, ...] = (normalized, component, null)
-        else:
-            matrix = cupy.empty((n_rows, width), dtype=np.dtype(ctgan_dtype))
-            kernel(
-                (grid_x, n_cols),
-                (THREADS,),
-                (*head, matrix, np.int64(width), offsets_d, counts),
-            )
-            outs = (matrix,)
-        if on_host:
-            outs = tuple(cupy.asnumpy(o) for o in outs)
-        return (*outs, cupy.asnumpy(counts).astype(np.int64))
-
-    with annotate("transform"):
-        parts = _in_pieces(run, chunk.shape[0])
-    cat = np.concatenate if on_host else cupy.concatenate
-    n_out = len(parts[0]) - 1
-    arrays = tuple(cat([p[i] for p in parts]) for i in range(n_out))
-    counts = functools.reduce(np.add, (p[-1] for p in parts))
-    if counts[:, 1].any():
-        logger.debug("transform: %d draws redone in double", int(counts[:, 1].sum()))
-    if ctgan_dtype is not None:
-        return (*arrays, offsets, counts[:, 0])
-    return (*arrays, counts[:, 0])
+    parts = _launch_pieces(
+        "moments", sums_kernel, chunk.shape[0], n_cols, run, rows_per_thread=4, waves=1
+    )
+    return _sum(parts)
 
 
 def transform(chunk: Any, params: TransformParams, row_offset: int) -> tuple[Any, Any, Any, Any]:
@@ -626,24 +509,41 @@ def transform(chunk: Any, params: TransformParams, row_offset: int) -> tuple[Any
     CuPy for a CuPy chunk — and ``n_clipped`` (C,) int64 (NumPy). The sampled components equal
     the NumPy backend's: both draw from the same Philox stream keyed by the global row.
     """
-    normalized, component, null, n_clipped = _transform_launch(chunk, params, row_offset)
-    return normalized, component, null, n_clipped
+    k = params.estep.n_components
+    chunk, on_host, t, columns = _checked(chunk, k, params.estep.columns)
+    table, info = _transform_tables(params)
+    n_cols = columns.size
+    kernel = _kernel("transform", f"gpuvgm::transform<{t}, {k}>", k)
+    columns_d, table_d, info_d = cupy.asarray(columns), cupy.asarray(table), cupy.asarray(info)
+    seed = np.uint64(int(params.seed) & 0xFFFFFFFFFFFFFFFF)
 
+    def run(start: int, stop: int, grid_x: int) -> tuple[Any, ...]:
+        x, head = _rows(chunk, on_host, start, stop)
+        n_rows = x.shape[0]
+        counts = cupy.zeros((n_cols, 2), dtype=cupy.uint64)
+        normalized = cupy.empty((n_rows, n_cols), dtype=cupy.float64)
+        component = cupy.empty((n_rows, n_cols), dtype=cupy.int32)
+        null = cupy.empty((n_rows, n_cols), dtype=cupy.bool_)
+        kernel(
+            (grid_x, n_cols),
+            (THREADS,),
+            (
+                *head, columns_d, table_d, info_d, seed, np.int64(row_offset + start),
+                np.int32(bool(params.sample)), np.float64(params.clip), np.float32(SAMPLE_MARGIN),
+                normalized, component, null, counts,
+            ),
+        )  # fmt: skip
+        outs = (normalized, component, null)
+        if on_host:
+            outs = tuple(cupy.asnumpy(o) for o in outs)
+        return (*outs, cupy.asnumpy(counts).astype(np.int64))
 
-def transform_ctgan(
-    chunk: Any, params: TransformParams, row_offset: int, dtype: Any = np.float32
-) -> tuple[Any, np.ndarray, np.ndarray]:
-    """The CTGAN layout of one chunk: ``(matrix, offsets, n_clipped)``.
-
-    ``matrix`` (n, W) of ``dtype`` holds, for column c from ``offsets[c]``, alpha then the one-hot
-    of the component over the column's valid components (CTGAN's ``DataTransformer``); a null
-    writes NaN and an all-zero one-hot. Kernel ``transform_ctgan`` in ``kernels/transform.cu``;
-    the values are those of :func:`transform`.
-    """
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        raise DataTypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-    matrix, offsets, n_clipped = _transform_launch(chunk, params, row_offset, ctgan_dtype=dtype)
-    return matrix, offsets, n_clipped
+    parts = _launch_pieces("transform", kernel, chunk.shape[0], n_cols, run)
+    normalized, component, null = (_concatenate([p[i] for p in parts], on_host) for i in range(3))
+    counts = _sum([p[3] for p in parts])
+    if counts[:, 1].any():
+        logger.debug("transform: %d draws redone in double", int(counts[:, 1].sum()))
+    return normalized, component, null, counts[:, 0]
 
 
 def inverse(normalized: Any, component: Any, params: TransformParams) -> Any:
@@ -652,176 +552,33 @@ def inverse(normalized: Any, component: Any, params: TransformParams) -> Any:
     CUDA twin of :func:`gpuvgm._backends._numpy.inverse`; kernel ``inverse`` in
     ``kernels/inverse.cu``. Components are clamped to ``[0, n_valid - 1]``.
     """
-    _ensure_cupy()
+    ensure_cupy()
     normalized, on_host = _check_chunk(normalized, "normalized")
     on_host_c = not isinstance(component, cupy.ndarray)
     component = np.asarray(component) if on_host_c else component
     if on_host_c != on_host:
         raise DataError("normalized and component must both be NumPy or both be CuPy arrays")
-    if component.dtype not in (np.int32, np.int64):
-        raise DataTypeError(f"component must be int32 or int64, got {component.dtype}")
-    if component.shape != normalized.shape:
-        raise DataError(
-            f"component has shape {component.shape}, normalized has shape {normalized.shape}"
-        )
+    check_inverse_args(normalized, component, np.asarray(params.valid).shape[0])
     table, n_valid = _inverse_table(params)
-    if n_valid.size != normalized.shape[1]:
-        raise DataError(
-            f"params describe {n_valid.size} columns, the data has {normalized.shape[1]}"
-        )
     k = table.shape[1] // 2
-    at = "float" if normalized.dtype == np.float32 else "double"
     it = "int" if component.dtype == np.int32 else "long long"
-    kernel = _kernel("transform", f"gpuvgm::inverse<{at}, {it}>", k)
-    table_d = cupy.asarray(table)
-    n_valid_d = cupy.asarray(n_valid)
+    kernel = _kernel("transform", f"gpuvgm::inverse<{_real(normalized.dtype)}, {it}>", k)
+    table_d, n_valid_d = cupy.asarray(table), cupy.asarray(n_valid)
     n_cols = normalized.shape[1]
-    resident = _blocks_per_sm(kernel) * _sm_count(cupy.cuda.Device().id)
 
-    def run(start: int, stop: int) -> Any:
-        a = _to_device(normalized, on_host, start, stop)
-        c = _to_device(component, on_host, start, stop)
-        n_rows = a.shape[0]
-        ars, acs = _element_strides(a)
-        crs, ccs = _element_strides(c)
-        out = cupy.empty((n_rows, n_cols), dtype=cupy.float64)
-        grid_x = _grid_x(n_rows, n_cols, 1, 4 * resident)
+    def run(start: int, stop: int, grid_x: int) -> Any:
+        _, (a, n_rows, ars, acs) = _rows(normalized, on_host, start, stop)
+        _, (c, _, crs, ccs) = _rows(component, on_host, start, stop)
+        out = cupy.empty((int(n_rows), n_cols), dtype=cupy.float64)
         kernel(
             (grid_x, n_cols),
             (THREADS,),
-            (
-                a, np.int64(ars), np.int64(acs), c, np.int64(crs), np.int64(ccs),
-                np.int64(n_rows), table_d, np.int32(k), n_valid_d, out,
-            ),
-        )  # fmt: skip
+            (a, ars, acs, c, crs, ccs, n_rows, table_d, np.int32(k), n_valid_d, out),
+        )
         return cupy.asnumpy(out) if on_host else out
 
-    with annotate("inverse"):
-        parts = _in_pieces(run, normalized.shape[0])
-    return np.concatenate(parts) if on_host else cupy.concatenate(parts)
-
-
-def memory_report() -> dict[str, int]:
-    """Bytes held by CuPy's device and pinned memory pools (used and reserved)."""
-    _ensure_cupy()
-    pool = cupy.get_default_memory_pool()
-    pinned = cupy.get_default_pinned_memory_pool()
-    return {
-        "device_pool_used_bytes": int(pool.used_bytes()),
-        "device_pool_total_bytes": int(pool.total_bytes()),
-        "pinned_pool_free_blocks": int(pinned.n_free_blocks()),
-    }
-
-
-def release_memory() -> None:
-    """Return the pools' free blocks to the driver (after a fit, so device memory is released)."""
-    _ensure_cupy()
-    cupy.get_default_memory_pool().free_all_blocks()
-    cupy.get_default_pinned_memory_pool().free_all_blocks()
-
-
-#: Fraction of the free device memory a fit may fill with cached data (the rest is for the
-#: kernels' partials and for other work on the GPU).
-DEVICE_CACHE_FRACTION = 0.5
-
-
-def cache_budget_bytes(fraction: float = DEVICE_CACHE_FRACTION) -> int:
-    """Bytes of device memory the fit may keep data in: ``fraction`` of what is free now
-    (counting the pool's free blocks as free)."""
-    _ensure_cupy()
-    free, _ = cupy.cuda.runtime.memGetInfo()
-    free += cupy.get_default_memory_pool().free_bytes()
-    return int(fraction * free)
-
-
-def to_device(chunk: Any) -> Any:
-    """A device copy of ``chunk`` (same dtype and memory order) for the next passes; a copy
-    also when ``chunk`` is on the device already (it may be a staging buffer)."""
-    _ensure_cupy()
-    return cupy.array(chunk, order="K", copy=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Streaming host chunks to the device (gpuvgm/_backends/_staging.py) and the device cache
-# --------------------------------------------------------------------------------------------
-
-
-class _CupyOps:
-    """:class:`gpuvgm._backends._staging.DeviceOps` with CuPy: the copy stream is non-blocking
-    (it never waits for the legacy default stream the kernels run on), events carry no timing."""
-
-    def copy_stream(self) -> Any:
-        return cupy.cuda.Stream(non_blocking=True)
-
-    def current_stream(self) -> Any:
-        return cupy.cuda.get_current_stream()
-
-    def event(self) -> Any:
-        return cupy.cuda.Event(disable_timing=True)
-
-    def record(self, event: Any, stream: Any) -> None:
-        event.record(stream)
-
-    def wait(self, stream: Any, event: Any) -> None:
-        stream.wait_event(event)
-
-    def synchronize(self, event: Any) -> None:
-        event.synchronize()
-
-    def pinned(self, nbytes: int) -> np.ndarray:
-        import cupyx
-
-        return cupyx.empty_pinned((nbytes,), dtype=np.uint8)
-
-    def device(self, nbytes: int) -> Any:
-        return cupy.empty((nbytes,), dtype=cupy.uint8)
-
-    def view(self, buffer: Any, shape: tuple[int, ...], dtype: np.dtype, order: str) -> Any:
-        return cupy.ndarray(shape, dtype=dtype, memptr=buffer.data, order=order)
-
-    def copy_async(self, dst: Any, src: np.ndarray, nbytes: int, stream: Any) -> None:
-        cupy.cuda.runtime.memcpyAsync(
-            dst.data.ptr, src.ctypes.data, nbytes, cupy.cuda.runtime.memcpyHostToDevice, stream.ptr
-        )
-
-
-def stage(chunks: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, Any, Any]]:
-    """``(offset, device array, host array)`` for each ``(offset, chunk)``: host chunks go
-    through pinned buffers and asynchronous copies on a stream of their own, ahead of the
-    kernels (:class:`~gpuvgm._backends._staging.Stager`); device chunks pass through. A
-    device array is valid until the next one is requested."""
-    from ._staging import Stager
-
-    _ensure_cupy()
-    stager = Stager(_CupyOps())
-    try:
-        with annotate("staged_pass"):
-            yield from stager.stage(chunks)
-    finally:
-        stager.close()
-        logger.debug("staged %d bytes to the device", stager.bytes_copied)
-
-
-def to_host(array: Any) -> np.ndarray:
-    """``array`` in host memory (a device-to-host copy for a CuPy array)."""
-    return cupy.asnumpy(array) if isinstance(array, cupy.ndarray) else np.asarray(array)
-
-
-def empty_cache(shape: tuple[int, int], dtype: np.dtype) -> Any:
-    """Device memory for a whole column-major copy of the data (see ``_ChunkCache``)."""
-    _ensure_cupy()
-    return cupy.empty(shape, dtype=dtype, order="F")
-
-
-def cache_put(cache: Any, start: int, chunk: Any) -> None:
-    """``cache[start : start + len(chunk)] = chunk``, on the current stream (device to device
-    when the chunk is on the device)."""
-    cache[start : start + chunk.shape[0]] = cupy.asarray(chunk)
-
-
-# --------------------------------------------------------------------------------------------
-# The initialisation sample's candidate rows (kernels/sample.cu)
-# --------------------------------------------------------------------------------------------
+    parts = _launch_pieces("inverse", kernel, normalized.shape[0], n_cols, run)
+    return _concatenate(parts, on_host)
 
 
 def sample_candidates(
@@ -837,20 +594,18 @@ def sample_candidates(
     atomics give; they are sorted by row on the device. A CuPy chunk's values are gathered on the
     device; a NumPy chunk is never copied to the device, its candidate rows are read on the host.
     """
-    _ensure_cupy()
+    ensure_cupy()
     chunk, on_host = _check_chunk(chunk)
-    seed, offset, limit = _check_sample_args(seed, offset, limit)
+    seed, offset, limit = check_sample_args(seed, offset, limit)
     kernel = _kernel("sample", "gpuvgm::sample_candidates")
-    resident = _blocks_per_sm(kernel) * _sm_count(cupy.cuda.Device().id)
     key = np.uint64(int(column_key) & 0xFFFFFFFF)  # the Philox counter takes 32 bits, as the twin
     stream_u = np.uint32(int(stream) & 0xFFFFFFFF)
 
-    def run(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run(start: int, stop: int, grid_x: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n_rows = stop - start
         rows_d = cupy.empty(n_rows, dtype=cupy.int64)
         words_d = cupy.empty(n_rows, dtype=cupy.uint32)
         count_d = cupy.zeros(1, dtype=cupy.uint64)
-        grid_x = _grid_x(n_rows, 1, 1, 4 * resident)
         kernel(
             (grid_x,),
             (THREADS,),
@@ -872,11 +627,6 @@ def sample_candidates(
             rows = cupy.asnumpy(rows_d)
         return rows + start, cupy.asnumpy(words_d), values
 
-    with annotate("sample_candidates"):
-        parts = _in_pieces(run, chunk.shape[0])
+    parts = _launch_pieces("sample_candidates", kernel, chunk.shape[0], 1, run)
     rows, words, values = (np.concatenate([p[i] for p in parts]) for i in range(3))
     return rows, words, values
-
-
-# The Memory protocol (gpuvgm._backends._api) is this module's transfer, cache and pool functions.
-memory = sys.modules[__name__]

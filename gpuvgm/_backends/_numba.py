@@ -61,9 +61,7 @@ from .._model import (
 )
 from .._parallel import n_threads
 from . import _host
-
-# TODO(integration): use _api.check_sample_args
-from ._numpy import _EXP_FLOOR, WORKING_MAX, _check_sample_args
+from ._api import EXP_FLOOR, WORKING_MAX, check_sample_args
 
 NAME = "numba"
 memory = _host  # host memory: the data is already where this backend computes
@@ -619,7 +617,7 @@ def sample_candidates(
     Twin of :func:`gpuvgm._backends._numpy.sample_candidates` (same outputs); the words are
     computed by the compiled Philox.
     """
-    seed, offset, limit = _check_sample_args(seed, offset, limit)
+    seed, offset, limit = check_sample_args(seed, offset, limit)
     chunk = _as_chunk(chunk)
     words = _random_words(seed, column_key, offset, chunk.shape[0], stream)
     rows = np.flatnonzero(words <= limit).astype(np.int64, copy=False)
@@ -680,7 +678,7 @@ def _exp_table(dtype: np.dtype) -> tuple[np.ndarray, Any, np.ndarray, Any, Any]:
     if f32:
         # exp(-60) = 9e-27: the float32 products stay normal (the twin's -700 underflows)
         return table, np.float32(-60.0), np.empty(0, np.int32), np.int64(127), np.int64(23)
-    return table, np.float64(_EXP_FLOOR), np.empty(0, np.int64), np.int64(1023), np.int64(52)
+    return table, np.float64(EXP_FLOOR), np.empty(0, np.int64), np.int64(1023), np.int64(52)
 
 
 def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -> Stats:
@@ -846,7 +844,7 @@ def transform(
         np.uint64(_rng.STREAM_COMPONENT),
         np.uint64(row_offset),
         np.float64(params.clip),
-        np.float64(_EXP_FLOOR),
+        np.float64(EXP_FLOOR),
         np.float64(SAMPLE_PROB_FLOOR),
         np.float64(STD_MULTIPLIER),
         np.float64(WORKING_MAX),

@@ -16,14 +16,26 @@ import numpy as np
 from .. import _rng
 from .._model import (
     SAMPLE_PROB_FLOOR,
-    STD_MULTIPLIER,
     EStepParams,
     Moments,
     Stats,
     TransformParams,
+    inverse_scales,
+    neg_half_precisions,
+    valid_tables,
 )
 from .._parallel import parallel_map
 from . import _host
+from ._api import (
+    EXP_FLOOR,
+    WORKING_MAX,
+    check_centers,
+    check_chunk,
+    check_columns,
+    check_inverse_args,
+    check_k,
+    check_sample_args,
+)
 
 NAME = "numpy"
 memory = _host  # host memory: the data is already where this backend computes
@@ -48,7 +60,9 @@ def moments(chunk: np.ndarray) -> Moments:
     """Pre-pass statistics of one chunk (count, mean, M2, min, max, nulls) per column.
 
     Infinite values propagate into ``minimum``/``maximum`` so the caller can report them.
+    NumPy twin of ``moments_sums`` and ``moments_m2`` in ``kernels/estep.cu``.
     """
+    chunk = check_chunk(np.asarray(chunk))
     n_cols = chunk.shape[1]
     out = Moments.empty(n_cols)
     for j in range(n_cols):
@@ -78,14 +92,6 @@ def _set_column(m: Moments, j: int, part: Moments) -> Moments:
     return m
 
 
-def _check_sample_args(seed: int, offset: int, limit: int) -> tuple[int, int, int]:
-    """``(seed, offset, limit)`` as ints, or ValueError (the CUDA twin checks the same ranges)."""
-    for name, value, bound in (("seed", seed, 64), ("offset", offset, 63), ("limit", limit, 32)):
-        if not 0 <= int(value) < 2**bound:
-            raise ValueError(f"{name} must be in [0, 2**{bound}), got {value}")
-    return int(seed), int(offset), int(limit)
-
-
 def sample_candidates(
     chunk: np.ndarray, seed: int, column_key: int, stream: int, offset: int, limit: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,30 +102,22 @@ def sample_candidates(
     float64 of shape (m, n_columns), nulls staying NaN. The candidates of the initialisation
     sample's bottom-k selection. NumPy twin of ``sample_candidates`` in ``kernels/sample.cu``.
     """
-    seed, offset, limit = _check_sample_args(seed, offset, limit)
+    chunk = check_chunk(np.asarray(chunk))
+    seed, offset, limit = check_sample_args(seed, offset, limit)
     words = _rng.random_words(seed, column_key, offset, chunk.shape[0], stream)
     rows = np.flatnonzero(words <= limit).astype(np.int64, copy=False)
     return rows, words[rows], np.asarray(chunk[rows], dtype=np.float64)
 
 
-# |x'| beyond this happens only at transform time, for values far outside the fitted data: their
-# squares would overflow, every l_k be -inf and the posterior NaN. Clamped, the posterior keeps
-# its limit (one-hot on the widest component), exactly. Fitted data has |x'| <= sqrt(n_rows).
-WORKING_MAX = 1e100
-
-
-def _working(x: np.ndarray, shift: float, scale: float) -> np.ndarray:
-    """``x' = (x - shift) / scale`` clamped to ``±WORKING_MAX`` (NaN stays NaN).
+def _working(x: np.ndarray, shift: float, inv_scale: float) -> np.ndarray:
+    """``x' = (x - shift) * inv_scale`` clamped to ``±WORKING_MAX`` (NaN stays NaN);
+    ``inv_scale`` from :func:`gpuvgm._model.inverse_scales`.
 
     NumPy twin of ``working`` in ``kernels/vgm_math.cuh``.
     """
-    xw = (x - shift) * (1.0 / scale)
+    xw = (x - shift) * inv_scale
     return np.clip(xw, -WORKING_MAX, WORKING_MAX, out=xw)
 
-
-# exp() of arguments below about -708 underflows into NumPy's slow scalar path (~15x slower);
-# exp(-700) = 1e-304 is as good as zero for every statistic.
-_EXP_FLOOR = -700.0
 
 _workspace = threading.local()
 
@@ -158,7 +156,7 @@ def _softmax_block(logp: np.ndarray, r: np.ndarray, mx: np.ndarray, s: np.ndarra
     """In place: ``logp -= max_k logp``, ``r = exp(logp) / sum``, ``mx = max``, ``s = 1 / sum``."""
     np.max(logp, axis=0, out=mx)
     logp -= mx
-    np.maximum(logp, _EXP_FLOOR, out=r)
+    np.maximum(logp, EXP_FLOOR, out=r)
     np.exp(r, out=r)
     np.sum(r, axis=0, out=s)
     np.divide(1.0, s, out=s)
@@ -191,16 +189,19 @@ def estep_stats(chunk: np.ndarray, params: EStepParams) -> Stats:
 
     NumPy twin of ``estep_stats`` in ``kernels/estep.cu``. Statistics are in the working frame.
     """
+    chunk = check_chunk(np.asarray(chunk))
+    check_k(params.n_components)
+    check_columns(params.columns, chunk.shape[1])
     n_cols = params.columns.size
     out = Stats.zeros(n_cols, params.n_components)
+    inv_scale, nhp = inverse_scales(params), neg_half_precisions(params)
     tasks = []
     for i, j in enumerate(params.columns):
         x, _ = _column(chunk, int(j))
-        xw = _working(x, params.shift[i], params.scale[i])
+        xw = _working(x, params.shift[i], inv_scale[i])
         out.count[i] = x.size
-        nhp = -0.5 * params.precisions[i]
         for blk in _blocks(xw.size):
-            tasks.append((i, xw[blk], params.means[i], nhp, params.log_consts[i]))
+            tasks.append((i, xw[blk], params.means[i], nhp[i], params.log_consts[i]))
 
     results = parallel_map(lambda i, *args: (i, _estep_block(*args)), tasks)
     for i, (stats, h, log_prob) in results:
@@ -218,11 +219,15 @@ def assign_stats(chunk: np.ndarray, centers: np.ndarray, params: EStepParams) ->
     ``centers``: (n_columns, K) in the working frame; ties go to the lowest index, as in
     scikit-learn's k-means. NumPy twin of ``assign_stats`` in ``kernels/estep.cu``.
     """
+    chunk = check_chunk(np.asarray(chunk))
+    centers = check_centers(centers, np.asarray(params.columns).size)
+    check_columns(params.columns, chunk.shape[1])
     n_cols, k = centers.shape
     out = Stats.zeros(n_cols, k)
+    inv_scale = inverse_scales(params)
     for i, j in enumerate(params.columns):
         x, _ = _column(chunk, int(j))
-        xw = _working(x, params.shift[i], params.scale[i])
+        xw = _working(x, params.shift[i], inv_scale[i])
         out.count[i] = x.size
         for blk in _blocks(xw.size):
             xb = xw[blk]
@@ -234,16 +239,21 @@ def assign_stats(chunk: np.ndarray, centers: np.ndarray, params: EStepParams) ->
 
 
 def log_resp(chunk: np.ndarray, params: EStepParams) -> np.ndarray:
-    """``log p(k | x)`` over all K components, shape (n_rows, n_columns, K); NaN for nulls."""
+    """``log p(k | x)`` over all K components, shape (n_rows, n_columns, K); NaN for nulls.
+
+    NumPy twin of ``log_resp`` in ``kernels/estep.cu``.
+    """
+    chunk = check_chunk(np.asarray(chunk))
+    check_k(params.n_components)
+    check_columns(params.columns, chunk.shape[1])
     n = chunk.shape[0]
     out = np.full((n, params.columns.size, params.n_components), np.nan)
+    inv_scale, nhp = inverse_scales(params), neg_half_precisions(params)
     for i, j in enumerate(params.columns):
         x = np.asarray(chunk[:, int(j)], dtype=np.float64)
         ok = ~np.isnan(x)
-        xw = _working(x[ok], params.shift[i], params.scale[i])
-        logp = _log_prob_block(
-            xw, params.means[i], -0.5 * params.precisions[i], params.log_consts[i]
-        )  # (K, n)
+        xw = _working(x[ok], params.shift[i], inv_scale[i])
+        logp = _log_prob_block(xw, params.means[i], nhp[i], params.log_consts[i])  # (K, n)
         logp -= logp.max(axis=0)
         logp -= np.log(np.exp(logp).sum(axis=0))
         out[ok, i] = logp.T
@@ -251,13 +261,15 @@ def log_resp(chunk: np.ndarray, params: EStepParams) -> np.ndarray:
 
 
 def _transform_block(
-    x: np.ndarray, u: np.ndarray | None, i: int, p: TransformParams
+    x: np.ndarray, u: np.ndarray | None, i: int, p: TransformParams, tables: tuple[np.ndarray, ...]
 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """alpha, component and clip count of column ``i``'s non-null values ``x``; ``tables``:
+    ``(1/scale, -0.5 * precisions, valid means, valid 4 std)`` from the model."""
     e = p.estep
     valid = p.valid[i]
-    logp = _log_prob_block(
-        _working(x, e.shift[i], e.scale[i]), e.means[i], -0.5 * e.precisions[i], e.log_consts[i]
-    )  # (K, n)
+    inv_scale, nhp, valid_means, valid_std4 = tables
+    xw = _working(x, e.shift[i], inv_scale[i])
+    logp = _log_prob_block(xw, e.means[i], nhp[i], e.log_consts[i])  # (K, n)
     if u is None:  # the most probable valid component (first on ties)
         comp = np.argmax(logp[valid], axis=0)
     else:
@@ -270,9 +282,7 @@ def _transform_block(
             np.add(cdf[k - 1], cdf[k], out=cdf[k])  # and the same sums, in the same order
         target = u * cdf[-1]
         comp = np.minimum((cdf <= target).sum(axis=0), cdf.shape[0] - 1)
-    mean = p.means[i][valid][comp]
-    std = p.stds[i][valid][comp]
-    alpha = (x - mean) / (STD_MULTIPLIER * std)
+    alpha = (x - valid_means[i][comp]) / valid_std4[i][comp]
     n_clipped = int(np.count_nonzero(np.abs(alpha) > p.clip))
     if n_clipped:
         np.clip(alpha, -p.clip, p.clip, out=alpha)
@@ -288,12 +298,22 @@ def transform(
     (NaN for nulls), ``component`` (n, C) int32 (index among the column's valid components, -1 for
     nulls), ``null`` (n, C) bool and ``n_clipped`` (C,) int64.
     """
+    chunk = check_chunk(np.asarray(chunk))
+    check_k(params.estep.n_components)
+    check_columns(params.estep.columns, chunk.shape[1])
     n = chunk.shape[0]
     cols = params.estep.columns
     normalized = np.full((n, cols.size), np.nan)
     component = np.full((n, cols.size), -1, dtype=np.int32)
     null = np.empty((n, cols.size), dtype=bool)
     n_clipped = np.zeros(cols.size, dtype=np.int64)
+    valid_means, valid_std4, _ = valid_tables(params)
+    tables = (
+        inverse_scales(params.estep),
+        neg_half_precisions(params.estep),
+        valid_means,
+        valid_std4,
+    )
     tasks = []
     for i, j in enumerate(cols):
         x = np.asarray(chunk[:, int(j)], dtype=np.float64)
@@ -310,7 +330,7 @@ def transform(
             tasks.append((i, rows, x[rows], None if u is None else u[rows]))
 
     def run(i: int, rows: np.ndarray, x: np.ndarray, u: np.ndarray | None):
-        return i, rows, _transform_block(x, u, i, params)
+        return i, rows, _transform_block(x, u, i, params, tables)
 
     for i, rows, (alpha, comp, clipped) in parallel_map(run, tasks):
         normalized[rows, i] = alpha
@@ -323,14 +343,15 @@ def inverse(normalized: np.ndarray, component: np.ndarray, params: TransformPara
     """``x = 4 * std_c * alpha + mean_c`` per column, shape (n, C) float64; NaN where alpha is NaN.
 
     ``component`` must already be validated (0 <= c < n_valid).
-    NumPy twin of ``kernels/inverse.cu``.
+    NumPy twin of ``inverse`` in ``kernels/inverse.cu``.
     """
+    normalized = check_inverse_args(
+        np.asarray(normalized), np.asarray(component), np.asarray(params.valid).shape[0]
+    )
     n, n_cols = normalized.shape
     out = np.empty((n, n_cols))
+    valid_means, valid_std4, _ = valid_tables(params)
     for i in range(n_cols):
-        valid = params.valid[i]
         comp = np.clip(component[:, i], 0, None)
-        mean = params.means[i][valid][comp]
-        std = params.stds[i][valid][comp]
-        out[:, i] = STD_MULTIPLIER * std * normalized[:, i] + mean
+        out[:, i] = valid_std4[i][comp] * normalized[:, i] + valid_means[i][comp]
     return out

@@ -1,11 +1,11 @@
-// A program that launches the sample_candidates kernel (gpuvgm/kernels/sample.cu) on the host
+// A program that launches the sample_candidates kernel (kernels/sample.cu) on the host
 // emulation, for tests/test_sample_kernel_emulated.py to build with ThreadSanitizer: the block's
 // threads run at the same time, so an append whose counter is not updated atomically is reported
 // as a data race on every run, where comparing outputs only catches the lost updates that happen
 // to collide. Returns 0 when the candidates are exactly the rows whose word is <= the limit (each
 // once), 1 otherwise; ThreadSanitizer makes it return 66 when it saw a race.
 //
-// Build: g++ -std=c++20 -O1 -g -fsanitize=thread -pthread -I gpuvgm/kernels sample_tsan.cpp
+// Build: g++ -std=c++20 -O1 -g -fsanitize=thread -pthread -I kernels tests/emulation/sample_tsan.cpp
 #include "cuda_emulation.h"
 
 #include "sample.cu"

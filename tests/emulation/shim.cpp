@@ -1,9 +1,9 @@
-// extern "C" entry points that launch the CUDA kernels of gpuvgm/kernels on the host emulation
-// (gpuvgm/kernels/cuda_emulation.h), for tests/test_kernels_emulated.py (ctypes). Each entry point
+// extern "C" entry points that launch the CUDA kernels of kernels/ on the host emulation
+// (tests/emulation/cuda_emulation.h), for tests/test_kernels_emulated.py (ctypes). Each entry point
 // mirrors one launcher of gpuvgm/_backends/_cuda.py: same kernels, same parameter tables, a real
 // grid of blocks. Returns 0, or -1 for a dtype or K this build has no instance of.
 //
-// Build: g++ -std=c++20 -O2 -fPIC -shared -pthread -ffp-contract=off -I gpuvgm/kernels shim.cpp
+// Build: g++ -std=c++20 -O2 -fPIC -shared -pthread -ffp-contract=off -I kernels tests/emulation/shim.cpp
 // (-DGPUVGM_EMU_DROP_SYNCTHREADS for the variant without barriers).
 #include "cuda_emulation.h"
 
@@ -144,28 +144,6 @@ int emu_transform(const void* x, int itemsize, i64 n_rows, i64 row_stride, i64 c
       launch(dim3(grid_x, n_cols), dim3(block), gpuvgm::transform<T, K>, static_cast<const T*>(x),
              n_rows, row_stride, col_stride, columns, params, info, seed, row_offset, sample, clip,
              margin, normalized, component, null, counts);
-    });
-  });
-  return found != 0 ? found : rc;
-}
-
-int emu_transform_ctgan(const void* x, int itemsize, i64 n_rows, i64 row_stride, i64 col_stride,
-                        const i64* columns, int n_cols, int k, const double* params,
-                        const i64* info, u64 seed, i64 row_offset, int sample, double clip,
-                        float margin, int grid_x, int block, void* out, int out_itemsize,
-                        i64 out_width, const i64* out_offset, u64* counts) {
-  int rc = 0;
-  int found = with_k(k, [&](auto kc) {
-    constexpr int K = decltype(kc)::value;
-    rc = with_real(itemsize, [&](auto t) {
-      using T = decltype(t);
-      rc = with_real(out_itemsize, [&](auto ot) {
-        using OT = decltype(ot);
-        launch(dim3(grid_x, n_cols), dim3(block), gpuvgm::transform_ctgan<T, OT, K>,
-               static_cast<const T*>(x), n_rows, row_stride, col_stride, columns, params, info,
-               seed, row_offset, sample, clip, margin, static_cast<OT*>(out), out_width,
-               out_offset, counts);
-      });
     });
   });
   return found != 0 ? found : rc;
@@ -354,25 +332,6 @@ int launch_transform(int t_size, int k, GPUVGM_DIMS, const void* x, i64 n_rows, 
              n_rows, row_stride, col_stride, columns, params, info, seed, row_offset, sample,
              clip, margin, normalized, component, null, counts);
       return 0;
-    });
-  });
-}
-
-int launch_transform_ctgan(int t_size, int ot_size, int k, GPUVGM_DIMS, const void* x,
-                           i64 n_rows, i64 row_stride, i64 col_stride, const i64* columns,
-                           const double* params, const i64* info, u64 seed, i64 row_offset,
-                           int sample, double clip, float margin, void* out, i64 out_width,
-                           const i64* out_offset, u64* counts) {
-  return guarded([&] {
-    return with_k_real(k, t_size, [&](auto kc, auto t) {
-      using T = decltype(t);
-      return with_real(ot_size, [&](auto ot) {
-        using OT = decltype(ot);
-        launch(GPUVGM_GRID, gpuvgm::transform_ctgan<T, OT, decltype(kc)::value>,
-               static_cast<const T*>(x), n_rows, row_stride, col_stride, columns, params, info,
-               seed, row_offset, sample, clip, margin, static_cast<OT*>(out), out_width,
-               out_offset, counts);
-      });
     });
   });
 }

@@ -1,4 +1,4 @@
-"""A stand-in for CuPy whose kernels are the CUDA kernels of ``gpuvgm/kernels`` built for the CPU.
+"""A stand-in for CuPy whose kernels are the CUDA kernels of ``kernels`` built for the CPU.
 
 It implements the part of the CuPy API that ``gpuvgm/_backends`` uses, so that the CUDA backend's
 host code (argument packing, dtypes, strides, grids, two-step launches, the out-of-memory split,
@@ -13,7 +13,7 @@ What is simulated, and how faithfully:
   CuPy, so host-only code handed a device array fails here as it would on a GPU. Allocations
   have guard bands (checked after every launch) and start poisoned.
 * **Kernels**: ``RawModule`` reads the ``__global__`` declarations from the code it is given and
-  each launch runs the emulated kernel (``gpuvgm/kernels/cuda_emulation.h``, one OS thread per
+  each launch runs the emulated kernel (``tests/emulation/cuda_emulation.h``, one OS thread per
   CUDA thread) over exactly the grid and block requested, after strict checks of the grid, the
   block and every argument's type, dtype, layout and extent (see :mod:`fakecupy._kernels`). The
   grids ``_cuda.py`` computes follow the device's ``multiProcessorCount`` and the kernels'

@@ -11,12 +11,10 @@
 
 namespace gpuvgm {
 
-constexpr int kSampleThreads = 256;
-
 // rows[s], words[s] for s < *count: the chunk-relative row i (global row row_offset + i) and its
 // word, for every row i < n_rows whose word is <= limit. rows and words hold n_rows entries (the
 // most there can be); *count must be zero at launch. A slot past that capacity is never written.
-__global__ void __launch_bounds__(kSampleThreads)
+__global__ void __launch_bounds__(kMaxThreads)
     sample_candidates(long long n_rows, unsigned long long seed, unsigned long long column_key,
                       unsigned int stream, long long row_offset, unsigned int limit,
                       long long* __restrict__ rows, unsigned int* __restrict__ words,

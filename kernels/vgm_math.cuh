@@ -25,8 +25,22 @@ constexpr double kLn2 = 0.69314718055994530942;
 constexpr double kTwoPowMinus32 = 2.3283064365386962890625e-10;
 // gpuvgm._model.SAMPLE_PROB_FLOOR and STD_MULTIPLIER (the launchers pass 4 * std precomputed).
 constexpr double kSampleProbFloor = 1e-6;
-// Largest K a kernel is instantiated for: the valid components travel as a 32-bit mask.
-constexpr int kMaxComponents = 32;
+
+// Threads per block of every kernel and the largest K a kernel is instantiated for. The CUDA
+// backend passes both from Python (-DGPUVGM_THREADS from gpuvgm/_backends/_cuda.py::THREADS,
+// -DGPUVGM_MAX_K from gpuvgm/_validation.py::MAX_COMPONENTS); these defaults serve a file compiled
+// on its own and equal them (tests/test_kernels_compile.py checks).
+#ifndef GPUVGM_THREADS
+#define GPUVGM_THREADS 256
+#endif
+#ifndef GPUVGM_MAX_K
+#define GPUVGM_MAX_K 32
+#endif
+constexpr int kMaxThreads = GPUVGM_THREADS;
+constexpr int kMaxComponents = GPUVGM_MAX_K;
+static_assert(kMaxThreads % 32 == 0 && kMaxThreads <= 1024, "whole warps, at most 1024 threads");
+// The valid components travel as a 32-bit mask.
+static_assert(kMaxComponents >= 1 && kMaxComponents <= 32, "1 <= K <= 32");
 
 // ---------------------------------------------------------------------------------------------
 // IEEE-exact double arithmetic. nvcc contracts a * b + c into one FMA by default, which rounds once
@@ -117,7 +131,7 @@ GPUVGM_HD float fast_exp2(float v) {
 
 // |x'| beyond this only happens at transform time, far outside the fitted data: (x' - m)**2 would
 // overflow, every l_k be -inf and the posterior NaN; clamped, it keeps its limit exactly.
-// gpuvgm._backends._numpy.WORKING_MAX.
+// gpuvgm._backends._api.WORKING_MAX.
 constexpr double kWorkingMax = 1e100;
 
 // x' = (x - shift) * (1 / scale) clamped to +-kWorkingMax (NaN stays NaN, as np.clip); NumPy twin

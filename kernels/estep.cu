@@ -18,7 +18,6 @@
 
 namespace gpuvgm {
 
-constexpr int kMaxThreads = 256;
 constexpr int kMaxWarps = kMaxThreads / 32;
 constexpr unsigned int kFullMask = 0xffffffffu;
 
@@ -109,6 +108,7 @@ struct EstepMath<double> {
 // Slots of a statistics row: N_k, S1_k, S2_k for k < K, then H, log_prob, count.
 template <int K>
 struct Slots {
+  static_assert(K >= 1 && K <= kMaxComponents, "K components are kept in registers");
   static constexpr int kN = 0, kS1 = K, kS2 = 2 * K, kH = 3 * K, kLogProb = 3 * K + 1,
                        kCount = 3 * K + 2, kSize = 3 * K + 3;
 };

@@ -5,8 +5,6 @@
 
 namespace gpuvgm {
 
-constexpr int kInverseThreads = 256;
-
 // Grid (blocks_x, n_columns). alpha and component: column c at ptr[i * row_stride + c * col_stride]
 // (any layout). params: (n_columns, 2 * n_components) double rows [valid_means[K], valid_std4[K]]
 // in data units (the j-th valid component's mean and 4 * std at j); n_valid: (n_columns,).
@@ -14,7 +12,7 @@ constexpr int kInverseThreads = 256;
 // [0, n_valid - 1] (the twin clips at 0 and expects validated input; the clamp keeps every read in
 // bounds whatever the input).
 template <typename AT, typename IT>
-__global__ void __launch_bounds__(kInverseThreads)
+__global__ void __launch_bounds__(kMaxThreads)
     inverse(const AT* __restrict__ alpha, long long a_row_stride, long long a_col_stride,
             const IT* __restrict__ component, long long c_row_stride, long long c_col_stride,
             long long n_rows, const double* __restrict__ params, int n_components,

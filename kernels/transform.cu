@@ -1,7 +1,6 @@
 // Mode-specific normalization: alpha and the component of every value (DESIGN.md §3).
-// NumPy twin: gpuvgm/_backends/_numpy.py::transform (and _transform_block); transform_ctgan writes
-// the same values in CTGAN's layout. Launched by gpuvgm/_backends/_cuda.py and
-// tests/emulation/shim.cpp.
+// NumPy twin: gpuvgm/_backends/_numpy.py::transform (and _transform_block). Launched by
+// gpuvgm/_backends/_cuda.py and tests/emulation/shim.cpp.
 //
 // Grid (blocks_x, n_columns): blockIdx.y is the column, blocks along x stride over the rows;
 // blockDim.x a multiple of 32. The component is the argmax of l over the valid components, or a draw
@@ -11,14 +10,13 @@
 
 namespace gpuvgm {
 
-constexpr int kTransformThreads = 256;
-
 // params: (n_columns, 2 + 5K) double rows [shift, inv_scale, means[K], -0.5 * precisions[K],
 // log_consts[K] (all in the working frame), valid_means[K], valid_std4[K] (data units: the mean and
 // 4 * std of the j-th valid component at j, zero-padded)].
 // info: (n_columns, 3) int64 rows [column key, valid mask (bit k), n_valid >= 1].
 template <int K>
 struct TransformColumn {
+  static_assert(K >= 1 && K <= kMaxComponents, "the valid mask holds kMaxComponents bits");
   const double* p;
   unsigned long long key;
   unsigned int valid;
@@ -89,7 +87,7 @@ __device__ __forceinline__ void add_counts(unsigned int clipped, unsigned int fa
 // sample: 0 argmax, 1 draw; margin: see sample_valid_fast (0 disables the float fast path check,
 // so callers pass a positive value; a value >= 1 forces the double path everywhere).
 template <typename T, int K>
-__global__ void __launch_bounds__(kTransformThreads)
+__global__ void __launch_bounds__(kMaxThreads)
     transform(const T* __restrict__ x, long long n_rows, long long row_stride, long long col_stride,
               const long long* __restrict__ columns, const double* __restrict__ params,
               const long long* __restrict__ info, unsigned long long seed, long long row_offset,
@@ -120,41 +118,6 @@ __global__ void __launch_bounds__(kTransformThreads)
     normalized[o] = alpha;
     component[o] = comp;
     null[o] = 0;
-  }
-  add_counts(clipped, fallbacks, counts, c);
-}
-
-// CTGAN layout: one output matrix of shape (n_rows, out_width), C-ordered; column c writes alpha at
-// out_offset[c] and the one-hot of its component over its n_valid valid components right after it
-// (CTGAN's DataTransformer: [alpha, one-hot]). Nulls write NaN alpha and an all-zero one-hot.
-template <typename T, typename OT, int K>
-__global__ void __launch_bounds__(kTransformThreads)
-    transform_ctgan(const T* __restrict__ x, long long n_rows, long long row_stride,
-                    long long col_stride, const long long* __restrict__ columns,
-                    const double* __restrict__ params, const long long* __restrict__ info,
-                    unsigned long long seed, long long row_offset, int sample, double clip,
-                    float margin, OT* __restrict__ out, long long out_width,
-                    const long long* __restrict__ out_offset,
-                    unsigned long long* __restrict__ counts) {
-  const int c = blockIdx.y;
-  const T* src = x + columns[c] * col_stride;
-  const TransformColumn<K> col(params, info, c);
-  const long long offset = out_offset[c];
-  unsigned int clipped = 0, fallbacks = 0;
-  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_rows;
-       i += stride) {
-    const double xv = static_cast<double>(src[i * row_stride]);
-    OT* o = out + i * out_width + offset;
-    int comp = -1;
-    double alpha = quiet_nan();
-    if (!is_nan(xv)) {
-      comp = choose_component(col, xv, seed, static_cast<unsigned long long>(row_offset + i),
-                              sample, margin, fallbacks);
-      clipped += normalize(col, xv, comp, clip, alpha) ? 1u : 0u;
-    }
-    o[0] = static_cast<OT>(alpha);
-    for (int j = 0; j < col.n_valid; ++j) o[1 + j] = static_cast<OT>(j == comp ? 1 : 0);
   }
   add_counts(clipped, fallbacks, counts, c);
 }
