@@ -177,6 +177,7 @@ def check_working_priors(
     overflows the M-step and gives an all-NaN model; raise a :class:`ParameterError` naming the
     parameter and the column instead.
     """
+    reg_covar = np.asarray(reg_covar, dtype=np.float64)
     for param, arr, positive in (
         ("mean_prior", mean, False),
         ("covariance_prior", covariance, True),
@@ -185,7 +186,11 @@ def check_working_priors(
         arr = np.asarray(arr, dtype=np.float64)
         bad = ~np.isfinite(arr) | (np.abs(arr) > MAX_WORKING_PRIOR)
         if positive:
-            bad |= (arr <= 0) | (arr < 1.0 / MAX_WORKING_PRIOR)
+            # Every component variance is at least (covariance_prior + n_k reg_covar) / nu: a
+            # zero prior (a constant column's variance) is fine while reg_covar keeps it apart
+            # from zero.
+            floor = arr + reg_covar
+            bad |= (floor <= 0) | (floor < 1.0 / MAX_WORKING_PRIOR)
         if bad.any():
             j = first_row(bad)
             raise ParameterError(
