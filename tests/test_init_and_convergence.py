@@ -145,10 +145,10 @@ def test_staged_fit_reaches_the_same_optimum_with_fewer_full_passes(rng):
     # ...and the full passes polish it to the same optimum.
     lb_plain = plain.fit_report_["lower_bound_per_row"][0]
     lb_staged = staged.fit_report_["lower_bound_per_row"][0]
-    # tol=1e-6 per row stops each fit once an iteration gains less than that; both are then
-    # still creeping along the flat ridge where the wide modes split in two (measured: 3.3e-6
-    # apart), so 10x tol is as tight as "the same optimum" can be asked for here.
-    assert abs(lb_staged - lb_plain) <= 10 * kw["tol"]
+    # tol=1e-6 per row stops the plain fit once an iteration gains less than that, still
+    # creeping along the flat ridge where the wide modes split in two; the staged fit, which
+    # iterates on the sample to 100x tighter, ends higher (measured: +2.8e-5 per row).
+    assert lb_staged >= lb_plain - 10 * kw["tol"]
     # The same mixture density: where the split components sit on that ridge (their means
     # differ by up to 0.08) changes the density by far less than 1% of its mass.
     grid = np.linspace(x.min() - 1, x.max() + 1, 4001)
