@@ -111,14 +111,16 @@ class VGM:
         How the fit spends its passes over the data. ``"sklearn"``: scikit-learn's schedule
         (k-means on the initialisation sample, every row assigned to its nearest center, then
         full-data iterations until ``tol``). ``"staged"``: initialise (``n_init`` times) on a
-        uniform sample of ``n_rows / 32`` values per column (at least ``init_sample_size``, at
-        most 10**6) whose statistics are scaled to all rows, iterate there to a tolerance 100x
+        uniform sample of ``n_rows / 32`` values per column (at least
+        ``min(init_sample_size, n_rows / 4)``, at most 10**6) whose statistics are scaled to all rows, iterate there to a tolerance 100x
         tighter than ``tol`` with SQUAREM acceleration (Varadhan & Roland 2008; an extrapolation
         is kept only when it raises the lower bound), keep the best initialisation, then
+        try merging neighbouring components there (kept when the lower bound rises: a mode
+        split between two components otherwise merges at a crawl over ~100 full passes),
         polish with full passes until one gains less than ``tol`` per row; the lower bound
         never decreases from one full pass to the next. A few full passes instead of ~100;
         ``fit_report_["staged"]`` reports the sample stage. ``"auto"``: ``"staged"`` from
-        10**6 rows on with ``tol_scale="per_row"``, else ``"sklearn"`` (so small fits are
+        200 000 rows on with ``tol_scale="per_row"``, else ``"sklearn"`` (so small fits are
         scikit-learn's, bit for bit). ``fit_report_["schedule"]`` says which ran.
     n_init : int, default=1
         Initialisations (as scikit-learn's ``n_init``; the k-means seed differs). Staged: they
