@@ -131,12 +131,37 @@ def main() -> None:
     fit_json, tr_json = work / "fit.json", work / "transform.json"
     py = [sys.executable, "-m", "gpuvgm"]
     fit = run(
-        [*py, "fit", str(data), "-o", str(model), "--device", args.device, "-q", "--seed", "0"]
-        + ["--metrics-json", str(fit_json)]
+        [
+            *py,
+            "fit",
+            str(data),
+            "-o",
+            str(model),
+            "--device",
+            args.device,
+            "-q",
+            "--seed",
+            "0",
+            "--metrics-json",
+            str(fit_json),
+        ]
     )
     transform = run(
-        [*py, "transform", str(model), str(data), "-o", str(encoded), "--layout", "compact"]
-        + ["--device", args.device, "-q", "--metrics-json", str(tr_json)]
+        [
+            *py,
+            "transform",
+            str(model),
+            str(data),
+            "-o",
+            str(encoded),
+            "--layout",
+            "compact",
+            "--device",
+            args.device,
+            "-q",
+            "--metrics-json",
+            str(tr_json),
+        ]
     )
     t = time.perf_counter()
     check = round_trip(data, encoded, model)

@@ -12,7 +12,6 @@ import numpy as np
 from ._backends._api import Backend
 from ._sources import Chunk, Source
 
-
 # The host cache takes at most this fraction of the memory available when the fit starts, so a
 # 4 GB float32 column on a 16 GB machine is read once, not once per pass; larger data streams.
 HOST_CACHE_FRACTION = 0.5
@@ -150,7 +149,8 @@ class _ChunkCache:
         """Where the iterations read, and why (the budgets)."""
         budgets = (
             f"budgets: device {self.budget['device'] / 1e9:.3g} GB, host "
-            f"{self.budget['host'] / 1e9:.3g} GB ({self.host_budget_reason}); one pass reads {self.seen / 1e9:.3g} GB"
+            f"{self.budget['host'] / 1e9:.3g} GB ({self.host_budget_reason}); "
+            f"one pass reads {self.seen / 1e9:.3g} GB"
         )
         if self.chunks is None or (not self.chunks and self.whole is None):
             if not any(self.budget.values()):

@@ -594,7 +594,8 @@ def merge_moves(
             arr[at, hi] = 0.0
         zeros = np.zeros(cols.size)
         sub = priors.select(cols)
-        post = _model.m_step(Stats(*cand, zeros, zeros, counts[cols]), sub)
+        nk, s1, s2 = cand
+        post = _model.m_step(Stats(nk, s1, s2, zeros, zeros, counts[cols]), sub)
         st = run_pass(_model.estep_params(post, sub, cols), cols, -(i + 1))
         lb = _model.lower_bound(st.h, _model.m_step(st, sub), sub)
         better = lb > best_lower[cols]
@@ -629,7 +630,10 @@ def _best_columns(a: _Iterations, b: _Iterations) -> _Iterations:
         np.where(b.lower > a.lower, b.n_iter, a.n_iter),
         np.where(b.lower > a.lower, b.converged, a.converged),
         np.maximum(a.lower, b.lower),
-        [bt if bl > al else at for at, bt, al, bl in zip(a.traces, b.traces, a.lower, b.lower)],
+        [
+            bt if bl > al else at
+            for at, bt, al, bl in zip(a.traces, b.traces, a.lower, b.lower, strict=True)
+        ],
     )
 
 
@@ -670,9 +674,7 @@ def _sample_stage(
         stats = _initial_stats(on_sample, priors, init_samples, moments, config, restart)
         run = accelerate(on_sample.estep, priors, stats, counts, tol, max_evals)
         for _ in range(config.n_components - 1):  # merge, re-converge, until no merge helps
-            stats, lower, merged = merge_moves(
-                on_sample.estep, priors, run.stats, run.lower, counts
-            )
+            stats, _, merged = merge_moves(on_sample.estep, priors, run.stats, run.lower, counts)
             evals += config.n_components - 1
             if not merged.any():
                 break
@@ -720,7 +722,7 @@ def _sample_stage(
     return _model.m_step(best.stats, priors), report
 
 
-_PLAIN_POLISH = 4  # plain full passes before the polish turns to SQUAREM
+_PLAIN_POLISH = 8  # plain full passes before the polish turns to SQUAREM
 
 
 def _polish(
@@ -792,9 +794,7 @@ def fit_mixture(
     if schedule == "staged":
         m = stage_sample_size(config, n_rows, n_cols)
         with _phase(timings, "sample_stage"):
-            post, staged = _sample_stage(
-                part, backend, priors, moments, config, init_samples, m
-            )
+            post, staged = _sample_stage(part, backend, priors, moments, config, init_samples, m)
         with _phase(timings, "iterations"):
             state = _polish(passes, priors, post, moments.count, config)
         n_passes = 1 + int(state.n_iter.max(initial=0))

@@ -112,15 +112,16 @@ class VGM:
         (k-means on the initialisation sample, every row assigned to its nearest center, then
         full-data iterations until ``tol``). ``"staged"``: initialise (``n_init`` times) on a
         uniform sample of ``n_rows / 32`` values per column (at least
-        ``min(init_sample_size, n_rows / 4)``, at most 10**6) whose statistics are scaled to all rows, iterate there to a tolerance 100x
-        tighter than ``tol`` with SQUAREM acceleration (Varadhan & Roland 2008; an extrapolation
-        is kept only when it raises the lower bound), keep the best initialisation, then
-        try merging neighbouring components there (kept when the lower bound rises: a mode
-        split between two components otherwise merges at a crawl over ~100 full passes),
-        polish with full passes until one gains less than ``tol`` per row; the lower bound
-        never decreases from one full pass to the next. A few full passes instead of ~100;
-        ``fit_report_["staged"]`` reports the sample stage. ``"auto"``: ``"staged"`` from
-        200 000 rows on with ``tol_scale="per_row"``, else ``"sklearn"`` (so small fits are
+        ``min(init_sample_size, n_rows / 4)``, at most 10**6) whose statistics are scaled to
+        all rows; iterate there to a tolerance 100x tighter than ``tol`` with SQUAREM
+        acceleration (Varadhan & Roland 2008; an extrapolation is kept only when it raises the
+        lower bound) and merge moves (neighbouring components merged when the lower bound
+        rises: a mode split between two components otherwise merges at a crawl over ~100 full
+        passes); keep the best initialisation; then polish with full passes (plain, then
+        safeguarded SQUAREM) until one gains less than ``tol`` per row. The lower bound never
+        decreases from one full pass to the next; ``fit_report_["staged"]`` reports the
+        sample stage. ``"auto"``: ``"staged"`` from 200 000 rows on with
+        ``tol_scale="per_row"``, else ``"sklearn"`` (so small fits are
         scikit-learn's, bit for bit). ``fit_report_["schedule"]`` says which ran.
     n_init : int, default=1
         Initialisations (as scikit-learn's ``n_init``; the k-means seed differs). Staged: they

@@ -70,7 +70,14 @@ def loglik_per_row(x, weights, means, variances):
             ],
         ),
         "discrete",
-        "zero_inflated",
+        pytest.param(
+            "zero_inflated",
+            marks=pytest.mark.xfail(
+                reason="issue 13, open: the spike at 0 keeps the polish gaining >1e-7 per row "
+                "per pass until max_iter (not converged)",
+                strict=True,
+            ),
+        ),
         "with_nulls",
     ],
 )
