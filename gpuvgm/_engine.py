@@ -1,7 +1,8 @@
-"""The fit, as a function of a source, a backend and a configuration: the pre-pass, the
-initialisation, the variational iterations (one loop, as scikit-learn's
-``BaseMixture.fit_predict``), the staged fit, the warnings and the fit report. Also the
-chunk-by-chunk transform, and the picklable per-partition functions of the lazy (Dask) one.
+"""The pieces of a fit, as functions of a source, a backend and a configuration: the pre-pass,
+the priors, the passes, the initialisation, the variational iterations (one loop, as
+scikit-learn's ``BaseMixture.fit_predict``), the warnings and the fit report; which of them a fit
+runs, in which order, is :mod:`gpuvgm._schedule`'s. Also the chunk-by-chunk transform, and the
+picklable per-partition functions of the lazy (Dask) one.
 
 The mathematics is :mod:`gpuvgm._model`'s; the passes are ``source.map_reduce`` over the
 backend's ``estep_stats`` (or ``assign_stats``), so a distributed source runs them where its data
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import functools
 import importlib
 import logging
@@ -41,8 +41,8 @@ from ._model import (
     TransformParams,
 )
 from ._profiling import annotate, peak_rss_bytes
-from ._sampling import Reservoir, pad_columns, seeding_frame
-from ._sources import ArraySource, Progress, Source
+from ._sampling import Reservoir, seeding_frame
+from ._sources import Progress, Source
 from ._validation import check_encoded, check_finite, check_no_nulls, per_column
 
 logger = logging.getLogger("gpuvgm")
@@ -92,7 +92,7 @@ class FitResult:
 
 
 @contextlib.contextmanager
-def _phase(timings: dict[str, float], name: str) -> Iterator[None]:
+def phase(timings: dict[str, float], name: str) -> Iterator[None]:
     """Time a phase of the fit into ``timings[name]`` under an NVTX range of the same name."""
     t = time.perf_counter()
     with annotate(name):
@@ -124,7 +124,7 @@ class _Checks:
 
 
 @dataclass
-class _Prepass:
+class Prepass:
     """What the pre-pass gathers from some rows: moments and the bottom-k sample; adds."""
 
     moments: Moments
@@ -132,7 +132,7 @@ class _Prepass:
     checks: _Checks
 
     @classmethod
-    def empty(cls, checks: _Checks, sample_size: int, seed: int) -> _Prepass:
+    def empty(cls, checks: _Checks, sample_size: int, seed: int) -> Prepass:
         n = len(checks.names)
         return cls(Moments.empty(n), Reservoir(n, sample_size, seed), checks)
 
@@ -140,14 +140,19 @@ class _Prepass:
         self.moments = self.moments + self.checks.moments(offset, chunk, host)
         self.reservoir.add(offset, chunk, self.checks.backend)
 
-    def __add__(self, other: _Prepass) -> _Prepass:
-        return _Prepass(self.moments + other.moments, self.reservoir + other.reservoir, self.checks)
+    def __add__(self, other: Prepass) -> Prepass:
+        return Prepass(self.moments + other.moments, self.reservoir + other.reservoir, self.checks)
 
 
-def _prepass(
-    source: Source, backend: Backend, config: FitConfig, progress: Progress | None
-) -> tuple[_Prepass, _ChunkCache]:
-    """One pass: moments, the initialisation sample, checks, and the cache."""
+def prepass(
+    source: Source,
+    backend: Backend,
+    config: FitConfig,
+    sample_size: int,
+    progress: Progress | None,
+) -> tuple[Prepass, _ChunkCache]:
+    """One pass: moments, the sample (``sample_size`` values per column, a bottom-k sample
+    whose prefixes are the smaller samples), checks, and the cache."""
     names = source.columns
     if not names:  # scikit-learn's wording for the same error
         raise DataError(
@@ -166,9 +171,9 @@ def _prepass(
         host_budget_reason=why,
     )
     make = functools.partial(
-        _Prepass.empty,
+        Prepass.empty,
         _Checks(backend, names, config.null_policy),
-        _reservoir_size(config, source.n_rows, len(names)),
+        sample_size,
         config.seed,
     )
     stage = lambda chunks: cache.staged(backend.memory.stage(chunks))  # noqa: E731
@@ -198,7 +203,7 @@ def _prepass(
     return part, cache
 
 
-def _priors(moments: Moments, config: FitConfig) -> Priors:
+def make_priors(moments: Moments, config: FitConfig) -> Priors:
     n_cols = moments.count.size
     shift, scale = _model.working_frame(moments, config.reg_covar)
     k = config.n_components
@@ -230,7 +235,7 @@ def _call_on_chunk(fn: Callable[..., Stats], args: tuple, row_offset: int, chunk
 
 
 @dataclass(frozen=True)
-class _Passes:
+class Passes:
     """Full passes over ``source`` on ``backend``; ``scale`` (n_columns,), when given,
     multiplies each column's statistics (a sample standing in for all rows: a staged fit)."""
 
@@ -266,8 +271,8 @@ def _kmeans_rng(seed: int, column: int, restart: int) -> np.random.Generator:
     return np.random.default_rng([seed, column] if restart == 0 else [seed, column, restart])
 
 
-def _initial_stats(
-    passes: _Passes,
+def initial_stats(
+    passes: Passes,
     priors: Priors,
     samples: Sequence[np.ndarray],
     moments: Moments,
@@ -317,7 +322,7 @@ def _initial_stats(
 
 # ---------------------------------------------------------------------------- the one loop
 @dataclass
-class _Iterations:
+class Iterations:
     """The state of the iterations, per column."""
 
     post: Posterior
@@ -334,7 +339,7 @@ def iterate(
     counts: np.ndarray,
     config: FitConfig,
     monotone: bool = False,
-) -> _Iterations:
+) -> Iterations:
     """Variational iterations until each column meets ``tol`` or ``max_iter`` (scikit-learn's
     ``fit_predict`` loop): ``run_pass(params, columns, iteration)`` is the E-step over the data
     of the active columns, :func:`gpuvgm._model.m_step` and ``lower_bound`` the rest.
@@ -344,7 +349,7 @@ def iterate(
     posterior before that iteration and stops, converged: the lower bound never decreases.
     """
     n_cols = priors.shift.size
-    state = _Iterations(
+    state = Iterations(
         post,
         np.zeros(n_cols, dtype=np.int64),
         np.zeros(n_cols, dtype=bool),
@@ -396,220 +401,10 @@ def iterate(
     return state
 
 
-# ---------------------------------------------------------------------------- the sample stage
-# The staged schedule (DESIGN.md §5 "Passes matter"). The full-data iterations crawl: once the
-# modes are placed, what is left is the slow drift of the Dirichlet-process weights and of
-# components that split or drain, which a fixed-point VB iteration follows at a linear rate
-# close to one. So the schedule does that part where it is cheap, on a uniform sample whose
-# statistics stand in for all rows, accelerated (SQUAREM), and the full passes only polish.
-# Measured on a 10**7-row five-mode column (K=10): sample stage on 312 500 rows, then 4-11 full
-# passes reach a lower bound above that of 300 plain full passes; a sample of 10**5 needed 60.
-
-# "auto" stages a fit from this many rows on (below, the full passes are cheap and the
-# schedule stays scikit-learn's, bit for bit).
-AUTO_STAGED_MIN_ROWS = 200_000
-# The stage sample: n / 32 rows, at least min(init_sample_size, n / 4) and at most 10**6 per
-# column, and at most this many bytes of reservoir (16 bytes a value) over all columns.
-_STAGE_SAMPLE_DIVISOR = 32
-_STAGE_SAMPLE_MAX = 1_000_000
-_STAGE_SAMPLE_BYTES = 512 << 20
-# Passes over the sample: at most _STAGE_COST full passes' worth of rows (and between the two
-# bounds), per restart; the sample stage stops when a SQUAREM cycle gains less than
-# _STAGE_TOL_FACTOR * tol per row.
-_STAGE_COST = 4.0
-_STAGE_MIN_EVALS, _STAGE_MAX_EVALS = 90, 1500
-_STAGE_TOL_FACTOR = 1e-2
-
-
-def resolve_schedule(config: FitConfig, n_rows: int | None) -> str:
-    """``"staged"`` or ``"sklearn"``: what ``config.schedule`` means for ``n_rows`` rows."""
-    if config.staged or config.schedule == "staged":
-        return "staged"
-    if config.schedule == "sklearn" or config.tol_scale == "sum":
-        return "sklearn"  # scikit-learn's stopping rule asks for scikit-learn's schedule
-    return "staged" if n_rows is not None and n_rows >= AUTO_STAGED_MIN_ROWS else "sklearn"
-
-
-def _stage_cap(config: FitConfig, n_cols: int) -> int:
-    cap = min(_STAGE_SAMPLE_MAX, _STAGE_SAMPLE_BYTES // (16 * max(n_cols, 1)))
-    return max(config.init_sample_size, cap)
-
-
-def stage_sample_size(config: FitConfig, n_rows: int, n_cols: int) -> int:
-    """Rows per column of the staged schedule's sample."""
-    wanted = max(min(config.init_sample_size, n_rows // 4), n_rows // _STAGE_SAMPLE_DIVISOR)
-    return int(min(_stage_cap(config, n_cols), wanted))
-
-
-def _reservoir_size(config: FitConfig, n_rows: int | None, n_cols: int) -> int:
-    """The pre-pass's sample size: the initialisation sample, or the stage sample (its first
-    ``init_sample_size`` values are the initialisation sample: a bottom-k sample's prefix is
-    the bottom-k sample of that size, so k-means sees the same values either way)."""
-    if n_rows is None:  # not known before the pre-pass: the largest stage sample, if any
-        may_stage = resolve_schedule(config, AUTO_STAGED_MIN_ROWS) == "staged"
-        return _stage_cap(config, n_cols) if may_stage else config.init_sample_size
-    if resolve_schedule(config, n_rows) == "sklearn":
-        return config.init_sample_size
-    return stage_sample_size(config, n_rows, n_cols)
-
-
-_THETA_LOG_NK = (math.log(1e-12), None)  # bounds of the extrapolated parameters
-_THETA_MEAN = 1e6  # |x'| in the working frame (unit variance)
-_THETA_LOG_VAR = (math.log(1e-20), math.log(1e12))
-
-
-def _theta(stats: Stats) -> np.ndarray:
-    """The statistics as the unconstrained parameters SQUAREM extrapolates, (n_columns, 3K):
-    ``log nk``, ``xk``, ``log var_k``."""
-    nk = np.maximum(stats.nk, 1e-12)
-    xk = stats.s1 / nk
-    var = (stats.s2 - xk * stats.s1 - xk * (stats.s1 - xk * stats.nk)) / nk
-    return np.concatenate([np.log(nk), xk, np.log(np.maximum(var, 1e-20))], axis=1)
-
-
-def _theta_stats(theta: np.ndarray, counts: np.ndarray) -> Stats:
-    """Statistics of parameters ``theta`` (clipped to finite bounds: an extrapolation may
-    overshoot; what it leads to is judged by its lower bound)."""
-    k = theta.shape[1] // 3
-    log_nk = np.clip(theta[:, :k], _THETA_LOG_NK[0], np.log(counts)[:, None] + 1.0)
-    xk = np.clip(theta[:, k : 2 * k], -_THETA_MEAN, _THETA_MEAN)
-    var = np.exp(np.clip(theta[:, 2 * k :], *_THETA_LOG_VAR))
-    nk = np.exp(log_nk)
-    zeros = np.zeros(theta.shape[0])
-    return Stats(nk, nk * xk, nk * (var + xk * xk), zeros, zeros.copy(), counts.copy())
-
-
-@dataclass
-class _Accelerated:
-    """The sample stage of one restart, per column: the statistics whose M-step is the
-    posterior, the lower bound, passes over the sample, convergence, and the trace."""
-
-    stats: Stats
-    lower: np.ndarray
-    n_eval: np.ndarray
-    converged: np.ndarray
-    traces: list[list[float]]
-
-
-def accelerate(
-    run_pass: Callable[[EStepParams, np.ndarray, int], Stats],
-    priors: Priors,
-    stats: Stats,
-    counts: np.ndarray,
-    tol: np.ndarray,
-    max_evals: int,
-) -> _Accelerated:
-    """SQUAREM (Varadhan & Roland 2008, scheme S3) on the VB fixed-point map
-    ``theta -> E-step(M-step(theta))``, with the lower-bound safeguard: a cycle is two plain
-    iterations and one from the extrapolated point, kept only when its lower bound is at least
-    the second plain one's, so the lower bound never falls. Stops a column when a cycle gains
-    less than ``tol`` (n_columns,) per row, or after ``max_evals`` passes.
-    """
-    n_cols = counts.size
-    theta = _theta(stats)
-    out = _Accelerated(
-        stats,
-        np.full(n_cols, -np.inf),
-        np.zeros(n_cols, dtype=np.int64),
-        np.zeros(n_cols, dtype=bool),
-        [[] for _ in range(n_cols)],
-    )
-    it = 0
-
-    def step(th: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        nonlocal it
-        it += 1
-        sub = priors.select(cols)
-        post = _model.m_step(_theta_stats(th, counts[cols]), sub)
-        st = run_pass(_model.estep_params(post, sub, cols), cols, it)
-        lb = _model.lower_bound(st.h, _model.m_step(st, sub), sub)
-        out.n_eval[cols] += 1
-        return _theta(st), lb
-
-    active = np.ones(n_cols, dtype=bool)
-    while True:
-        cols = np.flatnonzero(active & (out.n_eval + 3 <= max_evals))
-        if cols.size == 0:
-            break
-        t0 = theta[cols]
-        t1, _ = step(t0, cols)
-        t2, lb2 = step(t1, cols)
-        r, v = t1 - t0, t2 - 2.0 * t1 + t0
-        alpha = -np.linalg.norm(r, axis=1) / np.maximum(np.linalg.norm(v, axis=1), 1e-300)
-        alpha = np.minimum(alpha, -1.0)[:, None]  # -1: the plain step G(t2)
-        tx = t0 - 2.0 * alpha * r + alpha**2 * v
-        tx = np.where(np.isfinite(tx), tx, t2)
-        t3, lb3 = step(tx, cols)
-        ok = np.isfinite(lb3) & (lb3 >= lb2)
-        lb = np.where(ok, lb3, lb2)
-        change = np.abs(lb - out.lower[cols]) / counts[cols]
-        theta[cols] = np.where(ok[:, None], t3, t2)
-        out.lower[cols] = lb
-        for i, j in enumerate(cols):
-            out.traces[j].append(float(lb[i]))
-        done = change < tol[cols]
-        out.converged[cols[done]] = True
-        active[cols[done]] = False
-    out.stats = _theta_stats(theta, counts)
-    return out
-
-
-def _stats_rows(stats: Stats, cols: np.ndarray) -> Stats:
-    return Stats(*(x[cols] for x in _fields(stats)))
-
-
-def merge_moves(
-    run_pass: Callable[[EStepParams, np.ndarray, int], Stats],
-    priors: Priors,
-    stats: Stats,
-    lower: np.ndarray,
-    counts: np.ndarray,
-) -> tuple[Stats, np.ndarray, np.ndarray]:
-    """Merge proposals (bnpy's memoized VB, Hughes & Sudderth 2013): ``(stats, lower,
-    merged)`` after trying, per column, to merge each pair of neighbouring components (by
-    mean) into one; a merge is kept when the lower bound after one pass from it exceeds the
-    best so far. One pass per neighbour pair, shared by all columns.
-
-    Why: a fit often splits one mode between two components with almost the same mean; the
-    fixed-point iterations then merge them at a sub-linear crawl along a flat ridge (the gain
-    is O(K log n) nats in all), which is most of the passes a plain fit spends.
-    """
-    n_cols, k = stats.nk.shape
-    alive = stats.nk > 1e-6 * counts[:, None]  # (C, K)
-    means = np.where(alive, stats.s1 / np.maximum(stats.nk, 1e-300), np.inf)
-    order = np.argsort(means, axis=1, kind="stable")
-    best, best_lower = [x.copy() for x in _fields(stats)], lower.copy()
-    merged = np.zeros(n_cols, dtype=bool)
-    rows = np.arange(n_cols)
-    for i in range(k - 1):
-        a, b = order[:, i], order[:, i + 1]
-        cols = np.flatnonzero(alive[rows, a] & alive[rows, b])
-        if cols.size == 0:
-            continue
-        lo, hi = np.minimum(a, b)[cols], np.maximum(a, b)[cols]
-        cand = [x[cols].copy() for x in _fields(stats)[:3]]
-        at = np.arange(cols.size)
-        for arr in cand:  # the pair's statistics in the lower slot, the upper one empty
-            arr[at, lo] += arr[at, hi]
-            arr[at, hi] = 0.0
-        zeros = np.zeros(cols.size)
-        sub = priors.select(cols)
-        nk, s1, s2 = cand
-        post = _model.m_step(Stats(nk, s1, s2, zeros, zeros, counts[cols]), sub)
-        st = run_pass(_model.estep_params(post, sub, cols), cols, -(i + 1))
-        lb = _model.lower_bound(st.h, _model.m_step(st, sub), sub)
-        better = lb > best_lower[cols]
-        for dst, src in zip(best, _fields(st), strict=True):
-            dst[cols[better]] = src[better]
-        best_lower[cols[better]] = lb[better]
-        merged[cols[better]] = True
-    return Stats(*best), best_lower, merged
-
-
 # ---------------------------------------------------------------------------- the fit
 @dataclass(frozen=True)
-class _Run:
-    """What the report of a fit is made of, besides the iterations."""
+class Run:
+    """What a fit's report and fitted state are made of, besides the iterations."""
 
     source: Source
     backend: Backend
@@ -620,211 +415,14 @@ class _Run:
     staged: dict[str, Any] | None
     schedule: str
     passes: int
+    priors: Priors
 
 
-def _best_columns(a: _Iterations, b: _Iterations) -> _Iterations:
-    """Per column, the iterations of ``a`` or ``b`` that reached the higher lower bound."""
-    better = np.flatnonzero(b.lower > a.lower)
-    return _Iterations(
-        a.post.replace_columns(better, b.post.select(better)),
-        np.where(b.lower > a.lower, b.n_iter, a.n_iter),
-        np.where(b.lower > a.lower, b.converged, a.converged),
-        np.maximum(a.lower, b.lower),
-        [
-            bt if bl > al else at
-            for at, bt, al, bl in zip(a.traces, b.traces, a.lower, b.lower, strict=True)
-        ],
-    )
-
-
-def _fields(stats: Stats) -> list[np.ndarray]:
-    return [getattr(stats, f.name) for f in fields(Stats)]
-
-
-def _sample_stage(
-    part: _Prepass,
-    backend: Backend,
-    priors: Priors,
-    moments: Moments,
-    config: FitConfig,
-    init_samples: Sequence[np.ndarray],
-    m: int,
-) -> tuple[Posterior, dict[str, Any]]:
-    """The staged schedule's first stage: ``n_init`` initialisations on the stage sample (its
-    statistics scaled to each column's non-null count), each accelerated to tight convergence;
-    per column the one with the best lower bound continues to the full data."""
-    n_cols = priors.shift.size
-    samples = [part.reservoir.sample(j)[:m] for j in range(n_cols)]
-    sizes = np.array([s.size for s in samples], dtype=np.float64)
-    # NaN-padded to a rectangle: NaN is a null.
-    on_sample = _Passes(
-        ArraySource(pad_columns(samples)), backend, config.chunk_rows, None, moments.count / sizes
-    )
-    counts = moments.count
-    tol = np.broadcast_to(
-        _STAGE_TOL_FACTOR * (config.tol if config.tol_scale == "per_row" else config.tol / counts),
-        (n_cols,),
-    )
-    budget = _STAGE_COST * float(counts.max()) / max(float(sizes.max()), 1.0)
-    max_evals = int(min(_STAGE_MAX_EVALS, max(_STAGE_MIN_EVALS, budget)))
-    best: _Accelerated | None = None
-    lowers, evals = [], np.zeros(n_cols)
-    n_merged = np.zeros(n_cols, dtype=np.int64)
-    for restart in range(config.n_init):
-        stats = _initial_stats(on_sample, priors, init_samples, moments, config, restart)
-        run = accelerate(on_sample.estep, priors, stats, counts, tol, max_evals)
-        for _ in range(config.n_components - 1):  # merge, re-converge, until no merge helps
-            stats, _, merged = merge_moves(on_sample.estep, priors, run.stats, run.lower, counts)
-            evals += config.n_components - 1
-            if not merged.any():
-                break
-            n_merged += merged
-            again = accelerate(on_sample.estep, priors, stats, counts, tol, max_evals)
-            again.n_eval += run.n_eval
-            again.traces = [a + b for a, b in zip(run.traces, again.traces, strict=True)]
-            run = again
-        lowers.append((run.lower / counts).tolist())
-        evals += run.n_eval
-        if best is None:
-            best = run
-            continue
-        better = run.lower > best.lower
-        best = _Accelerated(
-            Stats(
-                *(
-                    np.where(better if x.ndim == 1 else better[:, None], x, y)
-                    for x, y in zip(_fields(run.stats), _fields(best.stats), strict=True)
-                )
-            ),
-            np.where(better, run.lower, best.lower),
-            np.where(better, run.n_eval, best.n_eval),
-            np.where(better, run.converged, best.converged),
-            [rt if b else bt for rt, bt, b in zip(run.traces, best.traces, better, strict=True)],
-        )
-    assert best is not None
-    report = {
-        "sample_rows": sizes.astype(int).tolist(),
-        "restarts": int(config.n_init),
-        "merges": n_merged.tolist(),
-        "sample_iterations": best.n_eval.tolist(),
-        "sample_converged": best.converged.tolist(),
-        "sample_lower_bound_per_row": (best.lower / counts).tolist(),
-        "restart_lower_bounds_per_row": lowers,
-        # The sample stage's cost, in full passes' worth of rows.
-        "sample_pass_equivalents": (evals * sizes / counts).tolist(),
-    }
-    logger.debug(
-        "sample stage: %s rows, %s passes over the sample, lower bound per row %s",
-        sizes.astype(int).tolist(),
-        best.n_eval.tolist(),
-        np.array2string(best.lower / counts, precision=6),
-    )
-    return _model.m_step(best.stats, priors), report
-
-
-_PLAIN_POLISH = 8  # plain full passes before the polish turns to SQUAREM
-
-
-def _polish(
-    passes: _Passes, priors: Priors, post: Posterior, counts: np.ndarray, config: FitConfig
-) -> _Iterations:
-    """The staged schedule's full passes: plain iterations (monotone; from a good sample
-    stage they converge in a few), then, for the columns still moving (a component sharpening
-    on a discrete value, a slow drain), safeguarded SQUAREM cycles until one gains less than
-    ``tol`` per row, within ``max_iter`` passes in all. ``lower_bounds_`` then holds one value
-    per plain pass and per cycle; both rise monotonically."""
-    first = dataclasses.replace(config, max_iter=min(config.max_iter, _PLAIN_POLISH))
-    state = iterate(passes.estep, priors, post, counts, first, monotone=True)
-    cols = np.flatnonzero(~state.converged)
-    left = config.max_iter - int(state.n_iter.max(initial=0))
-    if cols.size == 0 or left < 3:
-        return state
-    sub = priors.select(cols)
-    start = passes.estep(_model.estep_params(state.post.select(cols), sub, cols), cols, 0)
-    tol = config.tol if config.tol_scale == "per_row" else config.tol / counts
-    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), counts.shape)
-    acc = accelerate(
-        # accelerate numbers the columns 0..; the chunk's are cols
-        lambda params, c, it: passes.estep(
-            dataclasses.replace(params, columns=cols[c]), cols[c], it
-        ),
-        sub,
-        start,
-        counts[cols],
-        tol[cols],
-        left - 1,
-    )
-    better = acc.lower >= state.lower[cols]
-    keep = cols[better]
-    state.post = state.post.replace_columns(
-        keep, _model.m_step(_stats_rows(acc.stats, np.flatnonzero(better)), priors.select(keep))
-    )
-    state.lower[keep] = acc.lower[better]
-    state.n_iter[cols] += 1 + acc.n_eval
-    state.converged[cols] = acc.converged
-    for i, j in enumerate(cols):
-        if better[i]:
-            state.traces[j].extend(acc.traces[i])
-    return state
-
-
-def fit_mixture(
-    source: Source, backend: Backend, config: FitConfig, progress: Progress | None = None
-) -> FitResult:
-    """Fit a mixture to every column of ``source`` in shared passes over the data.
-
-    ``progress(phase, rows)`` is called after each chunk of each pass (``phase`` is
-    ``"prepass"``, ``"init"`` or ``"iteration N"``). Warns :class:`ConvergenceWarning` for the
-    columns that did not converge.
-    """
-    timings: dict[str, float] = {}
-    t_start = time.perf_counter()
-    with _phase(timings, "prepass"):
-        part, cache = _prepass(source, backend, config, progress)
-    moments = part.moments
-    n_rows = int(moments.count[0] + moments.n_null[0])
-    n_cols = len(source.columns)
-    schedule = resolve_schedule(config, n_rows)
-    cached = cache.source(source)
-    passes = _Passes(cached or source, backend, config.chunk_rows, progress)
-    priors = _priors(moments, config)
-    init_samples = [part.reservoir.sample(j)[: config.init_sample_size] for j in range(n_cols)]
-    staged = None
-    full_init = config.means_init is not None or config.init_params == "kmeans"
-    if schedule == "staged":
-        m = stage_sample_size(config, n_rows, n_cols)
-        with _phase(timings, "sample_stage"):
-            post, staged = _sample_stage(part, backend, priors, moments, config, init_samples, m)
-        with _phase(timings, "iterations"):
-            state = _polish(passes, priors, post, moments.count, config)
-        n_passes = 1 + int(state.n_iter.max(initial=0))
-    else:
-        best: _Iterations | None = None
-        n_passes = 1
-        for restart in range(config.n_init):
-            with _phase(timings, "init"):
-                stats = _initial_stats(passes, priors, init_samples, moments, config, restart)
-                post = _model.m_step(stats, priors)
-            with _phase(timings, "iterations"):
-                run = iterate(passes.estep, priors, post, moments.count, config)
-            n_passes += int(full_init) + int(run.n_iter.max(initial=0))
-            best = run if best is None else _best_columns(best, run)
-        assert best is not None
-        state = best
-    timings["total"] = time.perf_counter() - t_start
+def fit_result(run: Run, state: Iterations, timings: dict[str, float]) -> FitResult:
+    """The end of every fit: the convergence warnings, the report, the fitted state."""
+    moments, config, source = run.moments, run.config, run.source
     _warn_unconverged(source.columns, state, moments.count, config)
-    run_info = _Run(
-        cached or source,
-        backend,
-        config,
-        cache,
-        moments,
-        cached is not None,
-        staged,
-        schedule,
-        n_passes,
-    )
-    report = _report(run_info, state, timings)
+    report = _report(run, state, timings)
     history = FitHistory(
         state.n_iter,
         state.converged,
@@ -833,21 +431,21 @@ def fit_mixture(
         report,
     )
     fitted = FittedMixture(
-        priors,
+        run.priors,
         state.post,
         moments,
         source.columns,
         source.named,
-        backend.NAME,
+        run.backend.NAME,
         config.seed,
         config.weight_threshold,
         history,
     )
-    return FitResult(fitted, n_passes, timings)
+    return FitResult(fitted, run.passes, timings)
 
 
 def _warn_unconverged(
-    names: Sequence[str], state: _Iterations, counts: np.ndarray, config: FitConfig
+    names: Sequence[str], state: Iterations, counts: np.ndarray, config: FitConfig
 ) -> None:
     for j in np.flatnonzero(~state.converged).tolist():
         if config.max_iter == 0:
@@ -860,11 +458,11 @@ def _warn_unconverged(
             f"tol={config.tol} {config.tol_scale}). Increase max_iter, raise tol, or check the "
             "data.",
             ConvergenceWarning,
-            stacklevel=4,  # the caller of VGM.fit()
+            stacklevel=5,  # the caller of VGM.fit()
         )
 
 
-def _report(run: _Run, state: _Iterations, timings: dict[str, float]) -> dict:
+def _report(run: Run, state: Iterations, timings: dict[str, float]) -> dict:
     """``fit_report_``, and the fit's one INFO line."""
     moments, config, cache, name = run.moments, run.config, run.cache, run.backend.NAME
     n_rows = int(moments.count[0] + moments.n_null[0])

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _engine, _model
+from . import _engine, _model, _schedule
 from ._backends import get_backend
 from ._backends._api import Backend
 from ._dask_source import lazy_inverse
@@ -309,7 +309,7 @@ class VGM:
         backend = get_backend(self.device)
         config = _engine.FitConfig.from_params(self.get_params(), resolve_seed(self.random_state))
         try:
-            result = _engine.fit_mixture(source, backend, config, progress)
+            result = _schedule.fit_mixture(source, backend, config, progress)
         finally:
             # The pools' blocks go back to the device after every fit, failed or not; what they
             # held is in fit_report_["memory"].
