@@ -44,8 +44,9 @@ logger = logging.getLogger("gpuvgm")
 # components that split or drain, which a fixed-point VB iteration follows at a linear rate
 # close to one. So the schedule does that part where it is cheap, on a uniform sample whose
 # statistics stand in for all rows, accelerated (SQUAREM), and the full passes only polish.
-# Measured on a 10**7-row five-mode column (K=10): sample stage on 312 500 rows, then 4-11 full
-# passes reach a lower bound above that of 300 plain full passes; a sample of 10**5 needed 60.
+# Measured on 10**6-row five-mode columns (K=10, three seeds): 14 full passes (sample stage on
+# 10**5 rows, ~29 full passes' worth of rows), converged, 4.8e-4 per row above 200 plain full
+# passes (which leave a mode split); merge trials on the sample alone left it split.
 
 # "auto" stages a fit from this many rows on (below, the full passes are cheap and the
 # schedule stays scikit-learn's, bit for bit).
@@ -58,8 +59,13 @@ _STAGE_SAMPLE_BYTES = 512 << 20
 # Passes over the sample: at most _STAGE_COST full passes' worth of rows (and between the two
 # bounds), per restart; the sample stage stops when a SQUAREM cycle gains less than
 # _STAGE_TOL_FACTOR * tol per row.
-_STAGE_COST = 4.0
-_STAGE_MIN_EVALS, _STAGE_MAX_EVALS = 90, 1500
+_STAGE_COST = 8.0
+_STAGE_MIN_EVALS, _STAGE_MAX_EVALS = 300, 3000
+# Passes over the sample after a merge proposal before it is judged (SQUAREM cycles: the
+# components around the merged one move too).
+_MERGE_EVALS = 12
+_ROUND_EVALS = 60
+_STAGE_MERGE_DISTANCE = 1.5  # the pairs tried on the sample (see merge_moves)
 _STAGE_TOL_FACTOR = 1e-2
 
 
@@ -196,36 +202,52 @@ def accelerate(
     return out
 
 
-def _stats_rows(stats: Stats, cols: np.ndarray) -> Stats:
-    return Stats(*(x[cols] for x in _fields(stats)))
+def _on_columns(
+    run_pass: Callable[[EStepParams, np.ndarray, int], Stats], cols: np.ndarray
+) -> Callable[[EStepParams, np.ndarray, int], Stats]:
+    """``run_pass`` for a function that numbers the columns ``cols`` 0, 1, ..."""
+    return lambda params, c, it: run_pass(dataclasses.replace(params, columns=cols[c]), cols[c], it)
+
+
+def _spread(stats: Stats) -> tuple[np.ndarray, np.ndarray]:
+    """Means and standard deviations of the components of ``stats`` (working frame)."""
+    nk = np.maximum(stats.nk, 1e-300)
+    mean = stats.s1 / nk
+    return mean, np.sqrt(np.maximum(stats.s2 / nk - mean * mean, 1e-300))
 
 
 def merge_moves(
     run_pass: Callable[[EStepParams, np.ndarray, int], Stats],
     priors: Priors,
-    stats: Stats,
-    lower: np.ndarray,
+    start: tuple[Stats, np.ndarray],
     counts: np.ndarray,
+    evals: int = 1,
+    max_distance: float = math.inf,
 ) -> tuple[Stats, np.ndarray, np.ndarray]:
     """Merge proposals (bnpy's memoized VB, Hughes & Sudderth 2013): ``(stats, lower,
     merged)`` after trying, per column, to merge each pair of neighbouring components (by
-    mean) into one; a merge is kept when the lower bound after one pass from it exceeds the
-    best so far. One pass per neighbour pair, shared by all columns.
+    mean) of ``start = (stats, lower)`` into one; a merge is kept when the lower bound after
+    ``evals`` passes from it (one plain pass, or SQUAREM cycles) exceeds the best so far. The
+    pairs tried are those whose means differ by at most ``max_distance`` times the root of the
+    sum of their variances; their passes are shared by all columns.
 
     Why: a fit often splits one mode between two components with almost the same mean; the
     fixed-point iterations then merge them at a sub-linear crawl along a flat ridge (the gain
     is O(K log n) nats in all), which is most of the passes a plain fit spends.
     """
+    stats, lower = start
     n_cols, k = stats.nk.shape
     alive = stats.nk > 1e-6 * counts[:, None]  # (C, K)
-    means = np.where(alive, stats.s1 / np.maximum(stats.nk, 1e-300), np.inf)
-    order = np.argsort(means, axis=1, kind="stable")
+    mean, sd = _spread(stats)
+    order = np.argsort(np.where(alive, mean, np.inf), axis=1, kind="stable")
     best, best_lower = [x.copy() for x in _fields(stats)], lower.copy()
     merged = np.zeros(n_cols, dtype=bool)
     rows = np.arange(n_cols)
     for i in range(k - 1):
         a, b = order[:, i], order[:, i + 1]
-        cols = np.flatnonzero(alive[rows, a] & alive[rows, b])
+        gap = np.abs(mean[rows, a] - mean[rows, b])
+        close = gap <= max_distance * np.hypot(sd[rows, a], sd[rows, b])
+        cols = np.flatnonzero(alive[rows, a] & alive[rows, b] & close)
         if cols.size == 0:
             continue
         lo, hi = np.minimum(a, b)[cols], np.maximum(a, b)[cols]
@@ -237,9 +259,20 @@ def merge_moves(
         zeros = np.zeros(cols.size)
         sub = priors.select(cols)
         nk, s1, s2 = cand
-        post = _model.m_step(Stats(nk, s1, s2, zeros, zeros, counts[cols]), sub)
-        st = run_pass(_model.estep_params(post, sub, cols), cols, -(i + 1))
-        lb = _model.lower_bound(st.h, _model.m_step(st, sub), sub)
+        if evals >= 3:
+            acc = accelerate(
+                _on_columns(run_pass, cols),
+                sub,
+                Stats(nk, s1, s2, zeros, zeros, counts[cols]),
+                counts[cols],
+                np.zeros(cols.size),
+                evals,
+            )
+            st, lb = acc.stats, acc.lower
+        else:
+            post = _model.m_step(Stats(nk, s1, s2, zeros, zeros, counts[cols]), sub)
+            st = run_pass(_model.estep_params(post, sub, cols), cols, -(i + 1))
+            lb = _model.lower_bound(st.h, _model.m_step(st, sub), sub)
         better = lb > best_lower[cols]
         for dst, src in zip(best, _fields(st), strict=True):
             dst[cols[better]] = src[better]
@@ -265,6 +298,60 @@ def _best_columns(a: Iterations, b: Iterations) -> Iterations:
 
 def _fields(stats: Stats) -> list[np.ndarray]:
     return [getattr(stats, f.name) for f in fields(Stats)]
+
+
+@dataclass
+class _Rounds(_Accelerated):
+    """A sample stage's :class:`_Accelerated`, with its kept merges (per column) and its
+    passes over the sample (merge trials included)."""
+
+    merges: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    n_spent: int = 0
+
+
+def _stage_rounds(
+    on_sample: Passes,
+    priors: Priors,
+    stats: Stats,
+    counts: np.ndarray,
+    tol: np.ndarray,
+    max_evals: int,
+) -> _Rounds:
+    """One restart of the sample stage: SQUAREM rounds of at most _ROUND_EVALS passes, each
+    followed by merge trials (each judged after _MERGE_EVALS passes); ends when a round has
+    converged and no merge helps, or, once a trial finds no merge, after one last SQUAREM run
+    on what is left of ``max_evals`` passes over the sample."""
+    merges = np.zeros(counts.size, dtype=np.int64)
+    spent = [0]
+
+    def counted(params: EStepParams, c: np.ndarray, it: int) -> Stats:
+        spent[0] += 1
+        return on_sample.estep(params, c, it)
+
+    run: _Accelerated | None = None
+    last = False
+    while True:
+        left = max_evals - spent[0]
+        step = accelerate(
+            counted, priors, stats, counts, tol, left if last else min(_ROUND_EVALS, left)
+        )
+        if run is not None:
+            step.n_eval += run.n_eval
+            step.traces = [a + b for a, b in zip(run.traces, step.traces, strict=True)]
+        run = step
+        if last or spent[0] + _MERGE_EVALS + 3 > max_evals:
+            break
+        stats, _, merged = merge_moves(
+            counted, priors, (run.stats, run.lower), counts, _MERGE_EVALS, _STAGE_MERGE_DISTANCE
+        )
+        merges += merged
+        if not merged.any():
+            if run.converged.all():
+                break
+            last = True
+            stats = run.stats
+    fields_ = {f.name: getattr(run, f.name) for f in fields(_Accelerated)}
+    return _Rounds(**fields_, merges=merges, n_spent=spent[0])
 
 
 def _sample_stage(
@@ -294,26 +381,19 @@ def _sample_stage(
         _STAGE_TOL_FACTOR * (config.tol if config.tol_scale == "per_row" else config.tol / counts),
         (n_cols,),
     )
+    # The budget of each restart, in passes over the sample: convergence decides, within
+    # _STAGE_COST full passes' worth of rows (and between the two bounds).
     budget = _STAGE_COST * float(counts.max()) / max(float(sizes.max()), 1.0)
     max_evals = int(min(_STAGE_MAX_EVALS, max(_STAGE_MIN_EVALS, budget)))
     best: _Accelerated | None = None
-    lowers, evals = [], np.zeros(n_cols)
+    lowers, evals = [], 0
     n_merged = np.zeros(n_cols, dtype=np.int64)
     for restart in range(config.n_init):
         stats = initial_stats(on_sample, priors, init_samples, moments, config, restart)
-        run = accelerate(on_sample.estep, priors, stats, counts, tol, max_evals)
-        for _ in range(config.n_components - 1):  # merge, re-converge, until no merge helps
-            stats, _, merged = merge_moves(on_sample.estep, priors, run.stats, run.lower, counts)
-            evals += config.n_components - 1
-            if not merged.any():
-                break
-            n_merged += merged
-            again = accelerate(on_sample.estep, priors, stats, counts, tol, max_evals)
-            again.n_eval += run.n_eval
-            again.traces = [a + b for a, b in zip(run.traces, again.traces, strict=True)]
-            run = again
+        run = _stage_rounds(on_sample, priors, stats, counts, tol, max_evals)
+        n_merged += run.merges
+        evals += run.n_spent
         lowers.append((run.lower / counts).tolist())
-        evals += run.n_eval
         if best is None:
             best = run
             continue
@@ -351,49 +431,68 @@ def _sample_stage(
     return _model.m_step(best.stats, priors), report
 
 
-_PLAIN_POLISH = 8  # plain full passes before the polish turns to SQUAREM
+# Full-data merge trials: neighbouring components whose means differ by at most this many
+# times the root of the sum of their variances (a mode split in two), one pass per pair.
+_FULL_MERGE_DISTANCE = 1.0
 
 
 def _polish(
     passes: Passes, priors: Priors, post: Posterior, counts: np.ndarray, config: FitConfig
 ) -> Iterations:
-    """The staged schedule's full passes: plain iterations (monotone; from a good sample
-    stage they converge in a few), then, for the columns still moving (a component sharpening
-    on a discrete value, a slow drain), safeguarded SQUAREM cycles until one gains less than
-    ``tol`` per row, within ``max_iter`` passes in all. ``lower_bounds_`` then holds one value
-    per plain pass and per cycle; both rise monotonically."""
-    first = dataclasses.replace(config, max_iter=min(config.max_iter, _PLAIN_POLISH))
-    state = iterate(passes.estep, priors, post, counts, first, monotone=True)
-    cols = np.flatnonzero(~state.converged)
-    left = config.max_iter - int(state.n_iter.max(initial=0))
-    if cols.size == 0 or left < 3:
-        return state
-    sub = priors.select(cols)
-    start = passes.estep(_model.estep_params(state.post.select(cols), sub, cols), cols, 0)
+    """The staged schedule's full passes: one from the sample stage's posterior; merge trials
+    of the components the sample left split (a stage sample cannot tell a split mode from its
+    own noise; all rows can), one pass per close pair, kept when the lower bound rises; then
+    safeguarded SQUAREM cycles until one gains less than ``tol`` per row, within ``max_iter``
+    passes in all. ``lower_bounds_`` holds the first pass's value, one per kept merge and one
+    per cycle; it never falls."""
+    n_cols = counts.size
+    cols = np.arange(n_cols)
     tol = config.tol if config.tol_scale == "per_row" else config.tol / counts
     tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), counts.shape)
-    acc = accelerate(
-        # accelerate numbers the columns 0..; the chunk's are cols
-        lambda params, c, it: passes.estep(
-            dataclasses.replace(params, columns=cols[c]), cols[c], it
-        ),
-        sub,
-        start,
-        counts[cols],
-        tol[cols],
-        left - 1,
+    state = Iterations(
+        post,
+        np.zeros(n_cols, dtype=np.int64),
+        np.zeros(n_cols, dtype=bool),
+        np.full(n_cols, -np.inf),
+        [[] for _ in range(n_cols)],
     )
-    better = acc.lower >= state.lower[cols]
-    keep = cols[better]
-    state.post = state.post.replace_columns(
-        keep, _model.m_step(_stats_rows(acc.stats, np.flatnonzero(better)), priors.select(keep))
+    if config.max_iter < 1:
+        return state
+    stats = passes.estep(_model.estep_params(post, priors, cols), cols, 1)
+    lower = _model.lower_bound(stats.h, _model.m_step(stats, priors), priors)
+    traces: list[list[float]] = [[float(v)] for v in lower]
+    spent = [1]  # full passes so far
+
+    def counted(params: EStepParams, c: np.ndarray, it: int) -> Stats:
+        spent[0] += 1
+        return passes.estep(params, c, it)
+
+    for _ in range(config.n_components - 1):  # merge while a merge helps
+        if spent[0] + 4 > config.max_iter:
+            break
+        stats, lower, merged = merge_moves(
+            counted, priors, (stats, lower), counts, max_distance=_FULL_MERGE_DISTANCE
+        )
+        for j in np.flatnonzero(merged):
+            traces[j].append(float(lower[j]))
+        if not merged.any():
+            break
+    used = spent[0]
+    acc = accelerate(passes.estep, priors, stats, counts, tol, config.max_iter - used)
+    better = acc.lower >= lower
+    final = Stats(
+        *(
+            np.where(better if x.ndim == 1 else better[:, None], x, y)
+            for x, y in zip(_fields(acc.stats), _fields(stats), strict=True)
+        )
     )
-    state.lower[keep] = acc.lower[better]
-    state.n_iter[cols] += 1 + acc.n_eval
-    state.converged[cols] = acc.converged
-    for i, j in enumerate(cols):
-        if better[i]:
-            state.traces[j].extend(acc.traces[i])
+    state.post = _model.m_step(final, priors)
+    state.lower = np.where(better, acc.lower, lower)
+    state.n_iter[:] = used + acc.n_eval
+    state.converged[:] = acc.converged
+    state.traces = [
+        t + (a if ok else []) for t, a, ok in zip(traces, acc.traces, better, strict=True)
+    ]
     return state
 
 

@@ -164,11 +164,6 @@ def test_staged_fit_reaches_the_same_optimum_with_fewer_full_passes(rng):
 
 
 # ---------------------------------------------------------------------------- schedules
-@pytest.mark.xfail(
-    reason="issue 13, open: on this seed the sample stage hits its pass budget before it "
-    "converges, a mode stays split in three, and the polish needs 37 full passes",
-    strict=True,
-)
 def test_default_schedule_beats_a_long_full_data_fit_in_a_few_passes(rng):
     """Issue 13: the default (staged) schedule on a 10**6-row five-mode column ends at a lower
     bound per row within 1e-5 of (or above) a 200-iteration scikit-learn-schedule fit, in at
