@@ -83,8 +83,8 @@ class FitConfig:
 
 @dataclass(frozen=True)
 class FitResult:
-    """What :func:`fit_mixture` returns: the fitted state (with its history and report), the
-    full passes over the data and the seconds per phase."""
+    """What :func:`gpuvgm._schedule.fit_mixture` returns: the fitted state (with its history
+    and report), the full passes over the data and the seconds per phase."""
 
     fitted: FittedMixture
     passes: int
