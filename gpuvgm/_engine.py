@@ -1,7 +1,8 @@
-"""The fit, as a function of a source, a backend and a configuration: the pre-pass, the
-initialisation, the variational iterations (one loop, as scikit-learn's
-``BaseMixture.fit_predict``), the staged fit, the warnings and the fit report. Also the
-chunk-by-chunk transform, and the picklable per-partition functions of the lazy (Dask) one.
+"""The pieces of a fit, as functions of a source, a backend and a configuration: the pre-pass,
+the priors, the passes, the initialisation, the variational iterations (one loop, as
+scikit-learn's ``BaseMixture.fit_predict``), the warnings and the fit report; which of them a fit
+runs, in which order, is :mod:`gpuvgm._schedule`'s. Also the chunk-by-chunk transform, and the
+picklable per-partition functions of the lazy (Dask) one.
 
 The mathematics is :mod:`gpuvgm._model`'s; the passes are ``source.map_reduce`` over the
 backend's ``estep_stats`` (or ``assign_stats``), so a distributed source runs them where its data
@@ -26,7 +27,7 @@ import numpy as np
 
 from . import _model
 from ._backends._api import Backend
-from ._cache import _ChunkCache
+from ._cache import _ChunkCache, host_cache_budget
 from ._errors import ConvergenceWarning, DataError, ParameterError
 from ._kmeans import kmeans, kmeans_plusplus
 from ._model import (
@@ -40,8 +41,8 @@ from ._model import (
     TransformParams,
 )
 from ._profiling import annotate, peak_rss_bytes
-from ._sampling import Reservoir, pad_columns, seeding_frame
-from ._sources import ArraySource, Progress, Source
+from ._sampling import Reservoir, seeding_frame
+from ._sources import Progress, Source
 from ._validation import (
     check_encoded,
     check_finite,
@@ -73,9 +74,11 @@ class FitConfig:
     weight_threshold: float
     null_policy: str
     chunk_rows: int
-    cache_bytes: int
+    cache_bytes: int | None
     device_cache_fraction: float
     staged: bool
+    schedule: str
+    n_init: int
     seed: int
 
     @classmethod
@@ -86,8 +89,8 @@ class FitConfig:
 
 @dataclass(frozen=True)
 class FitResult:
-    """What :func:`fit_mixture` returns: the fitted state (with its history and report), the
-    full passes over the data and the seconds per phase."""
+    """What :func:`gpuvgm._schedule.fit_mixture` returns: the fitted state (with its history
+    and report), the full passes over the data and the seconds per phase."""
 
     fitted: FittedMixture
     passes: int
@@ -95,7 +98,7 @@ class FitResult:
 
 
 @contextlib.contextmanager
-def _phase(timings: dict[str, float], name: str) -> Iterator[None]:
+def phase(timings: dict[str, float], name: str) -> Iterator[None]:
     """Time a phase of the fit into ``timings[name]`` under an NVTX range of the same name."""
     t = time.perf_counter()
     with annotate(name):
@@ -127,7 +130,7 @@ class _Checks:
 
 
 @dataclass
-class _Prepass:
+class Prepass:
     """What the pre-pass gathers from some rows: moments and the bottom-k sample; adds."""
 
     moments: Moments
@@ -135,7 +138,7 @@ class _Prepass:
     checks: _Checks
 
     @classmethod
-    def empty(cls, checks: _Checks, sample_size: int, seed: int) -> _Prepass:
+    def empty(cls, checks: _Checks, sample_size: int, seed: int) -> Prepass:
         n = len(checks.names)
         return cls(Moments.empty(n), Reservoir(n, sample_size, seed), checks)
 
@@ -143,30 +146,40 @@ class _Prepass:
         self.moments = self.moments + self.checks.moments(offset, chunk, host)
         self.reservoir.add(offset, chunk, self.checks.backend)
 
-    def __add__(self, other: _Prepass) -> _Prepass:
-        return _Prepass(self.moments + other.moments, self.reservoir + other.reservoir, self.checks)
+    def __add__(self, other: Prepass) -> Prepass:
+        return Prepass(self.moments + other.moments, self.reservoir + other.reservoir, self.checks)
 
 
-def _prepass(
-    source: Source, backend: Backend, config: FitConfig, progress: Progress | None
-) -> tuple[_Prepass, _ChunkCache]:
-    """One pass: moments, the initialisation sample, checks, and the cache."""
+def prepass(
+    source: Source,
+    backend: Backend,
+    config: FitConfig,
+    sample_size: int,
+    progress: Progress | None,
+) -> tuple[Prepass, _ChunkCache]:
+    """One pass: moments, the sample (``sample_size`` values per column, a bottom-k sample
+    whose prefixes are the smaller samples), checks, and the cache."""
     names = source.columns
     if not names:  # scikit-learn's wording for the same error
         raise DataError(
             f"X has 0 feature(s) (shape=({source.n_rows or 0}, 0)) while a minimum of 1 is "
             "required: there are no columns to fit."
         )
+    host_budget, why = (
+        (0, "in memory already") if source.in_memory else host_cache_budget(config.cache_bytes)
+    )
+    logger.debug("host cache budget %.3g GB (%s)", host_budget / 1e9, why)
     cache = _ChunkCache(
         backend.memory.cache_budget_bytes(config.device_cache_fraction),
-        0 if source.in_memory else config.cache_bytes,
+        host_budget,
         backend,
         source.n_rows,
+        host_budget_reason=why,
     )
     make = functools.partial(
-        _Prepass.empty,
+        Prepass.empty,
         _Checks(backend, names, config.null_policy),
-        config.init_sample_size,
+        sample_size,
         config.seed,
     )
     stage = lambda chunks: cache.staged(backend.memory.stage(chunks))  # noqa: E731
@@ -196,7 +209,7 @@ def _prepass(
     return part, cache
 
 
-def _priors(moments: Moments, names: Sequence[str], config: FitConfig) -> Priors:
+def make_priors(moments: Moments, names: Sequence[str], config: FitConfig) -> Priors:
     n_cols = moments.count.size
     shift, scale = _model.working_frame(moments, config.reg_covar)
     k = config.n_components
@@ -231,7 +244,7 @@ def _call_on_chunk(fn: Callable[..., Stats], args: tuple, row_offset: int, chunk
 
 
 @dataclass(frozen=True)
-class _Passes:
+class Passes:
     """Full passes over ``source`` on ``backend``; ``scale`` (n_columns,), when given,
     multiplies each column's statistics (a sample standing in for all rows: a staged fit)."""
 
@@ -261,11 +274,23 @@ class _Passes:
             return self.run(fn, f"iteration {it}", cols)
 
 
-def _initialize(
-    passes: _Passes, priors: Priors, reservoir: Reservoir, moments: Moments, config: FitConfig
-) -> Posterior:
-    """The first posterior (scikit-learn's ``_initialize``): from k-means (or ``means_init``)
-    labels of every row, or from the sample alone."""
+def _kmeans_rng(seed: int, column: int, restart: int) -> np.random.Generator:
+    """The generator of column ``column``'s initialisation in restart ``restart`` (restart 0
+    keeps the key of a single initialisation)."""
+    return np.random.default_rng([seed, column] if restart == 0 else [seed, column, restart])
+
+
+def initial_stats(
+    passes: Passes,
+    priors: Priors,
+    samples: Sequence[np.ndarray],
+    moments: Moments,
+    config: FitConfig,
+    restart: int = 0,
+) -> Stats:
+    """The statistics whose M-step is the first posterior (scikit-learn's ``_initialize``):
+    from k-means (or ``means_init``) labels of every row of ``passes``, or from the
+    initialisation samples ``samples`` (one per column) alone."""
     n_cols, k, seed = priors.shift.size, config.n_components, config.seed
     if config.means_init is not None or config.init_params == "kmeans":
         if config.means_init is not None:
@@ -281,20 +306,19 @@ def _initialize(
         else:
             centers = np.empty((n_cols, k))
             for j in range(n_cols):
-                xs, ref = seeding_frame(reservoir.sample(j))
-                c = kmeans(xs, k, np.random.default_rng([seed, j]))
+                xs, ref = seeding_frame(samples[j])
+                c = kmeans(xs, k, _kmeans_rng(seed, j, restart))
                 centers[j] = (c + ref - priors.shift[j]) / priors.scale[j]
         ones, zeros = np.ones_like(centers), np.zeros_like(centers)
         params = EStepParams(np.arange(n_cols), priors.shift, priors.scale, centers, ones, zeros)
-        stats = passes.run(_on_chunk(passes.backend.assign_stats, centers, params), "init")
-        return _model.m_step(stats, priors)
+        return passes.run(_on_chunk(passes.backend.assign_stats, centers, params), "init")
 
     stats = Stats.zeros(n_cols, k)
     for j in range(n_cols):
-        xs = (reservoir.sample(j) - priors.shift[j]) / priors.scale[j]
-        rng = np.random.default_rng([seed, j])
+        xs = (samples[j] - priors.shift[j]) / priors.scale[j]
+        rng = _kmeans_rng(seed, j, restart)
         if config.init_params == "k-means++":
-            idx = kmeans_plusplus(seeding_frame(reservoir.sample(j))[0], k, rng)
+            idx = kmeans_plusplus(seeding_frame(samples[j])[0], k, rng)
             nk, s1, s2 = _model.centres_stats(xs, idx)
         else:
             nk, s1, s2 = _model.initial_stats(xs, config.init_params, k, rng)
@@ -302,12 +326,12 @@ def _initialize(
             factor = moments.count[j] / xs.size  # the sample stands in for all rows
             nk, s1, s2 = nk * factor, s1 * factor, s2 * factor
         stats.nk[j], stats.s1[j], stats.s2[j] = nk, s1, s2
-    return _model.m_step(stats, priors)
+    return stats
 
 
 # ---------------------------------------------------------------------------- the one loop
 @dataclass
-class _Iterations:
+class Iterations:
     """The state of the iterations, per column."""
 
     post: Posterior
@@ -323,15 +347,18 @@ def iterate(
     post: Posterior,
     counts: np.ndarray,
     config: FitConfig,
-) -> _Iterations:
+    monotone: bool = False,
+) -> Iterations:
     """Variational iterations until each column meets ``tol`` or ``max_iter`` (scikit-learn's
     ``fit_predict`` loop): ``run_pass(params, columns, iteration)`` is the E-step over the data
     of the active columns, :func:`gpuvgm._model.m_step` and ``lower_bound`` the rest.
 
     ``counts`` (n_columns,) are the non-null rows, by which ``tol_scale="per_row"`` divides.
+    ``monotone``: a column whose lower bound falls (rounding, at its optimum) keeps the
+    posterior before that iteration and stops, converged: the lower bound never decreases.
     """
     n_cols = priors.shift.size
-    state = _Iterations(
+    state = Iterations(
         post,
         np.zeros(n_cols, dtype=np.int64),
         np.zeros(n_cols, dtype=bool),
@@ -350,11 +377,24 @@ def iterate(
             with annotate("mstep"):
                 new = _model.m_step(stats, sub_priors)
                 lb = _model.lower_bound(stats.h, new, sub_priors)
-        state.post = state.post.replace_columns(cols, new)
+        fell = np.zeros(cols.size, dtype=bool)
+        if monotone:
+            fell = lb < state.lower[cols]
+            if fell.any():
+                keep = np.flatnonzero(~fell)
+                new = new.select(keep)
+                lb = np.where(fell, state.lower[cols], lb)
+                logger.debug(
+                    "iteration %d: the lower bound fell on columns %s; they keep the previous "
+                    "posterior",
+                    it,
+                    cols[fell].tolist(),
+                )
+        state.post = state.post.replace_columns(cols[~fell], new)
         change = np.abs(lb - state.lower[cols])
         if config.tol_scale == "per_row":
             change = change / counts[cols]
-        done = change < config.tol
+        done = (change < config.tol) | fell
         state.lower[cols] = lb
         state.n_iter[cols] = it
         for i, j in enumerate(cols):
@@ -372,8 +412,8 @@ def iterate(
 
 # ---------------------------------------------------------------------------- the fit
 @dataclass(frozen=True)
-class _Run:
-    """What the report of a fit is made of, besides the iterations."""
+class Run:
+    """What a fit's report and fitted state are made of, besides the iterations."""
 
     source: Source
     backend: Backend
@@ -382,55 +422,16 @@ class _Run:
     moments: Moments
     cached: bool
     staged: dict[str, Any] | None
+    schedule: str
+    passes: int
+    priors: Priors
 
 
-def fit_mixture(
-    source: Source, backend: Backend, config: FitConfig, progress: Progress | None = None
-) -> FitResult:
-    """Fit a mixture to every column of ``source`` in shared passes over the data.
-
-    ``progress(phase, rows)`` is called after each chunk of each pass (``phase`` is
-    ``"prepass"``, ``"init"`` or ``"iteration N"``). Warns :class:`ConvergenceWarning` for the
-    columns that did not converge.
-    """
-    timings: dict[str, float] = {}
-    t_start = time.perf_counter()
-    with _phase(timings, "prepass"):
-        part, cache = _prepass(source, backend, config, progress)
-    moments = part.moments
-    cached = cache.source(source)
-    passes = _Passes(cached or source, backend, config.chunk_rows, progress)
-    priors = _priors(moments, source.columns, config)
-    staged = None
-    if config.staged:
-        # Stage 1: everything on the sample (NaN-padded to a rectangle: NaN is a null), its
-        # statistics scaled to each column's non-null count.
-        samples = [part.reservoir.sample(j) for j in range(len(source.columns))]
-        sizes = np.array([s.size for s in samples], dtype=np.float64)
-        on_sample = _Passes(
-            ArraySource(pad_columns(samples)),
-            backend,
-            config.chunk_rows,
-            None,
-            moments.count / sizes,
-        )
-        with _phase(timings, "sample_stage"):
-            post = _initialize(on_sample, priors, part.reservoir, moments, config)
-            first = iterate(on_sample.estep, priors, post, moments.count, config)
-        post = first.post
-        staged = {
-            "sample_rows": sizes.astype(int).tolist(),
-            "sample_iterations": first.n_iter.tolist(),
-        }
-    else:
-        with _phase(timings, "init"):
-            post = _initialize(passes, priors, part.reservoir, moments, config)
-    with _phase(timings, "iterations"):
-        state = iterate(passes.estep, priors, post, moments.count, config)
-    timings["total"] = time.perf_counter() - t_start
+def fit_result(run: Run, state: Iterations, timings: dict[str, float]) -> FitResult:
+    """The end of every fit: the convergence warnings, the report, the fitted state."""
+    moments, config, source = run.moments, run.config, run.source
     _warn_unconverged(source.columns, state, moments.count, config)
-    run = _Run(cached or source, backend, config, cache, moments, cached is not None, staged)
-    n_passes, report = _report(run, state, timings)
+    report = _report(run, state, timings)
     history = FitHistory(
         state.n_iter,
         state.converged,
@@ -439,21 +440,21 @@ def fit_mixture(
         report,
     )
     fitted = FittedMixture(
-        priors,
+        run.priors,
         state.post,
         moments,
         source.columns,
         source.named,
-        backend.NAME,
+        run.backend.NAME,
         config.seed,
         config.weight_threshold,
         history,
     )
-    return FitResult(fitted, n_passes, timings)
+    return FitResult(fitted, run.passes, timings)
 
 
 def _warn_unconverged(
-    names: Sequence[str], state: _Iterations, counts: np.ndarray, config: FitConfig
+    names: Sequence[str], state: Iterations, counts: np.ndarray, config: FitConfig
 ) -> None:
     for j in np.flatnonzero(~state.converged).tolist():
         if config.max_iter == 0:
@@ -466,20 +467,17 @@ def _warn_unconverged(
             f"tol={config.tol} {config.tol_scale}). Increase max_iter, raise tol, or check the "
             "data.",
             ConvergenceWarning,
-            stacklevel=4,  # the caller of VGM.fit()
+            stacklevel=5,  # the caller of VGM.fit()
         )
 
 
-def _report(run: _Run, state: _Iterations, timings: dict[str, float]) -> tuple[int, dict]:
-    """``(full passes, fit_report_)``, and the fit's one INFO line."""
+def _report(run: Run, state: Iterations, timings: dict[str, float]) -> dict:
+    """``fit_report_``, and the fit's one INFO line."""
     moments, config, cache, name = run.moments, run.config, run.cache, run.backend.NAME
     n_rows = int(moments.count[0] + moments.n_null[0])
-    # Full passes over the data: the pre-pass, the k-means assignment (unless staged: it ran
+    # Full passes over the data: the pre-pass, the k-means assignments (unless staged: they ran
     # on the sample) and the iterations.
-    full_init = not config.staged and (
-        config.means_init is not None or config.init_params == "kmeans"
-    )
-    passes = 1 + int(full_init) + int(state.n_iter.max(initial=0))
+    passes = run.passes
     report = {
         "rows": n_rows,
         "columns": run.source.columns,
@@ -487,6 +485,8 @@ def _report(run: _Run, state: _Iterations, timings: dict[str, float]) -> tuple[i
         "backend": name,
         "source": run.source.describe(),
         "cache": cache.report(),
+        "cache_budget": cache.budgets(),
+        "schedule": run.schedule,
         "staged": run.staged,
         "chunk_rows": int(config.chunk_rows),
         "seconds": timings,
@@ -503,12 +503,14 @@ def _report(run: _Run, state: _Iterations, timings: dict[str, float]) -> tuple[i
         "memory": {"peak_host_rss_bytes": peak_rss_bytes(), **run.backend.memory.memory_report()},
     }
     logger.info(
-        "fit %d rows x %d columns on %s in %.2f s (%d passes, %.3g rows/s per pass); "
+        "fit %d rows x %d columns on %s in %.2f s (%s schedule, %d passes, %.3g rows/s per "
+        "pass); "
         "iterations %s, converged %d/%d; the iterations read %s",
         n_rows,
         len(run.source.columns),
         name,
         timings["total"],
+        run.schedule,
         passes,
         report["rows_per_second"],
         state.n_iter.tolist(),
@@ -516,7 +518,7 @@ def _report(run: _Run, state: _Iterations, timings: dict[str, float]) -> tuple[i
         len(run.source.columns),
         cache.describe(),
     )
-    return passes, report
+    return report
 
 
 # ---------------------------------------------------------------------------- transform

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _engine, _model
+from . import _engine, _model, _schedule
 from ._backends import get_backend
 from ._backends._api import Backend
 from ._dask_source import lazy_inverse
@@ -94,10 +94,12 @@ class VGM:
         transform and inverse as a mask. ``"error"``: any null raises :class:`DataError`.
     chunk_rows : int, default=1048576
         Rows per chunk read from the source; memory is O(chunk_rows x n_components).
-    cache_bytes : int, default=2 GiB
+    cache_bytes : int or None, default=None
         Data read from files (or converted from pandas/Arrow) is kept in host memory for the
         iterations when it takes at most this many bytes; otherwise every iteration streams it
-        again from the source, so memory stays bounded. 0 always streams.
+        again from the source, so memory stays bounded (flat in the rows). None: half the
+        memory available when the fit starts (``fit_report_["cache_budget"]`` says what was
+        chosen and why). 0 always streams.
     device_cache_fraction : float, default=0.5
         On a GPU, the data is kept in device memory for the iterations when it takes at most
         this fraction of the free device memory (gathered into one array when the source knows
@@ -105,11 +107,32 @@ class VGM:
         cache (``cache_bytes``), and past both every pass reads the source again, through
         pinned buffers copied asynchronously ahead of the kernels. 0 keeps nothing on the
         device. ``fit_report_["cache"]`` says where the iterations read.
+    schedule : {"auto", "sklearn", "staged"}, default="auto"
+        How the fit spends its passes over the data. ``"sklearn"``: scikit-learn's schedule
+        (k-means on the initialisation sample, every row assigned to its nearest center, then
+        full-data iterations until ``tol``). ``"staged"``: initialise (``n_init`` times) on a
+        uniform sample of ``n_rows / 32`` values per column (at least
+        ``min(init_sample_size, n_rows / 4)``, at most 10**6) whose statistics are scaled to
+        all rows; iterate there (within 8 full passes' worth of rows, at least 300 and at
+        most 3000 passes over the sample) to a tolerance 100x tighter than ``tol`` with SQUAREM
+        acceleration (Varadhan & Roland 2008; an extrapolation is kept only when it raises the
+        lower bound) in rounds of 60 passes, each followed by merge moves (close neighbouring
+        components merged when the lower bound rises: a mode split between two components
+        otherwise merges at a crawl over ~100 full passes); keep the best initialisation; then
+        polish with full passes: one pass, merge trials of the pairs still split (one pass
+        each, kept when the lower bound rises), then safeguarded SQUAREM until a cycle gains
+        less than ``tol`` per row. The lower bound never
+        decreases from one full pass to the next; ``fit_report_["staged"]`` reports the
+        sample stage. ``"auto"``: ``"staged"`` from 200 000 rows on with
+        ``tol_scale="per_row"``, else ``"sklearn"`` (so small fits are
+        scikit-learn's, bit for bit). ``fit_report_["schedule"]`` says which ran.
+    n_init : int, default=1
+        Initialisations (as scikit-learn's ``n_init``; the k-means seed differs). Staged: they
+        run on the sample, and the best sample lower bound continues to the full data, so
+        restarts cost sample passes, not full ones. ``"sklearn"``: each is a whole fit, and
+        the best lower bound is kept.
     staged : bool, default=False
-        Fit in two stages: initialise and iterate to ``tol`` on the initialisation sample (its
-        statistics scaled to the column's row count), then polish with full passes from there.
-        Far fewer full passes, at the price of starting the full passes from the sample's
-        optimum; ``fit_report_["staged"]`` reports the iterations of each stage.
+        Same as ``schedule="staged"`` (kept for compatibility).
     device : {"auto", "cpu", "numpy", "cuda"}, default="auto"
         Where the passes run: ``"cpu"`` the compiled CPU backend (Numba), ``"numpy"`` the NumPy
         reference backend, ``"cuda"`` the GPU. ``"auto"`` uses CUDA when CuPy and a GPU are
@@ -165,9 +188,11 @@ class VGM:
         clip: float | None = 0.99,
         null_policy: str = "ignore",
         chunk_rows: int = 1 << 20,
-        cache_bytes: int = 2 << 30,
+        cache_bytes: int | None = None,
         device_cache_fraction: float = 0.5,
         staged: bool = False,
+        schedule: str = "auto",
+        n_init: int = 1,
         device: str = "auto",
         random_state: Any = None,
     ):
@@ -192,6 +217,8 @@ class VGM:
         self.cache_bytes = cache_bytes
         self.device_cache_fraction = device_cache_fraction
         self.staged = staged
+        self.schedule = schedule
+        self.n_init = n_init
         self.device = device
         self.random_state = random_state
 
@@ -287,7 +314,7 @@ class VGM:
         backend = get_backend(self.device)
         config = _engine.FitConfig.from_params(self.get_params(), resolve_seed(self.random_state))
         try:
-            result = _engine.fit_mixture(source, backend, config, progress)
+            result = _schedule.fit_mixture(source, backend, config, progress)
         finally:
             # The pools' blocks go back to the device after every fit, failed or not; what they
             # held is in fit_report_["memory"].

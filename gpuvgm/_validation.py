@@ -139,9 +139,11 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "clip": [Interval(numbers.Real, 0, None, "neither"), NONE],
     "null_policy": [Options(("ignore", "error"))],
     "chunk_rows": [Interval(numbers.Integral, 1, None, "left")],
-    "cache_bytes": [Interval(numbers.Integral, 0, None, "left")],
+    "cache_bytes": [Interval(numbers.Integral, 0, None, "left"), NONE],
     "device_cache_fraction": [Interval(numbers.Real, 0, 1, "both")],
     "staged": [Check(lambda v: isinstance(v, (bool, np.bool_)), "a bool")],
+    "schedule": [Options(("auto", "sklearn", "staged"))],
+    "n_init": [Interval(numbers.Integral, 1, None, "left")],
     "device": [Options(("auto", "cpu", "numpy", "cuda"))],
     "random_state": [RANDOM_STATE, NONE],
 }

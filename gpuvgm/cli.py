@@ -219,6 +219,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         chunk_rows=args.chunk_rows,
         cache_bytes=args.cache_bytes,
         device_cache_fraction=args.device_cache_fraction,
+        schedule=args.schedule,
+        n_init=args.n_init,
         device=args.device,
         random_state=args.seed,
     )
@@ -462,7 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--tol", type=float, default=1e-7)
     fit.add_argument("--tol-scale", choices=["per_row", "sum"], default="per_row")
     fit.add_argument("--component-selection", choices=["sample", "argmax"], default="sample")
-    fit.add_argument("--cache-bytes", type=int, default=2 << 30)
+    fit.add_argument(
+        "--cache-bytes", type=int, default=None, help="host cache (default: half the free RAM)"
+    )
+    fit.add_argument("--schedule", choices=["auto", "sklearn", "staged"], default="auto")
+    fit.add_argument("--n-init", type=int, default=1)
     fit.add_argument("--device-cache-fraction", type=float, default=0.5)
     fit.add_argument("--seed", type=int, default=None)
     where = fit.add_mutually_exclusive_group()
