@@ -16,7 +16,7 @@ bit-identical for any number of threads.
 Compute precision (``compute_dtype`` of :func:`estep_stats`, as in the CUDA backend): float64
 by default, for float32 chunks too. Statistics are then within ~1e-15 of the NumPy twin, so a fit
 keeps the 1e-8 scikit-learn parity and a float32 array fits to the same model as its float64 copy
-(``tests/test_sources.py``). float32 compute (~1e-7 relative, below the rounding float32 data
+(``tests/data/test_sources.py``). float32 compute (~1e-7 relative, below the rounding float32 data
 already carries) is offered but not the default: on the machine this was measured on (AVX-512)
 it was no faster (``bench/throughput.py --compare-cpu``). Accumulation is always float64. The
 transform, ``log_resp``, ``assign_stats``, ``moments`` and ``inverse`` compute in float64,

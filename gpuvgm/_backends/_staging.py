@@ -16,8 +16,8 @@ engine idle while the kernels run; :class:`Stager` overlaps them:
 
 Only events order the work: no device-wide synchronisation. The device operations come through a
 small interface (:class:`DeviceOps`), implemented with CuPy in ``_cuda.py`` and by a simulated,
-deliberately lazy device in ``tests/test_staging.py``, which checks that no buffer is reused
-before the work reading it has run.
+deliberately lazy device in ``tests/backends/test_staging.py``, which checks that no buffer is
+reused before the work reading it has run.
 """
 
 from __future__ import annotations

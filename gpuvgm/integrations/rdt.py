@@ -79,7 +79,7 @@ def rdt_choice(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     function does the same float64 operations on all rows: the row sums and cumulative sums of a
     C-contiguous (n, n_valid) array along its last axis run NumPy's 1-D loops on each row, in the
     same order, and ``searchsorted(side="right")`` on a non-decreasing row is the count of its
-    entries ``<= u``. ``tests/test_rdt_integration.py`` checks it against the loop.
+    entries ``<= u``. ``tests/parity/test_rdt_integration.py`` checks it against the loop.
 
     Parameters
     ----------

@@ -1,5 +1,5 @@
 // A program that launches the sample_candidates kernel (kernels/sample.cu) on the host
-// emulation, for tests/test_sample_kernel_emulated.py to build with ThreadSanitizer: the block's
+// emulation, for tests/backends/test_sample_kernel_emulated.py to build with ThreadSanitizer: the block's
 // threads run at the same time, so an append whose counter is not updated atomically is reported
 // as a data race on every run, where comparing outputs only catches the lost updates that happen
 // to collide. Returns 0 when the candidates are exactly the rows whose word is <= the limit (each

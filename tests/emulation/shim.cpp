@@ -1,5 +1,5 @@
 // extern "C" entry points that launch the CUDA kernels of kernels/ on the host emulation
-// (tests/emulation/cuda_emulation.h), for tests/test_kernels_emulated.py (ctypes). Each entry point
+// (tests/emulation/cuda_emulation.h), for tests/backends/test_kernels_emulated.py (ctypes). Each entry point
 // mirrors one launcher of gpuvgm/_backends/_cuda.py: same kernels, same parameter tables, a real
 // grid of blocks. Returns 0, or -1 for a dtype or K this build has no instance of.
 //

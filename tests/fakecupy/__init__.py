@@ -4,7 +4,7 @@ It implements the part of the CuPy API that ``gpuvgm/_backends`` uses, so that t
 host code (argument packing, dtypes, strides, grids, two-step launches, the out-of-memory split,
 staging, the device cache) runs in tests without a GPU. Install it as ``cupy`` (and
 :mod:`fakecupy.cupyx` as ``cupyx``) for the duration of a test; see
-``tests/test_cuda_host_code.py``.
+``tests/backends/test_cuda_host_code.py``.
 
 What is simulated, and how faithfully:
 
@@ -22,8 +22,8 @@ What is simulated, and how faithfully:
   (used, cached, ``free_all_blocks``); an allocation above ``oom_above`` bytes, or past the
   total, raises ``cupy.cuda.memory.OutOfMemoryError``.
 * **Streams and events** are accepted and type-checked, but all work runs when enqueued: no
-  reordering, so no ordering bug can show here (``tests/test_staging.py`` covers that on a lazy
-  device). ``memcpyAsync`` is a memmove, checked to go from one pinned buffer into one device
+  reordering, so no ordering bug can show here (``tests/backends/test_staging.py`` covers that on
+  a lazy device). ``memcpyAsync`` is a memmove, checked to go from one pinned buffer into one device
   allocation.
 
 Not simulated: more than one device, kernels other than gpuvgm's, CuPy's elementwise arithmetic

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import RTOL
+from conftest import rtol
 from sklearn.mixture import BayesianGaussianMixture
 
 from gpuvgm import _model
 from gpuvgm._model import Priors, Stats
 
-TOL = RTOL[np.dtype(np.float64)]
+TOL = rtol(np.float64, "parity")
 
 
 def _case(k: int, seed: int):

@@ -3,7 +3,7 @@
 One device (id 0). Work runs when it is enqueued (kernels and copies are synchronous), so streams
 and events only check how they are used: ``record``/``wait_event`` take what CUDA takes, and a
 copy's stream must be a live one. The ordering of the staging pipeline is tested on a lazy device
-in ``tests/test_staging.py``; here every order is trivially right.
+in ``tests/backends/test_staging.py``; here every order is trivially right.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The initialisation sample's candidate kernel (``kernels/sample.cu``) on the host emulation.
 
-Built into the same emulation library as the other kernels (``tests/test_kernels_emulated.py``)
-and compared, after the sort by row the CUDA backend does on the device, with the NumPy twin
-``_numpy.sample_candidates`` and with ``_rng.random_words`` directly: the same rows, the same words
-to the bit, the same values. The emulation's threads really run at the same time; built with
-ThreadSanitizer (``tests/emulation/sample_tsan.cpp``), a counter bumped without the atomic is
-reported on every run.
+Built into the same emulation library as the other kernels
+(``tests/backends/test_kernels_emulated.py``) and compared, after the sort by row the CUDA backend
+does on the device, with the NumPy twin ``_numpy.sample_candidates`` and with ``_rng.random_words``
+directly: the same rows, the same words to the bit, the same values. The emulation's threads really
+run at the same time; built with ThreadSanitizer (``tests/emulation/sample_tsan.cpp``), a counter
+bumped without the atomic is reported on every run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_kernels_emulated import BLOCK, CXX, GRID_X, KERNELS, _check, _library, _p
+from _helpers.emulation import BLOCK, CXX, GRID_X, KERNELS, check_rc, library, ptr
 
 from gpuvgm import _rng
 from gpuvgm._backends import _numpy as ref
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
     reason=f"{CXX} (a C++20 compiler) is not installed: the kernel emulation tests need it",
 )
 
-TSAN_DRIVER = Path(__file__).resolve().parent / "emulation" / "sample_tsan.cpp"
+TSAN_DRIVER = Path(__file__).resolve().parents[1] / "emulation" / "sample_tsan.cpp"
 TSAN_FLAGS = ("-std=c++20", "-O1", "-g", "-fsanitize=thread", "-pthread", "-Wall", "-Wextra")
 SEED = (1 << 40) + 2024  # both halves of the Philox key in use
 KEY = 0xFFFFFFFF  # _Reservoir's column key: one priority stream shared by all columns
@@ -64,9 +64,9 @@ def emu_raw(lib, n_rows, seed, column_key, stream, offset, limit, grid_x=GRID_X,
     rows = np.full(n_rows, -1, dtype=np.int64)
     words = np.zeros(n_rows, dtype=np.uint32)
     count = np.zeros(1, dtype=np.uint64)
-    _check(lib.emu_sample_candidates(
+    check_rc(lib.emu_sample_candidates(
         n_rows, seed, column_key & 0xFFFFFFFF, stream & 0xFFFFFFFF, offset, limit, grid_x, block,
-        _p(rows), _p(words), _p(count),
+        ptr(rows), ptr(words), ptr(count),
     ))  # fmt: skip
     m = int(count[0])
     assert m <= n_rows, f"the counter ran past the capacity: {m} > {n_rows}"
@@ -89,7 +89,7 @@ def assert_candidates_equal(got, want) -> None:
 
 @pytest.fixture(scope="module")
 def lib():
-    return _library()
+    return library()
 
 
 @pytest.mark.parametrize(("n_rows", "offset", "limit", "n_cols", "dtype"), CASES, ids=CASE_IDS)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KERNELS = sorted(p.name for p in (ROOT / "kernels").iterdir() if p.suffix in {".cu", ".cuh"})
 # Run in a fresh interpreter from an empty directory, so that the checkout cannot shadow the
 # installed copy; print where gpuvgm and its kernels were found and how much code was read.

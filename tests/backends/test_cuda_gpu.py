@@ -11,14 +11,14 @@ import logging
 
 import numpy as np
 import pytest
-from test_kernels_emulated import (
+from _helpers.emulation import (
     CASE_IDS,
     CASES,
-    RTOL,
     assert_stats_close,
     make_case,
     make_transform_params,
 )
+from conftest import rtol
 
 from gpuvgm._backends import _cuda
 from gpuvgm._backends import _numpy as ref
@@ -48,7 +48,7 @@ def test_backend_is_available():
 def test_estep_stats(n_rows, n_cols, k, dtype, order, compute, device):
     chunk, params = make_case(n_rows + 10 * k, n_rows, n_cols, k, dtype, order)
     got = _cuda.estep_stats(_on(chunk, device), params, compute_dtype=compute)
-    assert_stats_close(got, ref.estep_stats(chunk, params), RTOL[compute])
+    assert_stats_close(got, ref.estep_stats(chunk, params), rtol(compute, "twin"))
 
 
 @pytest.mark.parametrize("compute", [np.float32, np.float64], ids=["f32math", "f64math"])
@@ -141,7 +141,7 @@ def test_out_of_memory_is_retried_in_pieces(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="gpuvgm"):
         got = _cuda.estep_stats(chunk, params)
     assert "out of memory" in caplog.text
-    assert_stats_close(got, ref.estep_stats(chunk, params), RTOL[np.float32])
+    assert_stats_close(got, ref.estep_stats(chunk, params), rtol(np.float32, "twin"))
 
 
 @pytest.mark.parametrize(

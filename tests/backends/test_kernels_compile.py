@@ -22,7 +22,7 @@ from gpuvgm._validation import MAX_COMPONENTS
 ARCHS = ("sm_80", "sm_90")
 # K = 1 and 10 (CTGAN's) and the largest supported: every loop bound the unrolling sees.
 COMPONENTS = (1, 10, MAX_COMPONENTS)
-KERNEL_DIR = Path(__file__).resolve().parents[1] / "kernels"
+KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernels"
 
 
 def _find_nvcc() -> str | None:

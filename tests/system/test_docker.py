@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile.cuda"
 # Ubuntu 24.04, the runtime base: glibc 2.39, so manylinux_2_5 ... manylinux_2_39 wheels install.
 GLIBC_MINOR = 39

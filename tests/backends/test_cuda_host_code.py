@@ -2,7 +2,7 @@
 emulated ``kernels/*.cu`` (``tests/fakecupy``).
 
 ``test_kernels_emulated.py`` checks the kernels when fed the way its own launchers feed them; the
-GPU tests (``test_cuda_backend.py``) need a GPU. What lies between never ran without one: the
+GPU tests (``test_cuda_gpu.py``) need a GPU. What lies between never ran without one: the
 Python of ``gpuvgm/_backends/_cuda.py`` (argument lists, dtypes, strides, grids, the two-step
 launches, the out-of-memory split, staging through pinned buffers, the device cache) and the
 estimator driving it with ``device="cuda"``. Here it runs unchanged, each launch checked against
@@ -31,14 +31,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_kernels_emulated import (
+from _helpers.emulation import (
     CXX,
-    RTOL,
-    _library,
     assert_stats_close,
+    library,
     make_case,
     make_transform_params,
 )
+from conftest import rtol
 
 import gpuvgm
 from gpuvgm._backends import _cuda, _cuda_memory, get_backend
@@ -59,7 +59,7 @@ def _clear_memoized() -> None:
 @pytest.fixture
 def fake(monkeypatch):
     """The stand-in as ``cupy`` for this test only, on a fresh simulated device."""
-    state = fakecupy.reset(library=_library())
+    state = fakecupy.reset(library=library())
     _clear_memoized()
     monkeypatch.setitem(sys.modules, "cupy", fakecupy)
     monkeypatch.setitem(sys.modules, "cupyx", fakecupy.cupyx)
@@ -185,7 +185,7 @@ def test_estep_stats(fake, n_rows, n_cols, k, dtype, order, where):
     # Both compute dtypes over the cases, float32 compute only for float32 data's default.
     compute = (np.float32, np.float64)[(n_rows + WHERE.index(where)) % 2]
     got = _cuda.estep_stats(_on(chunk, where), params, compute_dtype=compute)
-    assert_stats_close(got, ref.estep_stats(chunk, params), RTOL[compute])
+    assert_stats_close(got, ref.estep_stats(chunk, params), rtol(compute, "twin"))
     # Two launches: the partials of a grid of blocks, then their reduction, one block per slot.
     t = "float" if dtype == np.float32 else "double"
     ct = "float" if compute == np.float32 else "double"

@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import RTOL
+from conftest import rtol
 
 import gpuvgm
 from gpuvgm import _rng
@@ -27,7 +27,7 @@ from gpuvgm._backends import get_backend
 from gpuvgm._model import EStepParams, TransformParams
 
 SIZES = (1, 255, 256, 257, 100_003)
-F64_RTOL = 1e-12
+F64_RTOL = rtol(np.float64, "twin")
 
 
 def _chunk(n, n_cols, dtype=np.float64, layout="C", seed=0):
@@ -116,7 +116,7 @@ def test_estep_stats_match_numpy(n, k, dtype):
     want = ref.estep_stats(chunk, p)
     _assert_stats_close(nb.estep_stats(chunk, p, compute_dtype=np.float64), want, F64_RTOL)
     got32 = nb.estep_stats(chunk, p, compute_dtype=np.float32)
-    _assert_stats_close(got32, want, RTOL[np.dtype(np.float32)])
+    _assert_stats_close(got32, want, rtol(np.float32, "parity"))
     default = nb.estep_stats(chunk, p)  # float64 compute
     _assert_stats_close(default, want, F64_RTOL)
     np.testing.assert_array_equal(default.count, (~np.isnan(chunk)).sum(axis=0))
@@ -131,7 +131,7 @@ def test_estep_stats_any_layout(layout, n_cols, n):
     want = ref.estep_stats(chunk, p)
     _assert_stats_close(nb.estep_stats(chunk, p, compute_dtype=np.float64), want, F64_RTOL)
     _assert_stats_close(
-        nb.estep_stats(chunk, p, compute_dtype=np.float32), want, RTOL[np.dtype(np.float32)]
+        nb.estep_stats(chunk, p, compute_dtype=np.float32), want, rtol(np.float32, "parity")
     )
 
 
@@ -323,8 +323,8 @@ _DIGEST = textwrap.dedent(
     """
     import hashlib, sys
     import numpy as np
-    sys.path.insert(0, {tests!r})
-    from test_numba_backend import _chunk, _params, _tparams
+    sys.path[:0] = [{tests!r}, {root!r}]
+    from test_numba import _chunk, _params, _tparams
     from gpuvgm._backends import _numba as nb
     chunk = _chunk(100_003, 3, np.float32, "F")
     p = _params(chunk, 10)
@@ -346,7 +346,8 @@ _DIGEST = textwrap.dedent(
 
 def _digest(threads: int) -> str:
     env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), GPUVGM_NUM_THREADS=str(threads))
-    code = _DIGEST.format(tests=os.path.dirname(__file__))
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = _DIGEST.format(tests=here, root=os.path.dirname(here))
     res = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
     )

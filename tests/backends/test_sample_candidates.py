@@ -3,7 +3,7 @@
 The candidates of the initialisation sample are the rows whose Philox word (``_rng.random_words``
 on the sample stream, keyed by the global row) does not exceed a limit; the CUDA twin is checked
 against this function in ``test_sample_kernel_emulated.py`` (host emulation) and
-``test_cuda_backend.py`` (GPU).
+``test_cuda_gpu.py`` (GPU).
 """
 
 from __future__ import annotations

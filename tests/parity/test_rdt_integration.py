@@ -24,7 +24,7 @@ RDTNormalizer = rdt_numerical.ClusterBasedNormalizer
 
 from gpuvgm.integrations.rdt import ClusterBasedNormalizer, rdt_choice  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_ROWS = 4000
 GENERATIONS = [None, "random", "from_column"]
 

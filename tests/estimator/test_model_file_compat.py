@@ -15,7 +15,7 @@ import pytest
 
 import gpuvgm
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.mark.parametrize("selection", ["sample", "argmax"])

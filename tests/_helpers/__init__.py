@@ -1,0 +1,1 @@
+"""Code the tests share (not collected: no ``test_`` modules here)."""
