@@ -78,7 +78,7 @@ def read_floor(path: Path, chunk_rows: int) -> float:
 def source_read(path: Path, chunk_rows: int) -> float:
     """gpuvgm's own reader: the chunks a pass gets (row groups decoded in parallel, converted to
     NumPy), without computing on them."""
-    from gpuvgm._sources import make_source
+    from gpuvgm._inputs import make_source
 
     t = time.perf_counter()
     rows = sum(len(chunk) for _, chunk in make_source(path).chunks(chunk_rows))

@@ -23,10 +23,11 @@ from ._backends import get_backend
 from ._backends._api import Backend
 from ._dask_source import lazy_inverse
 from ._errors import NotFittedError, ParameterError
+from ._inputs import make_source
 from ._layouts import LAYOUTS, decode_batches, decoded_table, encoded_schema, write_encoded
 from ._model import Encoded, EStepParams, FittedMixture, TransformParams
 from ._persistence import read_model, write_model
-from ._sources import Progress, Source, is_dask_collection, is_path_like, make_source
+from ._sources import Progress, Source, is_dask_collection, is_path_like
 from ._validation import check_columns_match, check_encoded, resolve_seed, validate_params
 from ._writers import parquet_output
 

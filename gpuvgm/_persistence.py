@@ -82,7 +82,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import GPUVGMError, ModelFileError, OutputError, OverwriteError
+from ._errors import DataError, GPUVGMError, ModelFileError, OutputError, OverwriteError
 from ._model import FitHistory, FittedMixture, Moments, Posterior, Priors
 from ._validation import MAX_COMPONENTS, check_params_describe_fit, validate_params
 from ._version import __version__
@@ -297,6 +297,12 @@ def write_model(
     # Refuse to write a file that could not be loaded back, or that would load as another model.
     validate_params("VGM", params)
     check_params_describe_fit(params, fitted.posterior.means.shape[1], fitted.weights, fitted.valid)
+    try:  # the checks read_model makes, before a byte is written
+        validate_model_fields(
+            params, fitted.columns, fitted.priors, fitted.posterior, fitted.moments
+        )
+    except ModelFileError as exc:
+        raise DataError(f"this model cannot be saved: its {exc}") from None
     payload = _payload(params, fitted)
     document = {
         "format": FORMAT,

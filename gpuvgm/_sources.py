@@ -545,7 +545,37 @@ def _parquet_batches(
             future.cancel()
 
 
-class ParquetSource(Source):
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    """What tells a file from its replacement: device, inode, size, modification time (ns)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise read_error(path, exc) from None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class _FileSource(Source):
+    """Files that every pass reads again: a pass first checks that none was replaced or
+    rewritten since the source was opened, since the passes of one fit would otherwise mix two
+    data sets (statistics of the old rows, iterations over the new ones) without a word."""
+
+    paths: list[Path]
+    _identities: list[tuple[int, int, int, int]]
+
+    def _remember_files(self) -> None:
+        self._identities = [_identity(p) for p in self.paths]
+
+    def _check_files(self) -> None:
+        for path, before in zip(self.paths, self._identities, strict=True):
+            if _identity(path) != before:
+                raise DataError(
+                    f"{path}: the file changed after it was opened (its size, modification time "
+                    "or inode differ); the passes over it would mix two data sets. Run again "
+                    "once the file is final."
+                )
+
+
+class ParquetSource(_FileSource):
     """One or more Parquet files, streamed by record batches in sorted file order."""
 
     def __init__(self, paths: Sequence[Path], columns: Sequence[str] | None = None):
@@ -554,6 +584,7 @@ class ParquetSource(Source):
         if not paths:
             raise DataError("no Parquet files to read.")
         self.paths = list(paths)
+        self._remember_files()
         try:
             schema = pq.read_schema(self.paths[0])
         except (pa.ArrowException, OSError) as exc:
@@ -577,6 +608,7 @@ class ParquetSource(Source):
     def _tables(self, chunk_rows: int, names: Sequence[str]) -> Iterator[tuple[int, Any]]:
         import pyarrow.parquet as pq
 
+        self._check_files()
         extra = [n for n in names if n not in self.columns]
         target = unify_schema(self._schemas, self.columns, extra)
         offset = 0
@@ -596,12 +628,12 @@ class ParquetSource(Source):
         return f"{len(self.paths)} Parquet file(s)"
 
 
-class CSVSource(Source):
+class CSVSource(_FileSource):
     """One or more CSV files, streamed with pyarrow's CSV reader; every column read as float64."""
 
     def __init__(self, paths: Sequence[Path], columns: Sequence[str] | None = None):
-
         self.paths = list(paths)
+        self._remember_files()
         headers = [(path, _csv_header(path)) for path in self.paths]
         self.columns = _select(headers[0][1], columns, f"{self.paths[0]}")
         for path, names in headers[1:]:
@@ -612,6 +644,7 @@ class CSVSource(Source):
     def _tables(self, chunk_rows: int, names: Sequence[str]) -> Iterator[tuple[int, Any]]:
         import pyarrow.csv as pacsv
 
+        self._check_files()
         # ~8 bytes of text per value and column: a block holds about chunk_rows rows.
         block = int(min(max(chunk_rows * 8 * max(len(names), 1), 1 << 20), 1 << 30))
         convert = pacsv.ConvertOptions(
@@ -714,38 +747,4 @@ def is_path_like(x: Any) -> bool:
         isinstance(x, (list, tuple))
         and len(x) > 0
         and all(isinstance(i, (str, os.PathLike)) for i in x)
-    )
-
-
-def make_source(X: Any, columns: Sequence[Any] | None = None) -> Source:
-    """Wrap ``X`` (array, DataFrame, Arrow table, path(s), Dask collection) as a
-    :class:`Source`."""
-    if isinstance(X, Source):
-        return X
-    if is_dask_collection(X):
-        from ._dask_source import DaskSource  # imports Dask only for a Dask input
-
-        return DaskSource(X, columns)
-    if is_path_like(X):
-        paths = expand_paths(X)
-        csv = [p for p in paths if p.name.lower().endswith(CSV_SUFFIXES)]
-        if csv and len(csv) != len(paths):
-            raise DataError("mixing CSV and Parquet files in one input is not supported.")
-        return CSVSource(paths, columns) if csv else ParquetSource(paths, columns)
-    if isinstance(X, (pa.Table, pa.RecordBatch)):
-        return ArrowSource(X, columns)
-    if isinstance(X, pa.RecordBatchReader):
-        return ReaderSource(X, columns)
-    module = type(X).__module__.split(".")[0]
-    if module == "pandas":
-        return PandasSource(X, columns)
-    if module == "pyarrow" and hasattr(X, "get_fragments"):  # a pyarrow.dataset.Dataset
-        return DatasetSource(X, columns)
-    if X is None:
-        raise DataError("X is None; expected an array, a DataFrame, a table or file path(s).")
-    if isinstance(X, np.ndarray) or isinstance(X, (list, tuple)):
-        return ArraySource(X, columns)
-    raise DataTypeError(
-        f"cannot read data of type {type(X).__name__}; pass a NumPy array, a pandas DataFrame, "
-        "a pyarrow Table or Parquet/CSV path(s)."
     )

@@ -198,8 +198,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     from ._errors import ConvergenceWarning
     from ._estimator import VGM
+    from ._inputs import make_source
     from ._persistence import check_model_destination
-    from ._sources import make_source
 
     # Before the fit, not after an hour of it: the model must not replace an input, nor a file
     # that is not a model unless --force.
@@ -265,7 +265,7 @@ _OUTPUT_HELP = "a .parquet file, or (any other name) a directory of part files w
 
 
 def _cmd_transform(args: argparse.Namespace) -> int:
-    from ._sources import make_source
+    from ._inputs import make_source
 
     _check_output(args.output, args.model, *args.data)
     _check_output(args.metrics_json, args.model, *args.data, args.output)

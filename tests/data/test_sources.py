@@ -86,7 +86,7 @@ def test_float32_arrays_are_read_in_float32(frame):
 
 
 def test_a_source_can_be_iterated_many_times(frame, tmp_path):
-    from gpuvgm._sources import make_source
+    from gpuvgm._inputs import make_source
 
     path = tmp_path / "one.parquet"
     pq.write_table(
@@ -242,7 +242,7 @@ def test_record_batch_reader_is_read_once(frame):
 def test_parquet_row_groups_read_in_parallel_arrive_in_order(
     tmp_path, monkeypatch, chunk_rows, budget
 ):
-    from gpuvgm import _sources
+    from gpuvgm import _inputs, _sources
 
     monkeypatch.setattr(_sources, "PARQUET_BYTES_IN_FLIGHT", budget)
     x = np.arange(6_500, dtype=np.float64)
@@ -250,7 +250,7 @@ def test_parquet_row_groups_read_in_parallel_arrive_in_order(
     path = tmp_path / "groups.parquet"
     pq.write_table(pa.table({"x": x, "y": y, "s": x.astype(str)}), path, row_group_size=1_000)
     assert pq.ParquetFile(path).metadata.num_row_groups == 7
-    src = _sources.make_source(path, ["y", "x"])
+    src = _inputs.make_source(path, ["y", "x"])
     chunks = list(src.chunks(chunk_rows))
     offsets = [o for o, _ in chunks]
     assert all(len(c) <= chunk_rows for _, c in chunks)
@@ -272,7 +272,7 @@ def test_corrupt_row_group_read_on_an_io_thread_is_a_data_error(tmp_path):
     start = rg.data_page_offset
     raw[start : start + 64] = b"\xff" * 64  # the page header of row group 5
     path.write_bytes(bytes(raw))
-    src = gpuvgm._sources.make_source(path)
+    src = gpuvgm._inputs.make_source(path)
     with pytest.raises(gpuvgm.DataError, match=r"bad\.parquet"):
         for _ in src.chunks(1_000):
             pass

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
@@ -38,8 +39,9 @@ from gpuvgm import (
 )
 from gpuvgm import _persistence as persistence
 from gpuvgm import _writers as writers
+from gpuvgm._inputs import make_source
 from gpuvgm._parallel import n_threads
-from gpuvgm._sources import make_source, unify_schema
+from gpuvgm._sources import unify_schema
 from gpuvgm._validation import (
     check_params_describe_fit,
     check_working_priors,
@@ -408,6 +410,54 @@ def test_the_public_api_never_writes_over_its_input(tmp_path, model):
     with pytest.raises(OverwriteError, match="is the input"):
         model.inverse_parquet(enc, enc)
     assert {p.name: p.read_bytes() for p in enc.iterdir()} == parts
+
+
+def test_a_model_that_load_would_refuse_is_not_saved(tmp_path):
+    """from_sklearn takes another library's numbers as they are: a zero covariance (a
+    degenerate scikit-learn fit) is refused by save, as load would refuse the file."""
+    from sklearn.mixture import BayesianGaussianMixture
+
+    x = np.random.default_rng(0).normal(size=(400, 1))
+    est = BayesianGaussianMixture(
+        n_components=2, weight_concentration_prior_type="dirichlet_process", random_state=0
+    ).fit(x)
+    est.covariances_ = est.covariances_.copy()
+    est.covariances_[1] = 0.0
+    model = gpuvgm.VGM.from_sklearn(est)
+    dst = tmp_path / "m.gpuvgm"
+    with pytest.raises(DataError, match=r"cannot be saved: .*field posterior\.covariances\[0, 1\]"):
+        model.save(dst)
+    assert not dst.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_file_replaced_between_passes_is_refused(tmp_path, kind):
+    """A streamed fit reads its files once per pass: a file rewritten after the pre-pass (a
+    nightly job overwriting its output) must stop the fit, not mix two data sets."""
+    x = np.random.default_rng(0).normal(size=3000)
+    path = tmp_path / f"d.{kind}"
+
+    def write(values):
+        table = pa.table({"x": values})
+        if kind == "csv":
+            pacsv.write_csv(table, path)
+        else:
+            pq.write_table(table, path)
+
+    write(x)
+    replaced = []
+
+    def progress(phase, rows):
+        if phase == "prepass" and not replaced:
+            write(x[::-1] + 100.0)  # another data set under the same name
+            replaced.append(phase)
+
+    model = gpuvgm.VGM(3, max_iter=5, cache_bytes=0, chunk_rows=1000, device="cpu")
+    with pytest.raises(DataError, match=r"d\.(parquet|csv): the file changed after it was opened"):
+        model.fit(path, progress=progress)
+    assert replaced
+    source = make_source(path)  # reopened: it reads as the new file
+    assert sum(len(c) for _, c in source.chunks(1000)) == x.size
 
 
 def test_a_mean_prior_that_overflows_the_fit_is_refused_by_fit():

@@ -431,7 +431,7 @@ def test_directories_are_read_in_natural_order(tmp_path):
     for i in (10, 2, 1):
         pq.write_table(pa.table({"x": np.full(3, float(i))}), folder / f"part.{i}.parquet")
     pq.write_table(pa.table({"x": np.full(3, -1.0)}), folder / "_ignored.parquet")
-    src = gpuvgm._sources.make_source(folder)
+    src = gpuvgm._inputs.make_source(folder)
     values = np.concatenate([c[:, 0] for _, c in src.chunks(100)])
     np.testing.assert_array_equal(values, np.repeat([1.0, 2.0, 10.0], 3))
 
