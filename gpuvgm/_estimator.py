@@ -8,7 +8,6 @@ fitted state, :mod:`gpuvgm._layouts` and :mod:`gpuvgm._persistence` read and wri
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -21,8 +20,9 @@ import numpy as np
 from . import _engine, _model, _schedule
 from ._backends import get_backend
 from ._backends._api import Backend
+from ._base import Estimator
 from ._dask_source import lazy_inverse
-from ._errors import NotFittedError, ParameterError
+from ._errors import ParameterError
 from ._inputs import make_source
 from ._layouts import LAYOUTS, decode_batches, decoded_table, encoded_schema, write_encoded
 from ._model import Encoded, EStepParams, FittedMixture, TransformParams
@@ -34,7 +34,7 @@ from ._writers import parquet_output
 logger = logging.getLogger("gpuvgm")
 
 
-class VGM:
+class VGM(Estimator):
     """Dirichlet-process variational Gaussian mixture per column, with mode-specific normalization.
 
     The mathematics is scikit-learn's ``BayesianGaussianMixture(covariance_type="full",
@@ -223,65 +223,6 @@ class VGM:
         self.device = device
         self.random_state = random_state
 
-    # ------------------------------------------------------------------ scikit-learn protocol
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters, as scikit-learn's ``BaseEstimator.get_params``."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> VGM:
-        """Set constructor parameters; unknown names raise :class:`ParameterError`."""
-        valid = set(self._param_names())
-        for name, value in params.items():
-            if name not in valid:
-                raise ParameterError(
-                    f"Invalid parameter {name!r} for estimator {self!r}. "
-                    f"Valid parameters are: {sorted(valid)!r}."
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {
-            name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()
-        }
-        changed = []
-        for name, value in self.get_params().items():
-            default = defaults[name]
-            same = value is default or (
-                not isinstance(value, (np.ndarray, list, tuple)) and value == default
-            )
-            if not same:
-                changed.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-    def _check_is_fitted(self) -> None:
-        if not hasattr(self, "_fitted"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                "appropriate arguments before using this estimator."
-            )
-
-    def __sklearn_is_fitted__(self) -> bool:
-        """Whether :meth:`fit` has run (read by ``sklearn.utils.validation.check_is_fitted``)."""
-        return hasattr(self, "_fitted")
-
-    def __sklearn_tags__(self) -> Any:
-        """scikit-learn (>= 1.6) estimator tags: an unsupervised transformer that accepts NaN
-        (nulls) and needs no ``y``. Only scikit-learn calls this, so importing it here is safe."""
-        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
-
-        return Tags(
-            estimator_type=None,
-            target_tags=TargetTags(required=False),
-            transformer_tags=TransformerTags(),
-            input_tags=InputTags(allow_nan=True),
-        )
-
     # ------------------------------------------------------------------ fit
     def fit(
         self,
@@ -353,14 +294,6 @@ class VGM:
     @property
     def _columns(self) -> list[str]:
         return list(self._fitted.columns)
-
-    @property
-    def _priors(self) -> _model.Priors:
-        return self._fitted.priors
-
-    @property
-    def _post(self) -> _model.Posterior:
-        return self._fitted.posterior
 
     def _params(self) -> EStepParams:
         return self._fitted.estep_params()

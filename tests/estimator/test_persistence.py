@@ -51,7 +51,10 @@ def assert_same_model(a: gpuvgm.VGM, b: gpuvgm.VGM) -> None:
         assert same_array(getattr(a, name), getattr(b, name)), name
     for x, y in zip(a.weight_concentration_, b.weight_concentration_, strict=True):
         assert same_array(x, y)
-    for cls, x, y in ((Priors, a._priors, b._priors), (Posterior, a._post, b._post)):
+    for cls, x, y in (
+        (Priors, a._fitted.priors, b._fitted.priors),
+        (Posterior, a._fitted.posterior, b._fitted.posterior),
+    ):
         for f in dataclasses.fields(cls):
             assert same_array(getattr(x, f.name), getattr(y, f.name)), f.name
     assert (a.moments_ is None) == (b.moments_ is None)

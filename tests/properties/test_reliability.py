@@ -288,7 +288,7 @@ def test_resealed_model_files_with_bad_fields_are_refused(tmp_path, model, edit,
 
 
 def test_duplicate_names_in_a_model_file_are_refused(model):
-    post, priors = model._post, model._priors
+    post, priors = model._fitted.posterior, model._fitted.priors
     with pytest.raises(ModelFileError, match="names 'x' twice"):
         persistence.validate_model_fields(model.get_params(), ["x", "x"], priors, post, None)
 
