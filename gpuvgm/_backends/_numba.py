@@ -50,18 +50,29 @@ import numpy as np
 from numba import njit, prange
 
 from .. import _rng
-from .._errors import DataTypeError
+from .._errors import DataError, DataTypeError
 from .._model import (
     SAMPLE_PROB_FLOOR,
-    STD_MULTIPLIER,
     EStepParams,
     Moments,
     Stats,
     TransformParams,
+    inverse_scales,
+    neg_half_precisions,
+    valid_tables,
 )
 from .._parallel import n_threads
 from . import _host
-from ._api import EXP_FLOOR, WORKING_MAX, check_sample_args
+from ._api import (
+    EXP_FLOOR,
+    WORKING_MAX,
+    check_centers,
+    check_chunk,
+    check_columns,
+    check_inverse_args,
+    check_k,
+    check_sample_args,
+)
 
 NAME = "numba"
 memory = _host  # host memory: the data is already where this backend computes
@@ -87,25 +98,6 @@ def _launch(kernel: Any, *args: Any) -> Any:
 
 def _n_blocks(n_rows: int) -> int:
     return max(1, -(-n_rows // BLOCK_ROWS))
-
-
-def _as_chunk(chunk: Any, what: str = "chunk") -> np.ndarray:
-    """``chunk`` as a 2-D float32/float64 array in native byte order, copied only if it is not."""
-    a = np.asarray(chunk)
-    if a.ndim != 2:
-        raise ValueError(f"{what} must be 2-D (n_rows, n_columns), got shape {a.shape}")
-    if a.dtype not in (np.float32, np.float64) or not a.dtype.isnative:
-        if a.dtype.kind not in "biuf":
-            raise DataTypeError(f"{what} must hold numbers, got dtype {a.dtype}")
-        a = a.astype(np.float64)  # the NumPy twin computes such input in float64 too
-    return a
-
-
-def _columns(params: EStepParams, chunk: np.ndarray) -> np.ndarray:
-    cols = np.asarray(params.columns, dtype=np.int64)
-    if cols.size and (cols.min() < 0 or cols.max() >= chunk.shape[1]):
-        raise IndexError(f"columns {cols.tolist()} out of range for {chunk.shape[1]} columns")
-    return cols
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,7 +450,7 @@ def _transform_kernel(
     valid_idx,
     n_valid,
     v_means,
-    v_stds,
+    v_std4,
     sample,
     seed,
     column_keys,
@@ -467,7 +459,6 @@ def _transform_kernel(
     clip,
     exp_floor,
     prob_floor,
-    std_mult,
     bound,
     block_rows,
     normalized,
@@ -478,7 +469,8 @@ def _transform_kernel(
     """Mode-specific normalization per (column, block), float64; twin ``_numpy._transform_block``.
 
     ``valid_idx`` (n_cols, K): the valid components' indices first, ``n_valid`` of them;
-    ``v_means``/``v_stds`` (n_cols, K): their means and stds in data units, in the same order.
+    ``v_means``/``v_std4`` (n_cols, K): their means and 4 stds in data units, in the same order
+    (:func:`gpuvgm._model.valid_tables`).
     """
     n = chunk.shape[0]
     n_cols = cols.size
@@ -538,7 +530,7 @@ def _transform_kernel(
                     if cdf[q] <= target:
                         comp += 1
                 comp = min(comp, nv - 1)
-            alpha = (v - v_means[c, comp]) / (std_mult * v_stds[c, comp])
+            alpha = (v - v_means[c, comp]) / v_std4[c, comp]
             if abs(alpha) > clip:
                 n_clip += 1
                 alpha = clip if alpha > 0 else -clip
@@ -549,7 +541,7 @@ def _transform_kernel(
 
 @njit(parallel=True, cache=True)
 def _inverse_kernel(
-    normalized, component, n_valid, v_means, v_stds, std_mult, block_rows, out
+    normalized, component, n_valid, v_means, v_std4, block_rows, out
 ):  # pragma: no cover - compiled
     """``x = 4 std_c alpha + mean_c``; twin ``_numpy.inverse``. Returns the first bad component
     index found (or -1)."""
@@ -565,7 +557,7 @@ def _inverse_kernel(
             if comp >= n_valid[i]:
                 bad[t] = comp
                 comp = 0
-            out[r, i] = std_mult * v_stds[i, comp] * np.float64(normalized[r, i]) + v_means[i, comp]
+            out[r, i] = v_std4[i, comp] * np.float64(normalized[r, i]) + v_means[i, comp]
     return bad.max()
 
 
@@ -580,7 +572,7 @@ def moments(chunk: Any) -> Moments:
     Twin of :func:`gpuvgm._backends._numpy.moments`. Block partials (count, mean, M2 about the
     block mean) merge in block order: ``M2 = sum_b M2_b + n_b (mean_b - mean)**2`` (Chan et al.).
     """
-    chunk = _as_chunk(chunk)
+    chunk = check_chunk(np.asarray(chunk))
     n, n_cols = chunk.shape
     nb = _n_blocks(n)
     parts = np.empty((n_cols, nb, 7))
@@ -617,8 +609,8 @@ def sample_candidates(
     Twin of :func:`gpuvgm._backends._numpy.sample_candidates` (same outputs); the words are
     computed by the compiled Philox.
     """
+    chunk = check_chunk(np.asarray(chunk))
     seed, offset, limit = check_sample_args(seed, offset, limit)
-    chunk = _as_chunk(chunk)
     words = _random_words(seed, column_key, offset, chunk.shape[0], stream)
     rows = np.flatnonzero(words <= limit).astype(np.int64, copy=False)
     return rows, words[rows], np.asarray(chunk[rows], dtype=np.float64)
@@ -642,9 +634,8 @@ def _random_words(seed: int, column: int, start: int, n: int, stream: int) -> np
 
 
 def _frame(params: EStepParams) -> tuple[np.ndarray, np.ndarray]:
-    shift = np.ascontiguousarray(params.shift, dtype=np.float64)
-    inv_scale = 1.0 / np.ascontiguousarray(params.scale, dtype=np.float64)
-    return shift, inv_scale
+    """``(shift, 1 / scale)`` as contiguous float64, the model's tables."""
+    return np.ascontiguousarray(params.shift, dtype=np.float64), inverse_scales(params)
 
 
 def _stats(parts: np.ndarray, counts: np.ndarray, h: np.ndarray | None, lp: np.ndarray | None):
@@ -694,11 +685,12 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
         Precision of the per-value arithmetic (accumulation is always float64). Default (None):
         float64 (see the module docstring).
     """
-    chunk = _as_chunk(chunk)
+    chunk = check_chunk(np.asarray(chunk))
+    check_k(params.n_components)
+    cols = check_columns(params.columns, chunk.shape[1])
     compute = np.dtype(compute_dtype or np.float64)
     if compute not in (np.float32, np.float64):
         raise DataTypeError(f"compute_dtype must be float32 or float64, got {compute}")
-    cols = _columns(params, chunk)
     shift, inv_scale = _frame(params)
     nb = _n_blocks(chunk.shape[0])
     k = params.n_components
@@ -713,7 +705,7 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
         shift,
         inv_scale,
         np.ascontiguousarray(params.means, dtype=compute),
-        np.ascontiguousarray(-0.5 * params.precisions, dtype=compute),
+        np.ascontiguousarray(neg_half_precisions(params), dtype=compute),
         np.ascontiguousarray(params.log_consts, dtype=compute),
         floor,
         table,
@@ -734,9 +726,9 @@ def assign_stats(chunk: Any, centers: np.ndarray, params: EStepParams) -> Stats:
     ``centers``: (n_columns, K) in the working frame; ties go to the lowest index. Twin of
     :func:`gpuvgm._backends._numpy.assign_stats`; float64.
     """
-    chunk = _as_chunk(chunk)
-    centers = np.ascontiguousarray(centers, dtype=np.float64)
-    cols = _columns(params, chunk)
+    chunk = check_chunk(np.asarray(chunk))
+    centers = np.ascontiguousarray(check_centers(centers, np.asarray(params.columns).size))
+    cols = check_columns(params.columns, chunk.shape[1])
     shift, inv_scale = _frame(params)
     nb = _n_blocks(chunk.shape[0])
     parts = np.empty((cols.size, nb, centers.shape[1], 3))
@@ -761,8 +753,9 @@ def log_resp(chunk: Any, params: EStepParams) -> np.ndarray:
 
     Twin of :func:`gpuvgm._backends._numpy.log_resp`; float64.
     """
-    chunk = _as_chunk(chunk)
-    cols = _columns(params, chunk)
+    chunk = check_chunk(np.asarray(chunk))
+    check_k(params.n_components)
+    cols = check_columns(params.columns, chunk.shape[1])
     shift, inv_scale = _frame(params)
     out = np.full((chunk.shape[0], cols.size, params.n_components), np.nan)
     _launch(
@@ -772,7 +765,7 @@ def log_resp(chunk: Any, params: EStepParams) -> np.ndarray:
         shift,
         inv_scale,
         np.ascontiguousarray(params.means, dtype=np.float64),
-        np.ascontiguousarray(-0.5 * params.precisions, dtype=np.float64),
+        neg_half_precisions(params),
         np.ascontiguousarray(params.log_consts, dtype=np.float64),
         np.float64(WORKING_MAX),
         BLOCK_ROWS,
@@ -781,23 +774,15 @@ def log_resp(chunk: Any, params: EStepParams) -> np.ndarray:
     return out
 
 
-def _valid_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(valid_idx, n_valid, v_means, v_stds)``: each column's valid components first, in order
-    (the twin's ``means[i][valid]``)."""
+def _valid_index(params: TransformParams) -> np.ndarray:
+    """(n_cols, K) int64: each column's valid component indices first (zero-padded), the
+    order of :func:`gpuvgm._model.valid_tables` (the twin's ``logp[valid]``)."""
     valid = np.asarray(params.valid, dtype=bool)
-    n_cols, k = valid.shape
-    n_valid = valid.sum(axis=1).astype(np.int64)
-    if n_cols and n_valid.min() < 1:
-        raise ValueError("every column needs at least one valid component")
-    idx = np.zeros((n_cols, k), dtype=np.int64)
-    v_means = np.zeros((n_cols, k))
-    v_stds = np.ones((n_cols, k))
-    for i in range(n_cols):
+    idx = np.zeros(valid.shape, dtype=np.int64)
+    for i in range(valid.shape[0]):
         nz = np.flatnonzero(valid[i])
         idx[i, : nz.size] = nz
-        v_means[i, : nz.size] = params.means[i][nz]
-        v_stds[i, : nz.size] = params.stds[i][nz]
-    return idx, n_valid, v_means, v_stds
+    return idx
 
 
 def transform(
@@ -809,15 +794,17 @@ def transform(
     ``normalized`` (n, C) float64 (NaN for nulls), ``component`` (n, C) int32 (index among the
     column's valid components, -1 for nulls), ``null`` (n, C) bool and ``n_clipped`` (C,) int64.
     """
-    chunk = _as_chunk(chunk)
+    chunk = check_chunk(np.asarray(chunk))
     e = params.estep
-    cols = _columns(e, chunk)
+    check_k(e.n_components)
+    cols = check_columns(e.columns, chunk.shape[1])
     seed = _rng._check_seed(params.seed) if params.sample else 0
     row_offset = int(row_offset)
     if row_offset < 0:
-        raise ValueError(f"row_offset must be >= 0, got {row_offset}")
+        raise DataError(f"row_offset must be >= 0, got {row_offset}")
     shift, inv_scale = _frame(e)
-    idx, n_valid, v_means, v_stds = _valid_tables(params)
+    v_means, v_std4, n_valid = valid_tables(params)
+    idx = _valid_index(params)
     n = chunk.shape[0]
     nb = _n_blocks(n)
     normalized = np.full((n, cols.size), np.nan)
@@ -832,12 +819,12 @@ def transform(
         shift,
         inv_scale,
         np.ascontiguousarray(e.means, dtype=np.float64),
-        np.ascontiguousarray(-0.5 * e.precisions, dtype=np.float64),
+        neg_half_precisions(e),
         np.ascontiguousarray(e.log_consts, dtype=np.float64),
         idx,
         n_valid,
         v_means,
-        v_stds,
+        v_std4,
         bool(params.sample),
         np.uint64(seed),
         keys,
@@ -846,7 +833,6 @@ def transform(
         np.float64(params.clip),
         np.float64(EXP_FLOOR),
         np.float64(SAMPLE_PROB_FLOOR),
-        np.float64(STD_MULTIPLIER),
         np.float64(WORKING_MAX),
         BLOCK_ROWS,
         normalized,
@@ -863,15 +849,11 @@ def inverse(normalized: Any, component: Any, params: TransformParams) -> np.ndar
     Twin of :func:`gpuvgm._backends._numpy.inverse`; ``component`` must already be validated
     (0 <= c < n_valid; negative values read as 0, as in the twin), else IndexError.
     """
-    normalized = _as_chunk(normalized, "normalized")
     component = np.asarray(component)
-    if component.shape != normalized.shape:
-        raise ValueError(
-            f"component shape {component.shape} differs from normalized {normalized.shape}"
-        )
-    if component.dtype.kind not in "iu" or not component.dtype.isnative:
-        component = component.astype(np.int64)
-    _, n_valid, v_means, v_stds = _valid_tables(params)
+    normalized = check_inverse_args(
+        np.asarray(normalized), component, np.asarray(params.valid).shape[0]
+    )
+    v_means, v_std4, n_valid = valid_tables(params)
     out = np.empty(normalized.shape)
     bad = _launch(
         _inverse_kernel,
@@ -879,8 +861,7 @@ def inverse(normalized: Any, component: Any, params: TransformParams) -> np.ndar
         component,
         n_valid,
         v_means,
-        v_stds,
-        np.float64(STD_MULTIPLIER),
+        v_std4,
         BLOCK_ROWS,
         out,
     )
