@@ -39,7 +39,6 @@ into Numba's cache directory, ``NUMBA_CACHE_DIR`` to move it).
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import threading
@@ -47,7 +46,10 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
+from numba.core import types
+from numba.extending import intrinsic, overload
 
 from .. import _rng
 from .._errors import DataError, DataTypeError
@@ -81,10 +83,6 @@ BLOCK_ROWS = 16384
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
-
-# In float32, |x'| is clamped lower so that (x' - m)**2 stays finite (fitted data has
-# |x'| <= sqrt(n_rows); the clamp matters only far outside it).
-_WORKING_MAX32 = np.float32(1e18)
 
 _launch_lock = threading.Lock()
 
@@ -162,7 +160,164 @@ def _moments_kernel(chunk, block_rows, out):  # pragma: no cover - compiled
         out[j, b, 6] = off
 
 
-@njit(parallel=True, cache=True)
+# ---------------------------------------------------------------------------------------------
+# exp and log in SIMD lanes. A libm call per value keeps a loop scalar (Numba has no vector math
+# library unless its LLVM is Intel's SVML-patched build, which PyPI's llvmlite is not), so the hot
+# loops evaluate these inline polynomials instead; LLVM then vectorises them.
+# ---------------------------------------------------------------------------------------------
+
+
+_LN2HI = 0.693145751953125  # ln 2 to 12 bits: n * _LN2HI is exact (Cody-Waite)
+_LN2LO = math.log(2.0) - _LN2HI
+
+
+@intrinsic
+def _pow2(typingctx, nf):  # pragma: no cover - compiled
+    """``2**nf`` for an integral float ``nf`` in the normal range, from the exponent bits."""
+    if nf == types.float64:
+        ity, bias, mant = ir.IntType(64), 1023, 52
+    elif nf == types.float32:
+        ity, bias, mant = ir.IntType(32), 127, 23
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i = builder.fptosi(args[0], ity)
+        i = builder.shl(builder.add(i, ir.Constant(ity, bias)), ir.Constant(ity, mant))
+        return builder.bitcast(i, args[0].type)
+
+    return nf(nf), codegen
+
+
+@intrinsic
+def _split(typingctx, s):  # pragma: no cover - compiled
+    """``(m, e)`` with ``s = m * 2**e``, ``1 <= m < 2``, for a positive normal ``s``."""
+    if s == types.float64:
+        ity, bias, mant = ir.IntType(64), 1023, 52
+    elif s == types.float32:
+        ity, bias, mant = ir.IntType(32), 127, 23
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        bits = builder.bitcast(args[0], ity)
+        e = builder.sub(builder.lshr(bits, ir.Constant(ity, mant)), ir.Constant(ity, bias))
+        low = ir.Constant(ity, (1 << mant) - 1)
+        mbits = builder.or_(builder.and_(bits, low), ir.Constant(ity, bias << mant))
+        m = builder.bitcast(mbits, args[0].type)
+        ef = builder.sitofp(e, args[0].type)
+        return context.make_tuple(builder, signature.return_type, [m, ef])
+
+    return types.UniTuple(s, 2)(s), codegen
+
+
+def _exp_lanes(t):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+@overload(_exp_lanes, inline="always")
+def _exp_lanes_impl(t):  # pragma: no cover - compiled
+    """``exp(t)`` for ``t`` in [exp floor, 0]: Cody-Waite reduction to ``|f| <= ln2 / 2``
+    (ln 2 split, hi with 12 zero low bits), a Taylor polynomial of exp (float64: degree 12,
+    relative error < 2e-16; float32: degree 7, < 1e-8), times ``2**n`` from the exponent bits
+    (Muller, *Elementary Functions*, 11.3)."""
+    if t == types.float64:
+        d = [1.0 / math.factorial(q) for q in range(13)]
+        d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12 = d
+
+        def impl64(t):
+            nf = np.floor(t * 1.4426950408889634 + 0.5)
+            f = (t - nf * _LN2HI) - nf * _LN2LO
+            p = d12 * f + d11
+            p = p * f + d10
+            p = p * f + d9
+            p = p * f + d8
+            p = p * f + d7
+            p = p * f + d6
+            p = p * f + d5
+            p = p * f + d4
+            p = p * f + d3
+            p = p * f + d2
+            p = p * f + d1
+            return (p * f + d0) * _pow2(nf)
+
+        return impl64
+    if t == types.float32:
+        c0, c1, c2, c3, c4, c5, c6, c7 = [np.float32(1.0 / math.factorial(q)) for q in range(8)]
+        log2e, half = np.float32(1.4426950408889634), np.float32(0.5)
+        hi, lo = np.float32(_LN2HI), np.float32(_LN2LO)
+
+        def impl32(t):
+            nf = np.floor(t * log2e + half)
+            f = (t - nf * hi) - nf * lo
+            p = c7 * f + c6
+            p = p * f + c5
+            p = p * f + c4
+            p = p * f + c3
+            p = p * f + c2
+            p = p * f + c1
+            return (p * f + c0) * _pow2(nf)
+
+        return impl32
+    return None
+
+
+def _log_lanes(s):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+@overload(_log_lanes, inline="always")
+def _log_lanes_impl(s):  # pragma: no cover - compiled
+    """``log(s)`` for a positive normal ``s``: ``s = m 2**e`` with ``m`` in [sqrt(1/2), sqrt 2),
+    ``log m = 2 atanh(z)``, ``z = (m - 1) / (m + 1)``, ``|z| < 0.172``, by its odd series
+    (float64: to z**19, error < 1e-17; float32: to z**9)."""
+    if s not in (types.float64, types.float32):
+        return None
+    dt = np.float32 if s == types.float32 else np.float64
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = [dt(2.0 / (2 * q + 1)) for q in range(10)]
+    one, half, sqrt2 = dt(1.0), dt(0.5), dt(math.sqrt(2.0))
+    ln2hi, ln2lo = dt(_LN2HI), dt(_LN2LO)
+
+    def impl32(s):
+        m, e = _split(s)
+        big = m > sqrt2
+        m = m * half if big else m
+        e = e + one if big else e
+        z = (m - one) / (m + one)
+        z2 = z * z
+        p = c4 * z2 + c3
+        p = p * z2 + c2
+        p = p * z2 + c1
+        p = p * z2 + c0
+        return (e * ln2hi + p * z) + e * ln2lo
+
+    def impl64(s):
+        m, e = _split(s)
+        big = m > sqrt2
+        m = m * half if big else m
+        e = e + one if big else e
+        z = (m - one) / (m + one)
+        z2 = z * z
+        p = c9 * z2 + c8
+        p = p * z2 + c7
+        p = p * z2 + c6
+        p = p * z2 + c5
+        p = p * z2 + c4
+        p = p * z2 + c3
+        p = p * z2 + c2
+        p = p * z2 + c1
+        p = p * z2 + c0
+        return (e * ln2hi + p * z) + e * ln2lo
+
+    return impl32 if s == types.float32 else impl64
+
+
+# Rows per tile of the E-step: the tile's (K, TILE) scratch stays in a core's L1/L2 cache, and
+# every inner loop runs over the tile's contiguous rows, in SIMD lanes.
+TILE_ROWS = 256
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _estep_kernel(
     chunk,
     cols,
@@ -172,10 +327,8 @@ def _estep_kernel(
     nhp,
     log_consts,
     exp_floor,
-    cexp,
-    ibits,
-    bias,
-    mant,
+    r_tiny,
+    one,
     bound,
     block_rows,
     out,
@@ -184,8 +337,13 @@ def _estep_kernel(
     """Fused E-step per (column, block); twin ``_numpy._estep_block``.
 
     ``means``/``nhp``/``log_consts`` (n_cols, K) are in the compute dtype, as are ``exp_floor``,
-    ``bound`` and ``cexp`` (:func:`_exp_table`); ``ibits`` is an empty integer array of the
-    compute dtype's width, ``bias``/``mant`` its exponent bias and mantissa bits.
+    ``r_tiny``, ``one`` and ``bound``. The block's non-null values are compacted (without a
+    branch), then per tile of :data:`TILE_ROWS` of them: l_k, max over k, exp, sum, 1/sum and
+    log(sum) (:func:`_exp_lanes`, :func:`_log_lanes`), and the statistics added element-wise
+    into per-row-slot float64 partials (no reduction in the hot loops, so no reassociation: the
+    same sums on any SIMD width); the partials are summed in slot order at the block's end.
+    Every inner loop runs over a tile's contiguous rows: LLVM vectorises them (ymm lanes here).
+    ``fastmath={"contract"}`` only (FMA): NaN/inf semantics are kept.
     ``out`` (n_cols, n_blocks, K, 3): ``[sum r, sum r x', sum r x'^2]``;
     ``out2`` (n_cols, n_blocks, 3): ``[H, sum log p(x), count]``; both float64.
     """
@@ -194,100 +352,103 @@ def _estep_kernel(
     k_n = means.shape[1]
     nb = out.shape[1]
     dt = means.dtype
+    tile = TILE_ROWS
+    zero = one - one
     for t in prange(n_cols * nb):
         c = t // nb
         b = t % nb
         j = cols[c]
         r0 = b * block_rows
         r1 = min(r0 + block_rows, n)
-        xs = np.empty(r1 - r0, dtype=dt)
+        xs = np.zeros(r1 - r0 + tile, dtype=dt)  # the non-null x', padded to whole tiles
         m = 0
-        for r in range(r0, r1):
+        sh = shift[c]
+        isc = inv_scale[c]
+        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
             v = chunk[r, j]
-            if v == v:
-                xs[m] = _working(v, shift[c], inv_scale[c], bound)
-                m += 1
-        logp = np.empty((k_n, m), dtype=dt)  # (K, m): rows contiguous, SIMD over values
-        resp = np.empty((k_n, m), dtype=dt)
-        mx = np.empty(m, dtype=dt)
-        s = np.zeros(m, dtype=dt)
-        for k in range(k_n):
-            mk = means[c, k]
-            hk = nhp[c, k]
-            ck = log_consts[c, k]
-            for i in range(m):
-                d = xs[i] - mk
-                logp[k, i] = d * d * hk + ck
-        for i in range(m):
-            mx[i] = logp[0, i]
-        for k in range(1, k_n):
-            for i in range(m):
-                if logp[k, i] > mx[i]:
-                    mx[i] = logp[k, i]
-        # exp(l_k - max) without a libm call per value, so the loop runs in SIMD lanes: 2**n
-        # (bits of the exponent field) times a degree-12 Taylor polynomial of exp on
-        # |f| <= ln2 / 2 (relative error < 2e-16), after Cody-Waite reduction (Muller,
-        # *Elementary Functions*, 11.3). NumPy's exp is vectorised only on AVX-512 CPUs.
-        ebits = np.empty((k_n, m), dtype=ibits.dtype)
-        escale = ebits.view(dt)
-        log2e = cexp[13]
-        ln2hi = cexp[14]
-        ln2lo = cexp[15]
-        half = cexp[16]
-        r_tiny = cexp[17]  # responsibilities below it count as 0: no subnormal arithmetic
-        c0, c1, c2, c3, c4, c5, c6 = cexp[0], cexp[1], cexp[2], cexp[3], cexp[4], cexp[5], cexp[6]
-        c7, c8, c9, c10, c11, c12 = cexp[7], cexp[8], cexp[9], cexp[10], cexp[11], cexp[12]
-        for k in range(k_n):
-            lk = logp[k]
-            rk = resp[k]
-            bk = ebits[k]
-            for i in range(m):
-                e = lk[i] - mx[i]
-                lk[i] = e
-                t = max(e, exp_floor)
-                nf = np.floor(t * log2e + half)
-                f = (t - nf * ln2hi) - nf * ln2lo
-                p = c12 * f + c11
-                p = p * f + c10
-                p = p * f + c9
-                p = p * f + c8
-                p = p * f + c7
-                p = p * f + c6
-                p = p * f + c5
-                p = p * f + c4
-                p = p * f + c3
-                p = p * f + c2
-                p = p * f + c1
-                rk[i] = p * f + c0
-                bk[i] = (np.int64(nf) + bias) << mant
-            sk = escale[k]
-            for i in range(m):
-                rk[i] = rk[i] * sk[i]
-                s[i] += rk[i]
+            xw = (np.float64(v) - sh) * isc
+            xw = xw if xw < bound else bound
+            xs[m] = xw if xw > -bound else -bound
+            m += v == v
+        xs[m] = zero  # the slot a trailing null wrote
+        logp = np.empty((k_n, tile), dtype=dt)
+        resp = np.empty((k_n, tile), dtype=dt)
+        mx = np.empty(tile, dtype=dt)
+        s = np.empty(tile, dtype=dt)
+        w = np.empty(tile, dtype=dt)  # 1 for a value, 0 for the last tile's padding
+        a0 = np.zeros((k_n, tile))
+        a1 = np.zeros((k_n, tile))
+        a2 = np.zeros((k_n, tile))
+        ah = np.zeros((k_n, tile))
+        hl = np.zeros(tile)
+        lpl = np.zeros(tile)
+        mk_ = means[c]
+        hk_ = nhp[c]
+        ck_ = log_consts[c]
+        for t0 in range(0, m, tile):
+            x = xs[t0 : t0 + tile]
+            for i in range(tile):
+                w[i] = one if t0 + i < m else zero
+            for k in range(k_n):
+                mk = mk_[k]
+                hk = hk_[k]
+                ck = ck_[k]
+                lk = logp[k]
+                for i in range(tile):
+                    d = x[i] - mk
+                    lk[i] = d * d * hk + ck
+            for i in range(tile):
+                mx[i] = logp[0, i]
+                s[i] = zero
+            for k in range(1, k_n):
+                lk = logp[k]
+                for i in range(tile):
+                    mx[i] = lk[i] if lk[i] > mx[i] else mx[i]
+            for k in range(k_n):
+                lk = logp[k]
+                rk = resp[k]
+                for i in range(tile):
+                    e = lk[i] - mx[i]
+                    lk[i] = e
+                    rk[i] = _exp_lanes(e if e > exp_floor else exp_floor)
+                    s[i] += rk[i]
+            for i in range(tile):
+                ls = _log_lanes(s[i])
+                s[i] = w[i] / s[i]  # 1/sum, 0 on padding
+                hl[i] -= w[i] * ls
+                lpl[i] += w[i] * (mx[i] + ls)
+            for k in range(k_n):
+                lk = logp[k]
+                rk = resp[k]
+                b0 = a0[k]
+                b1 = a1[k]
+                b2 = a2[k]
+                bh = ah[k]
+                for i in range(tile):
+                    r = rk[i] * s[i]
+                    r = r if r >= r_tiny else zero
+                    xi = x[i]
+                    b0[i] += r
+                    b1[i] += r * xi
+                    b2[i] += r * (xi * xi)
+                    bh[i] += r * lk[i]
         h = 0.0
         lp = 0.0
-        for i in range(m):
-            s[i] = 1.0 / s[i]  # rounded to the compute dtype
-            ls = np.float64(np.log(s[i]))
-            h += ls
-            lp += np.float64(mx[i]) - ls
+        for i in range(tile):
+            h += hl[i]
+            lp += lpl[i]
         for k in range(k_n):
-            a0 = 0.0
-            a1 = 0.0
-            a2 = 0.0
-            ah = 0.0
-            for i in range(m):
-                r = resp[k, i] * s[i]
-                r = r if r >= r_tiny else r_tiny * 0
-                x = xs[i]
-                a0 += r
-                a1 += r * x
-                a2 += r * (x * x)
-                ah += r * logp[k, i]
-            out[c, b, k, 0] = a0
-            out[c, b, k, 1] = a1
-            out[c, b, k, 2] = a2
-            h += ah
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            for i in range(tile):
+                s0 += a0[k, i]
+                s1 += a1[k, i]
+                s2 += a2[k, i]
+                h += ah[k, i]
+            out[c, b, k, 0] = s0
+            out[c, b, k, 1] = s1
+            out[c, b, k, 2] = s2
         out2[c, b, 0] = h
         out2[c, b, 1] = lp
         out2[c, b, 2] = m
@@ -653,23 +814,17 @@ def _stats(parts: np.ndarray, counts: np.ndarray, h: np.ndarray | None, lp: np.n
     )
 
 
-@functools.lru_cache(maxsize=2)
-def _exp_table(dtype: np.dtype) -> tuple[np.ndarray, Any, np.ndarray, Any, Any]:
-    """``(coefficients + constants, exp floor, int proto, bias, mantissa bits)`` for the
-    E-step's exp in ``dtype``. ln 2 is split (hi has 12 zero low bits, Cody-Waite)."""
-    ln2hi = 0.693145751953125
-    coeffs = [1.0 / math.factorial(q) for q in range(13)]
-    # Subnormal operands cost ~100 cycles each on x86: responsibilities below ``r_tiny`` are
-    # dropped (they change a statistic by < r_tiny per row, far below either tolerance).
-    f32 = dtype == np.float32
-    r_tiny = 1e-20 if f32 else 1e-250
-    table = np.array(
-        [*coeffs, 1.0 / math.log(2.0), ln2hi, math.log(2.0) - ln2hi, 0.5, r_tiny], dtype
-    )
-    if f32:
-        # exp(-60) = 9e-27: the float32 products stay normal (the twin's -700 underflows)
-        return table, np.float32(-60.0), np.empty(0, np.int32), np.int64(127), np.int64(23)
-    return table, np.float64(EXP_FLOOR), np.empty(0, np.int64), np.int64(1023), np.int64(52)
+def _exp_constants(dtype: np.dtype) -> tuple[Any, Any, Any, Any]:
+    """``(exp floor, r_tiny, one, |x'| bound)`` of the E-step in the compute ``dtype``.
+
+    Subnormal operands cost ~100 cycles each on x86: responsibilities below ``r_tiny`` count as
+    0 (they change a statistic by < r_tiny per row, far below either tolerance). In float32,
+    exp(-60) = 9e-27 keeps the products normal (the twin's -700 underflows) and |x'| is clamped
+    lower so that (x' - m)**2 stays finite (fitted data has |x'| <= sqrt(n_rows)).
+    """
+    if dtype == np.float32:
+        return np.float32(-60.0), np.float32(1e-20), np.float32(1.0), np.float32(1e18)
+    return np.float64(EXP_FLOOR), np.float64(1e-250), np.float64(1.0), np.float64(WORKING_MAX)
 
 
 def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -> Stats:
@@ -696,8 +851,7 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
     k = params.n_components
     parts = np.empty((cols.size, nb, k, 3))
     extra = np.empty((cols.size, nb, 3))
-    bound = _WORKING_MAX32 if compute == np.float32 else np.float64(WORKING_MAX)
-    table, floor, ibits, bias, mant = _exp_table(compute)
+    floor, r_tiny, one, bound = _exp_constants(compute)
     _launch(
         _estep_kernel,
         chunk,
@@ -708,10 +862,8 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
         np.ascontiguousarray(neg_half_precisions(params), dtype=compute),
         np.ascontiguousarray(params.log_consts, dtype=compute),
         floor,
-        table,
-        ibits,
-        bias,
-        mant,
+        r_tiny,
+        one,
         bound,
         BLOCK_ROWS,
         parts,
