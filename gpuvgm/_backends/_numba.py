@@ -381,6 +381,8 @@ def _estep_kernel(
         a2 = np.zeros((k_n, tile))
         ah = np.zeros((k_n, tile))
         hl = np.zeros(tile)
+        x1 = np.empty(tile)  # x' and x'**2 in float64, for the float64 partials
+        x2 = np.empty(tile)
         lpl = np.zeros(tile)
         mk_ = means[c]
         hk_ = nhp[c]
@@ -417,6 +419,8 @@ def _estep_kernel(
                 s[i] = w[i] / s[i]  # 1/sum, 0 on padding
                 hl[i] -= w[i] * ls
                 lpl[i] += w[i] * (mx[i] + ls)
+                x1[i] = np.float64(x[i])
+                x2[i] = x1[i] * x1[i]
             for k in range(k_n):
                 lk = logp[k]
                 rk = resp[k]
@@ -426,12 +430,11 @@ def _estep_kernel(
                 bh = ah[k]
                 for i in range(tile):
                     r = rk[i] * s[i]
-                    r = r if r >= r_tiny else zero
-                    xi = x[i]
+                    r = np.float64(r if r >= r_tiny else zero)
                     b0[i] += r
-                    b1[i] += r * xi
-                    b2[i] += r * (xi * xi)
-                    bh[i] += r * lk[i]
+                    b1[i] += r * x1[i]
+                    b2[i] += r * x2[i]
+                    bh[i] += r * np.float64(lk[i])
         h = 0.0
         lp = 0.0
         for i in range(tile):
@@ -560,33 +563,34 @@ def _philox4x32_10(c0, c1, c2, c3, k0, k1):  # pragma: no cover - compiled
     return c0, c1, c2, c3
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _fill_words(seed, column, stream, start, words):  # pragma: no cover - compiled
-    """``words[i]``: the Philox word of global row ``start + i``; twin ``_rng.random_words``."""
+    """``words[i]``: the Philox word of global row ``start + i``; twin ``_rng.random_words``.
+
+    The counters ``q = row >> 2`` covering the rows run in one loop without a branch (SIMD
+    lanes: 32x32 -> 64-bit products), their 4 words each into a scratch, which ``words`` is
+    then copied from at the first row's lane.
+    """
+    n = words.size
+    if n == 0:
+        return
     k0 = seed & _M32
     k1 = seed >> _S32
     c2 = column & _M32
     c3 = stream & _M32
-    n = words.size
-    i = 0
-    while i < n:
-        g = start + np.uint64(i)
-        q = g >> _TWO
+    q0 = start >> _TWO
+    lane0 = np.int64(start & _THREE)
+    n_q = (lane0 + n + 3) // 4
+    w = np.empty(4 * n_q, dtype=np.uint32)
+    for i in range(n_q):
+        q = q0 + np.uint64(i)
         w0, w1, w2, w3 = _philox4x32_10(q & _M32, q >> _S32, c2, c3, k0, k1)
-        lane = g & _THREE
-        while i < n:
-            if lane == 0:
-                words[i] = w0
-            elif lane == 1:
-                words[i] = w1
-            elif lane == 2:
-                words[i] = w2
-            else:
-                words[i] = w3
-            i += 1
-            if lane == _THREE:
-                break
-            lane += np.uint64(1)
+        w[4 * i] = w0
+        w[4 * i + 1] = w1
+        w[4 * i + 2] = w2
+        w[4 * i + 3] = w3
+    for i in range(n):
+        words[i] = w[lane0 + i]
 
 
 @njit(parallel=True, cache=True)
@@ -697,6 +701,138 @@ def _transform_kernel(
                 alpha = clip if alpha > 0 else -clip
             normalized[r, c] = alpha
             component[r, c] = comp
+        clipped[c, b] = n_clip
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _sampled_kernel(
+    chunk,
+    cols,
+    shift,
+    inv_scale,
+    means,
+    nhp,
+    log_consts,
+    valid_idx,
+    n_valid,
+    v_means,
+    v_std4,
+    seed,
+    column_keys,
+    stream,
+    row_offset,
+    clip,
+    exp_floor,
+    prob_floor,
+    bound,
+    block_rows,
+    normalized,
+    component,
+    null,
+    clipped,
+):  # pragma: no cover - compiled
+    """The sampled transform (RDT's rule) per (column, block), float64; twin
+    ``_numpy._transform_block`` with ``u``. Arguments as :func:`_transform_kernel`'s.
+
+    The block's non-null values (and their uniforms) are compacted, then per tile of
+    :data:`TILE_ROWS`: l_k in the twin's order of operations (no FMA), max, exp
+    (:func:`_exp_lanes`), the sum and 1/sum, the valid components' CDF cumulated in the twin's
+    order, and the inverse-CDF count, each loop over the tile's rows in SIMD lanes.
+    """
+    n = chunk.shape[0]
+    n_cols = cols.size
+    k_n = means.shape[1]
+    nb = clipped.shape[1]
+    tile = TILE_ROWS
+    for t in prange(n_cols * nb):
+        c = t // nb
+        b = t % nb
+        j = cols[c]
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        nv = n_valid[c]
+        words = np.empty(r1 - r0, dtype=np.uint32)
+        _fill_words(seed, column_keys[c], stream, row_offset + np.uint64(r0), words)
+        xs = np.zeros(r1 - r0 + tile)  # the non-null values (data units), padded
+        us = np.zeros(r1 - r0 + tile)  # their uniforms
+        rows = np.zeros(r1 - r0 + tile, dtype=np.int64)
+        m = 0
+        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
+            v = np.float64(chunk[r, j])
+            isnull = v != v
+            null[r, c] = isnull
+            xs[m] = v
+            us[m] = (np.float64(words[r - r0]) + 0.5) * _TWO_M32  # _rng.uniform
+            rows[m] = r
+            m += not isnull
+        xs[m] = 0.0
+        logp = np.empty((k_n, tile))
+        mx = np.empty(tile)
+        inv = np.empty(tile)
+        acc = np.empty(tile)
+        target = np.empty(tile)
+        cnt = np.empty(tile, dtype=np.int64)
+        n_clip = 0
+        sh = shift[c]
+        isc = inv_scale[c]
+        vm = v_means[c]
+        vs = v_std4[c]
+        for t0 in range(0, m, tile):
+            x = xs[t0 : t0 + tile]
+            for k in range(k_n):
+                mk = means[c, k]
+                hk = nhp[c, k]
+                ck = log_consts[c, k]
+                lk = logp[k]
+                for i in range(tile):
+                    xw = (x[i] - sh) * isc
+                    xw = xw if xw < bound else bound
+                    xw = xw if xw > -bound else -bound
+                    d = xw - mk
+                    lk[i] = d * d * hk + ck
+            for i in range(tile):
+                mx[i] = logp[0, i]
+                inv[i] = 0.0
+            for k in range(1, k_n):
+                lk = logp[k]
+                for i in range(tile):
+                    mx[i] = lk[i] if lk[i] > mx[i] else mx[i]
+            for k in range(k_n):
+                lk = logp[k]
+                for i in range(tile):
+                    e = lk[i] - mx[i]
+                    lk[i] = _exp_lanes(e if e > exp_floor else exp_floor)
+                    inv[i] += lk[i]
+            for i in range(tile):
+                inv[i] = 1.0 / inv[i]
+            # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order; first the total, then the
+            # count of cdf_q <= u * total
+            for q in range(nv):
+                lq = logp[valid_idx[c, q]]
+                for i in range(tile):
+                    term = lq[i] * inv[i] + prob_floor
+                    acc[i] = term if q == 0 else acc[i] + term
+            for i in range(tile):
+                target[i] = us[t0 + i] * acc[i]
+                cnt[i] = 0
+            for q in range(nv):
+                lq = logp[valid_idx[c, q]]
+                for i in range(tile):
+                    term = lq[i] * inv[i] + prob_floor
+                    acc[i] = term if q == 0 else acc[i] + term
+                    cnt[i] += acc[i] <= target[i]
+            lim = min(tile, m - t0)
+            for i in range(tile):
+                comp = min(cnt[i], nv - 1)
+                cnt[i] = comp
+                a = (x[i] - vm[comp]) / vs[comp]
+                big = abs(a) > clip
+                n_clip += big & (i < lim)
+                mx[i] = (clip if a > 0 else -clip) if big else a  # alpha, clipped
+            for i in range(lim):
+                r = rows[t0 + i]
+                normalized[r, c] = mx[i]
+                component[r, c] = cnt[i]
         clipped[c, b] = n_clip
 
 
@@ -964,6 +1100,35 @@ def transform(
     null = np.empty((n, cols.size), dtype=bool)
     clipped = np.zeros((cols.size, nb), dtype=np.int64)
     keys = np.asarray(params.column_keys, dtype=np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
+    if params.sample:
+        _launch(
+            _sampled_kernel,
+            chunk,
+            cols,
+            shift,
+            inv_scale,
+            np.ascontiguousarray(e.means, dtype=np.float64),
+            neg_half_precisions(e),
+            np.ascontiguousarray(e.log_consts, dtype=np.float64),
+            idx,
+            n_valid,
+            v_means,
+            v_std4,
+            np.uint64(seed),
+            keys,
+            np.uint64(_rng.STREAM_COMPONENT),
+            np.uint64(row_offset),
+            np.float64(params.clip),
+            np.float64(EXP_FLOOR),
+            np.float64(SAMPLE_PROB_FLOOR),
+            np.float64(WORKING_MAX),
+            BLOCK_ROWS,
+            normalized,
+            component,
+            null,
+            clipped,
+        )
+        return normalized, component, null, clipped.sum(axis=1)
     _launch(
         _transform_kernel,
         chunk,
