@@ -16,12 +16,20 @@ bit-identical for any number of threads.
 Compute precision (``compute_dtype`` of :func:`estep_stats`, as in the CUDA backend): float64
 by default, for float32 chunks too. Statistics are then within ~1e-15 of the NumPy twin, so a fit
 keeps the 1e-8 scikit-learn parity and a float32 array fits to the same model as its float64 copy
-(``tests/test_sources.py``). float32 compute (~1e-7 relative, below the rounding float32 data
-already carries) is offered but not the default: on the machine this was measured on (AVX-512)
-it was no faster (``bench/throughput.py --compare-cpu``). Accumulation is always float64. The
-transform, ``log_resp``, ``assign_stats``, ``moments`` and ``inverse`` compute in float64,
-exactly in the NumPy twin's order, so components (argmax and sampled) and ``alpha`` are identical
-to the twin's.
+(``tests/test_sources.py``). float32 compute (~3e-7 relative, below the rounding float32 data
+already carries; twice the SIMD lanes) is offered but not the default: measured interleaved on a
+2-core AVX-512 VM it was 1.3-1.6x faster than float64 (``bench/results/throughput-cpu-backends-*``),
+not enough to give up either guarantee. Accumulation is always float64. The transform,
+``log_resp``, ``assign_stats``, ``moments`` and ``inverse`` compute in float64, in the NumPy
+twin's order of operations (no FMA), so argmax components and ``alpha`` are identical to the
+twin's; the sampled components use the inline exp polynomial below, which differs from NumPy's
+exp by at most a few ulps, so a component could differ only where a uniform falls within ulps of
+a CDF boundary (about 1e-15 per row; none in 10**7 rows of the benchmark, which counts them).
+
+Vectorisation: a libm call per value keeps a loop scalar, and Numba's SVML path needs Intel's
+patched LLVM (conda's llvmlite; PyPI's wheels are not, ``numba -s``: "SVML operational: False"),
+so the E-step and the sampled transform evaluate exp and log as inline polynomials, with 2**n
+from the exponent bits (an LLVM intrinsic), over tiles of contiguous rows that LLVM vectorises.
 
 Sampled components draw from the same Philox4x32-10 stream as :mod:`gpuvgm._rng` (compiled here,
 tested bit for bit against it), keyed by (seed, column, global row, stream).
@@ -658,6 +666,8 @@ def _transform_kernel(
             v = np.float64(chunk[r, j])
             if v != v:
                 null[r, c] = True
+                normalized[r, c] = np.nan
+                component[r, c] = -1
                 continue
             null[r, c] = False
             x = _working(v, shift[c], inv_scale[c], bound)
@@ -761,6 +771,8 @@ def _sampled_kernel(
             v = np.float64(chunk[r, j])
             isnull = v != v
             null[r, c] = isnull
+            normalized[r, c] = np.nan  # a null's outputs; a value's are written below
+            component[r, c] = -1
             xs[m] = v
             us[m] = (np.float64(words[r - r0]) + 0.5) * _TWO_M32  # _rng.uniform
             rows[m] = r
@@ -1095,8 +1107,8 @@ def transform(
     idx = _valid_index(params)
     n = chunk.shape[0]
     nb = _n_blocks(n)
-    normalized = np.full((n, cols.size), np.nan)
-    component = np.full((n, cols.size), -1, dtype=np.int32)
+    normalized = np.empty((n, cols.size))  # every element written by the kernels
+    component = np.empty((n, cols.size), dtype=np.int32)
     null = np.empty((n, cols.size), dtype=bool)
     clipped = np.zeros((cols.size, nb), dtype=np.int64)
     keys = np.asarray(params.column_keys, dtype=np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
