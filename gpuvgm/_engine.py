@@ -39,7 +39,7 @@ from ._model import (
     Stats,
     TransformParams,
 )
-from ._profiling import annotate, peak_rss_bytes
+from ._profiling import annotate, cpu_report, peak_rss_bytes
 from ._sampling import Reservoir, pad_columns, seeding_frame
 from ._sources import ArraySource, Progress, Source
 from ._validation import (
@@ -394,7 +394,7 @@ def fit_mixture(
     columns that did not converge.
     """
     timings: dict[str, float] = {}
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     with _phase(timings, "prepass"):
         part, cache = _prepass(source, backend, config, progress)
     moments = part.moments
@@ -431,6 +431,7 @@ def fit_mixture(
     _warn_unconverged(source.columns, state, moments.count, config)
     run = _Run(cached or source, backend, config, cache, moments, cached is not None, staged)
     n_passes, report = _report(run, state, timings)
+    report["cpu"] = cpu_report(time.process_time() - cpu_start, timings["total"])
     history = FitHistory(
         state.n_iter,
         state.converged,

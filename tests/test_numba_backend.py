@@ -393,3 +393,15 @@ def test_launches_from_several_python_threads_are_safe():
     with ThreadPoolExecutor(4) as pool:
         for got in pool.map(lambda _: nb.estep_stats(chunk, p), range(8)):
             np.testing.assert_array_equal(got.nk, want.nk)
+
+
+def test_fit_report_records_cpu_utilisation():
+    x = np.random.default_rng(0).normal(size=(5000, 1))
+    report = gpuvgm.VGM(3, max_iter=5, device="cpu", random_state=0).fit(x).fit_report_
+    cpu = report["cpu"]
+    assert cpu["cores"] >= 1
+    assert cpu["wall_seconds"] == report["seconds"]["total"]
+    assert cpu["process_seconds"] >= 0.0
+    assert cpu["utilisation"] == pytest.approx(
+        cpu["process_seconds"] / cpu["wall_seconds"] / cpu["cores"]
+    )
