@@ -791,24 +791,22 @@ def _sampled_kernel(
         vs = v_std4[c]
         for t0 in range(0, m, tile):
             x = xs[t0 : t0 + tile]
+            for i in range(tile):
+                xw = (x[i] - sh) * isc
+                xw = xw if xw < bound else bound
+                target[i] = xw if xw > -bound else -bound  # x' here; u * total below
+                inv[i] = 0.0
+                mx[i] = -np.inf
             for k in range(k_n):
                 mk = means[c, k]
                 hk = nhp[c, k]
                 ck = log_consts[c, k]
                 lk = logp[k]
                 for i in range(tile):
-                    xw = (x[i] - sh) * isc
-                    xw = xw if xw < bound else bound
-                    xw = xw if xw > -bound else -bound
-                    d = xw - mk
-                    lk[i] = d * d * hk + ck
-            for i in range(tile):
-                mx[i] = logp[0, i]
-                inv[i] = 0.0
-            for k in range(1, k_n):
-                lk = logp[k]
-                for i in range(tile):
-                    mx[i] = lk[i] if lk[i] > mx[i] else mx[i]
+                    d = target[i] - mk
+                    v = d * d * hk + ck
+                    lk[i] = v
+                    mx[i] = v if v > mx[i] else mx[i]
             for k in range(k_n):
                 lk = logp[k]
                 for i in range(tile):
