@@ -73,6 +73,32 @@ def card() -> tuple[str, float | None]:
         return f"{platform.processor() or platform.machine()} x{os.cpu_count()}", None
 
 
+def cpu_info() -> dict:
+    """The CPU's model, ``os.cpu_count()`` and its SIMD flags (Linux ``/proc/cpuinfo``)."""
+    info: dict = {"cpu_count": os.cpu_count(), "model": platform.processor() or None}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and "model name" not in info:
+            info["model name"] = value.strip()
+        if key.strip() == "flags":
+            flags = value.split()
+            info["simd_flags"] = sorted(f for f in flags if f.startswith(("avx", "fma", "sse4")))
+            break
+    try:
+        import numba
+        from llvmlite import binding
+
+        info["numba"] = numba.__version__
+        info["numba_cpu_name"] = numba.config.CPU_NAME or binding.get_host_cpu_name()
+    except ImportError:
+        pass
+    return info
+
+
 def cpu_floor_seconds(n: int) -> float:
     """A plain NumPy pass evaluating K exponentials per value, in cache-sized blocks."""
     block = np.linspace(-50, 0, K * 16384).reshape(K, -1)
@@ -179,6 +205,11 @@ def compare_cpu(n: int, reps: int, sklearn_rows: int) -> dict:
             times[name].append(_timed(fn))
         sk.append(sklearn_seconds_per_iteration(xs) * n / xs.size)
     out: dict = {"rows": n, "reps": reps, "first_call_seconds_compile_or_cache": first_call}
+    # identical components are required (issue 12): count the rows where the backends differ
+    want, got = _numpy.transform(x, sampled, 0), _numba.transform(x, sampled, 0)
+    out["sampled_component_mismatches"] = int(np.count_nonzero(want[1] != got[1]))
+    out["sampled_alpha_identical"] = bool(np.array_equal(want[0], got[0], equal_nan=True))
+    del want, got
     for name, ts in times.items():
         wall = float(np.median([w for w, _ in ts]))
         cpu = float(np.median([c for _, c in ts]))
@@ -291,6 +322,7 @@ def main() -> None:
         doc = {
             "date": dt.date.today().isoformat(),
             "device": name,
+            "cpu": cpu_info(),
             "threads": os.environ.get("GPUVGM_NUM_THREADS") or os.cpu_count(),
             "command": " ".join(sys.argv),
             "results": results,

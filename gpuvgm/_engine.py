@@ -40,7 +40,7 @@ from ._model import (
     Stats,
     TransformParams,
 )
-from ._profiling import annotate, peak_rss_bytes
+from ._profiling import annotate, cpu_report, peak_rss_bytes
 from ._sampling import Reservoir, seeding_frame
 from ._sources import Progress, Source
 from ._validation import (
@@ -425,6 +425,7 @@ class Run:
     schedule: str
     passes: int
     priors: Priors
+    cpu_seconds: float  # process CPU time of the fit (every thread)
 
 
 def fit_result(run: Run, state: Iterations, timings: dict[str, float]) -> FitResult:
@@ -432,6 +433,7 @@ def fit_result(run: Run, state: Iterations, timings: dict[str, float]) -> FitRes
     moments, config, source = run.moments, run.config, run.source
     _warn_unconverged(source.columns, state, moments.count, config)
     report = _report(run, state, timings)
+    report["cpu"] = cpu_report(run.cpu_seconds, timings["total"])
     history = FitHistory(
         state.n_iter,
         state.converged,

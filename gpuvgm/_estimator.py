@@ -160,7 +160,9 @@ class VGM(Estimator):
     seed_ : int
         The seed used (drawn when ``random_state`` is None), so transforms are reproducible.
     fit_report_ : dict
-        Rows, nulls, seconds per phase, rows/s, passes, iterations and convergence per column.
+        Rows, nulls, seconds per phase, rows/s, passes, iterations and convergence per column;
+        ``"cpu"``: the fit's process CPU seconds, wall seconds, the cores it may use and its CPU
+        utilisation (CPU seconds / wall seconds / cores).
     """
 
     # Set only when there is one (hasattr tells): names from the data, traces, fit report.

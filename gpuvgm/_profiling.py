@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 try:
@@ -49,3 +50,18 @@ def peak_rss_bytes() -> int:
 def current_rss_bytes() -> int:
     """Resident memory now (``VmRSS`` on Linux); 0 where /proc is missing."""
     return _proc_status_bytes("VmRSS:") or 0
+
+
+def cpu_report(process_seconds: float, wall_seconds: float) -> dict[str, float | int]:
+    """``fit_report_["cpu"]``: the process's CPU seconds over a span of ``wall_seconds``, and
+    its utilisation of the cores it may run on (1.0: every core busy throughout)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return {
+        "process_seconds": process_seconds,
+        "wall_seconds": wall_seconds,
+        "cores": cores,
+        "utilisation": process_seconds / max(wall_seconds, 1e-12) / cores,
+    }

@@ -506,7 +506,7 @@ def fit_mixture(
     columns that did not converge.
     """
     timings: dict[str, float] = {}
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     n_cols = len(source.columns)
     with phase(timings, "prepass"):
         size = _reservoir_size(config, source.n_rows, n_cols)
@@ -541,6 +541,7 @@ def fit_mixture(
         schedule,
         n_passes,
         priors,
+        time.process_time() - cpu_start,
     )
     return fit_result(run, state, timings)
 

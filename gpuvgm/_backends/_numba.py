@@ -16,12 +16,20 @@ bit-identical for any number of threads.
 Compute precision (``compute_dtype`` of :func:`estep_stats`, as in the CUDA backend): float64
 by default, for float32 chunks too. Statistics are then within ~1e-15 of the NumPy twin, so a fit
 keeps the 1e-8 scikit-learn parity and a float32 array fits to the same model as its float64 copy
-(``tests/data/test_sources.py``). float32 compute (~1e-7 relative, below the rounding float32 data
-already carries) is offered but not the default: on the machine this was measured on (AVX-512)
-it was no faster (``bench/throughput.py --compare-cpu``). Accumulation is always float64. The
-transform, ``log_resp``, ``assign_stats``, ``moments`` and ``inverse`` compute in float64,
-exactly in the NumPy twin's order, so components (argmax and sampled) and ``alpha`` are identical
-to the twin's.
+(``tests/data/test_sources.py``). float32 compute (~3e-7 relative, below the rounding float32 data
+already carries; twice the SIMD lanes) is offered but not the default: measured interleaved on a
+2-core AVX-512 VM it was 1.3-1.6x faster than float64 (``bench/results/throughput-cpu-backends-*``),
+not enough to give up either guarantee. Accumulation is always float64. The transform,
+``log_resp``, ``assign_stats``, ``moments`` and ``inverse`` compute in float64, in the NumPy
+twin's order of operations (no FMA), so argmax components and ``alpha`` are identical to the
+twin's; the sampled components use the inline exp polynomial below, which differs from NumPy's
+exp by at most a few ulps, so a component could differ only where a uniform falls within ulps of
+a CDF boundary (about 1e-15 per row; none in 10**7 rows of the benchmark, which counts them).
+
+Vectorisation: a libm call per value keeps a loop scalar, and Numba's SVML path needs Intel's
+patched LLVM (conda's llvmlite; PyPI's wheels are not, ``numba -s``: "SVML operational: False"),
+so the E-step and the sampled transform evaluate exp and log as inline polynomials, with 2**n
+from the exponent bits (an LLVM intrinsic), over tiles of contiguous rows that LLVM vectorises.
 
 Sampled components draw from the same Philox4x32-10 stream as :mod:`gpuvgm._rng` (compiled here,
 tested bit for bit against it), keyed by (seed, column, global row, stream).
@@ -39,7 +47,6 @@ into Numba's cache directory, ``NUMBA_CACHE_DIR`` to move it).
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import threading
@@ -47,21 +54,35 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
+from numba.core import types
+from numba.extending import intrinsic, overload
 
 from .. import _rng
-from .._errors import DataTypeError
+from .._errors import DataError, DataTypeError
 from .._model import (
     SAMPLE_PROB_FLOOR,
-    STD_MULTIPLIER,
     EStepParams,
     Moments,
     Stats,
     TransformParams,
+    inverse_scales,
+    neg_half_precisions,
+    valid_tables,
 )
 from .._parallel import n_threads
 from . import _host
-from ._api import EXP_FLOOR, WORKING_MAX, check_sample_args
+from ._api import (
+    EXP_FLOOR,
+    WORKING_MAX,
+    check_centers,
+    check_chunk,
+    check_columns,
+    check_inverse_args,
+    check_k,
+    check_sample_args,
+)
 
 NAME = "numba"
 memory = _host  # host memory: the data is already where this backend computes
@@ -70,10 +91,6 @@ BLOCK_ROWS = 16384
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
-
-# In float32, |x'| is clamped lower so that (x' - m)**2 stays finite (fitted data has
-# |x'| <= sqrt(n_rows); the clamp matters only far outside it).
-_WORKING_MAX32 = np.float32(1e18)
 
 _launch_lock = threading.Lock()
 
@@ -87,25 +104,6 @@ def _launch(kernel: Any, *args: Any) -> Any:
 
 def _n_blocks(n_rows: int) -> int:
     return max(1, -(-n_rows // BLOCK_ROWS))
-
-
-def _as_chunk(chunk: Any, what: str = "chunk") -> np.ndarray:
-    """``chunk`` as a 2-D float32/float64 array in native byte order, copied only if it is not."""
-    a = np.asarray(chunk)
-    if a.ndim != 2:
-        raise ValueError(f"{what} must be 2-D (n_rows, n_columns), got shape {a.shape}")
-    if a.dtype not in (np.float32, np.float64) or not a.dtype.isnative:
-        if a.dtype.kind not in "biuf":
-            raise DataTypeError(f"{what} must hold numbers, got dtype {a.dtype}")
-        a = a.astype(np.float64)  # the NumPy twin computes such input in float64 too
-    return a
-
-
-def _columns(params: EStepParams, chunk: np.ndarray) -> np.ndarray:
-    cols = np.asarray(params.columns, dtype=np.int64)
-    if cols.size and (cols.min() < 0 or cols.max() >= chunk.shape[1]):
-        raise IndexError(f"columns {cols.tolist()} out of range for {chunk.shape[1]} columns")
-    return cols
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +168,164 @@ def _moments_kernel(chunk, block_rows, out):  # pragma: no cover - compiled
         out[j, b, 6] = off
 
 
-@njit(parallel=True, cache=True)
+# ---------------------------------------------------------------------------------------------
+# exp and log in SIMD lanes. A libm call per value keeps a loop scalar (Numba has no vector math
+# library unless its LLVM is Intel's SVML-patched build, which PyPI's llvmlite is not), so the hot
+# loops evaluate these inline polynomials instead; LLVM then vectorises them.
+# ---------------------------------------------------------------------------------------------
+
+
+_LN2HI = 0.693145751953125  # ln 2 to 12 bits: n * _LN2HI is exact (Cody-Waite)
+_LN2LO = math.log(2.0) - _LN2HI
+
+
+@intrinsic
+def _pow2(typingctx, nf):  # pragma: no cover - compiled
+    """``2**nf`` for an integral float ``nf`` in the normal range, from the exponent bits."""
+    if nf == types.float64:
+        ity, bias, mant = ir.IntType(64), 1023, 52
+    elif nf == types.float32:
+        ity, bias, mant = ir.IntType(32), 127, 23
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i = builder.fptosi(args[0], ity)
+        i = builder.shl(builder.add(i, ir.Constant(ity, bias)), ir.Constant(ity, mant))
+        return builder.bitcast(i, args[0].type)
+
+    return nf(nf), codegen
+
+
+@intrinsic
+def _split(typingctx, s):  # pragma: no cover - compiled
+    """``(m, e)`` with ``s = m * 2**e``, ``1 <= m < 2``, for a positive normal ``s``."""
+    if s == types.float64:
+        ity, bias, mant = ir.IntType(64), 1023, 52
+    elif s == types.float32:
+        ity, bias, mant = ir.IntType(32), 127, 23
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        bits = builder.bitcast(args[0], ity)
+        e = builder.sub(builder.lshr(bits, ir.Constant(ity, mant)), ir.Constant(ity, bias))
+        low = ir.Constant(ity, (1 << mant) - 1)
+        mbits = builder.or_(builder.and_(bits, low), ir.Constant(ity, bias << mant))
+        m = builder.bitcast(mbits, args[0].type)
+        ef = builder.sitofp(e, args[0].type)
+        return context.make_tuple(builder, signature.return_type, [m, ef])
+
+    return types.UniTuple(s, 2)(s), codegen
+
+
+def _exp_lanes(t):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+@overload(_exp_lanes, inline="always")
+def _exp_lanes_impl(t):  # pragma: no cover - compiled
+    """``exp(t)`` for ``t`` in [exp floor, 0]: Cody-Waite reduction to ``|f| <= ln2 / 2``
+    (ln 2 split, hi with 12 zero low bits), a Taylor polynomial of exp (float64: degree 12,
+    relative error < 2e-16; float32: degree 7, < 1e-8), times ``2**n`` from the exponent bits
+    (Muller, *Elementary Functions*, 11.3)."""
+    if t == types.float64:
+        d = [1.0 / math.factorial(q) for q in range(13)]
+        d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12 = d
+
+        def impl64(t):
+            nf = np.floor(t * 1.4426950408889634 + 0.5)
+            f = (t - nf * _LN2HI) - nf * _LN2LO
+            p = d12 * f + d11
+            p = p * f + d10
+            p = p * f + d9
+            p = p * f + d8
+            p = p * f + d7
+            p = p * f + d6
+            p = p * f + d5
+            p = p * f + d4
+            p = p * f + d3
+            p = p * f + d2
+            p = p * f + d1
+            return (p * f + d0) * _pow2(nf)
+
+        return impl64
+    if t == types.float32:
+        c0, c1, c2, c3, c4, c5, c6, c7 = [np.float32(1.0 / math.factorial(q)) for q in range(8)]
+        log2e, half = np.float32(1.4426950408889634), np.float32(0.5)
+        hi, lo = np.float32(_LN2HI), np.float32(_LN2LO)
+
+        def impl32(t):
+            nf = np.floor(t * log2e + half)
+            f = (t - nf * hi) - nf * lo
+            p = c7 * f + c6
+            p = p * f + c5
+            p = p * f + c4
+            p = p * f + c3
+            p = p * f + c2
+            p = p * f + c1
+            return (p * f + c0) * _pow2(nf)
+
+        return impl32
+    return None
+
+
+def _log_lanes(s):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+@overload(_log_lanes, inline="always")
+def _log_lanes_impl(s):  # pragma: no cover - compiled
+    """``log(s)`` for a positive normal ``s``: ``s = m 2**e`` with ``m`` in [sqrt(1/2), sqrt 2),
+    ``log m = 2 atanh(z)``, ``z = (m - 1) / (m + 1)``, ``|z| < 0.172``, by its odd series
+    (float64: to z**19, error < 1e-17; float32: to z**9)."""
+    if s not in (types.float64, types.float32):
+        return None
+    dt = np.float32 if s == types.float32 else np.float64
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = [dt(2.0 / (2 * q + 1)) for q in range(10)]
+    one, half, sqrt2 = dt(1.0), dt(0.5), dt(math.sqrt(2.0))
+    ln2hi, ln2lo = dt(_LN2HI), dt(_LN2LO)
+
+    def impl32(s):
+        m, e = _split(s)
+        big = m > sqrt2
+        m = m * half if big else m
+        e = e + one if big else e
+        z = (m - one) / (m + one)
+        z2 = z * z
+        p = c4 * z2 + c3
+        p = p * z2 + c2
+        p = p * z2 + c1
+        p = p * z2 + c0
+        return (e * ln2hi + p * z) + e * ln2lo
+
+    def impl64(s):
+        m, e = _split(s)
+        big = m > sqrt2
+        m = m * half if big else m
+        e = e + one if big else e
+        z = (m - one) / (m + one)
+        z2 = z * z
+        p = c9 * z2 + c8
+        p = p * z2 + c7
+        p = p * z2 + c6
+        p = p * z2 + c5
+        p = p * z2 + c4
+        p = p * z2 + c3
+        p = p * z2 + c2
+        p = p * z2 + c1
+        p = p * z2 + c0
+        return (e * ln2hi + p * z) + e * ln2lo
+
+    return impl32 if s == types.float32 else impl64
+
+
+# Rows per tile of the E-step: the tile's (K, TILE) scratch stays in a core's L1/L2 cache, and
+# every inner loop runs over the tile's contiguous rows, in SIMD lanes.
+TILE_ROWS = 256
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _estep_kernel(
     chunk,
     cols,
@@ -180,10 +335,8 @@ def _estep_kernel(
     nhp,
     log_consts,
     exp_floor,
-    cexp,
-    ibits,
-    bias,
-    mant,
+    r_tiny,
+    one,
     bound,
     block_rows,
     out,
@@ -192,8 +345,13 @@ def _estep_kernel(
     """Fused E-step per (column, block); twin ``_numpy._estep_block``.
 
     ``means``/``nhp``/``log_consts`` (n_cols, K) are in the compute dtype, as are ``exp_floor``,
-    ``bound`` and ``cexp`` (:func:`_exp_table`); ``ibits`` is an empty integer array of the
-    compute dtype's width, ``bias``/``mant`` its exponent bias and mantissa bits.
+    ``r_tiny``, ``one`` and ``bound``. The block's non-null values are compacted (without a
+    branch), then per tile of :data:`TILE_ROWS` of them: l_k, max over k, exp, sum, 1/sum and
+    log(sum) (:func:`_exp_lanes`, :func:`_log_lanes`), and the statistics added element-wise
+    into per-row-slot float64 partials (no reduction in the hot loops, so no reassociation: the
+    same sums on any SIMD width); the partials are summed in slot order at the block's end.
+    Every inner loop runs over a tile's contiguous rows: LLVM vectorises them (ymm lanes here).
+    ``fastmath={"contract"}`` only (FMA): NaN/inf semantics are kept.
     ``out`` (n_cols, n_blocks, K, 3): ``[sum r, sum r x', sum r x'^2]``;
     ``out2`` (n_cols, n_blocks, 3): ``[H, sum log p(x), count]``; both float64.
     """
@@ -202,100 +360,106 @@ def _estep_kernel(
     k_n = means.shape[1]
     nb = out.shape[1]
     dt = means.dtype
+    tile = TILE_ROWS
+    zero = one - one
     for t in prange(n_cols * nb):
         c = t // nb
         b = t % nb
         j = cols[c]
         r0 = b * block_rows
         r1 = min(r0 + block_rows, n)
-        xs = np.empty(r1 - r0, dtype=dt)
+        xs = np.zeros(r1 - r0 + tile, dtype=dt)  # the non-null x', padded to whole tiles
         m = 0
-        for r in range(r0, r1):
+        sh = shift[c]
+        isc = inv_scale[c]
+        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
             v = chunk[r, j]
-            if v == v:
-                xs[m] = _working(v, shift[c], inv_scale[c], bound)
-                m += 1
-        logp = np.empty((k_n, m), dtype=dt)  # (K, m): rows contiguous, SIMD over values
-        resp = np.empty((k_n, m), dtype=dt)
-        mx = np.empty(m, dtype=dt)
-        s = np.zeros(m, dtype=dt)
-        for k in range(k_n):
-            mk = means[c, k]
-            hk = nhp[c, k]
-            ck = log_consts[c, k]
-            for i in range(m):
-                d = xs[i] - mk
-                logp[k, i] = d * d * hk + ck
-        for i in range(m):
-            mx[i] = logp[0, i]
-        for k in range(1, k_n):
-            for i in range(m):
-                if logp[k, i] > mx[i]:
-                    mx[i] = logp[k, i]
-        # exp(l_k - max) without a libm call per value, so the loop runs in SIMD lanes: 2**n
-        # (bits of the exponent field) times a degree-12 Taylor polynomial of exp on
-        # |f| <= ln2 / 2 (relative error < 2e-16), after Cody-Waite reduction (Muller,
-        # *Elementary Functions*, 11.3). NumPy's exp is vectorised only on AVX-512 CPUs.
-        ebits = np.empty((k_n, m), dtype=ibits.dtype)
-        escale = ebits.view(dt)
-        log2e = cexp[13]
-        ln2hi = cexp[14]
-        ln2lo = cexp[15]
-        half = cexp[16]
-        r_tiny = cexp[17]  # responsibilities below it count as 0: no subnormal arithmetic
-        c0, c1, c2, c3, c4, c5, c6 = cexp[0], cexp[1], cexp[2], cexp[3], cexp[4], cexp[5], cexp[6]
-        c7, c8, c9, c10, c11, c12 = cexp[7], cexp[8], cexp[9], cexp[10], cexp[11], cexp[12]
-        for k in range(k_n):
-            lk = logp[k]
-            rk = resp[k]
-            bk = ebits[k]
-            for i in range(m):
-                e = lk[i] - mx[i]
-                lk[i] = e
-                t = max(e, exp_floor)
-                nf = np.floor(t * log2e + half)
-                f = (t - nf * ln2hi) - nf * ln2lo
-                p = c12 * f + c11
-                p = p * f + c10
-                p = p * f + c9
-                p = p * f + c8
-                p = p * f + c7
-                p = p * f + c6
-                p = p * f + c5
-                p = p * f + c4
-                p = p * f + c3
-                p = p * f + c2
-                p = p * f + c1
-                rk[i] = p * f + c0
-                bk[i] = (np.int64(nf) + bias) << mant
-            sk = escale[k]
-            for i in range(m):
-                rk[i] = rk[i] * sk[i]
-                s[i] += rk[i]
+            xw = (np.float64(v) - sh) * isc
+            xw = xw if xw < bound else bound
+            xs[m] = xw if xw > -bound else -bound
+            m += v == v
+        xs[m] = zero  # the slot a trailing null wrote
+        logp = np.empty((k_n, tile), dtype=dt)
+        resp = np.empty((k_n, tile), dtype=dt)
+        mx = np.empty(tile, dtype=dt)
+        s = np.empty(tile, dtype=dt)
+        w = np.empty(tile, dtype=dt)  # 1 for a value, 0 for the last tile's padding
+        a0 = np.zeros((k_n, tile))
+        a1 = np.zeros((k_n, tile))
+        a2 = np.zeros((k_n, tile))
+        ah = np.zeros((k_n, tile))
+        hl = np.zeros(tile)
+        x1 = np.empty(tile)  # x' and x'**2 in float64, for the float64 partials
+        x2 = np.empty(tile)
+        lpl = np.zeros(tile)
+        mk_ = means[c]
+        hk_ = nhp[c]
+        ck_ = log_consts[c]
+        for t0 in range(0, m, tile):
+            x = xs[t0 : t0 + tile]
+            for i in range(tile):
+                w[i] = one if t0 + i < m else zero
+            for k in range(k_n):
+                mk = mk_[k]
+                hk = hk_[k]
+                ck = ck_[k]
+                lk = logp[k]
+                for i in range(tile):
+                    d = x[i] - mk
+                    lk[i] = d * d * hk + ck
+            for i in range(tile):
+                mx[i] = logp[0, i]
+                s[i] = zero
+            for k in range(1, k_n):
+                lk = logp[k]
+                for i in range(tile):
+                    mx[i] = lk[i] if lk[i] > mx[i] else mx[i]
+            for k in range(k_n):
+                lk = logp[k]
+                rk = resp[k]
+                for i in range(tile):
+                    e = lk[i] - mx[i]
+                    lk[i] = e
+                    rk[i] = _exp_lanes(e if e > exp_floor else exp_floor)
+                    s[i] += rk[i]
+            for i in range(tile):
+                ls = _log_lanes(s[i])
+                s[i] = w[i] / s[i]  # 1/sum, 0 on padding
+                hl[i] -= w[i] * ls
+                lpl[i] += w[i] * (mx[i] + ls)
+                x1[i] = np.float64(x[i])
+                x2[i] = x1[i] * x1[i]
+            for k in range(k_n):
+                lk = logp[k]
+                rk = resp[k]
+                b0 = a0[k]
+                b1 = a1[k]
+                b2 = a2[k]
+                bh = ah[k]
+                for i in range(tile):
+                    r = rk[i] * s[i]
+                    r = np.float64(r if r >= r_tiny else zero)
+                    b0[i] += r
+                    b1[i] += r * x1[i]
+                    b2[i] += r * x2[i]
+                    bh[i] += r * np.float64(lk[i])
         h = 0.0
         lp = 0.0
-        for i in range(m):
-            s[i] = 1.0 / s[i]  # rounded to the compute dtype
-            ls = np.float64(np.log(s[i]))
-            h += ls
-            lp += np.float64(mx[i]) - ls
+        for i in range(tile):
+            h += hl[i]
+            lp += lpl[i]
         for k in range(k_n):
-            a0 = 0.0
-            a1 = 0.0
-            a2 = 0.0
-            ah = 0.0
-            for i in range(m):
-                r = resp[k, i] * s[i]
-                r = r if r >= r_tiny else r_tiny * 0
-                x = xs[i]
-                a0 += r
-                a1 += r * x
-                a2 += r * (x * x)
-                ah += r * logp[k, i]
-            out[c, b, k, 0] = a0
-            out[c, b, k, 1] = a1
-            out[c, b, k, 2] = a2
-            h += ah
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            for i in range(tile):
+                s0 += a0[k, i]
+                s1 += a1[k, i]
+                s2 += a2[k, i]
+                h += ah[k, i]
+            out[c, b, k, 0] = s0
+            out[c, b, k, 1] = s1
+            out[c, b, k, 2] = s2
         out2[c, b, 0] = h
         out2[c, b, 1] = lp
         out2[c, b, 2] = m
@@ -407,33 +571,34 @@ def _philox4x32_10(c0, c1, c2, c3, k0, k1):  # pragma: no cover - compiled
     return c0, c1, c2, c3
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _fill_words(seed, column, stream, start, words):  # pragma: no cover - compiled
-    """``words[i]``: the Philox word of global row ``start + i``; twin ``_rng.random_words``."""
+    """``words[i]``: the Philox word of global row ``start + i``; twin ``_rng.random_words``.
+
+    The counters ``q = row >> 2`` covering the rows run in one loop without a branch (SIMD
+    lanes: 32x32 -> 64-bit products), their 4 words each into a scratch, which ``words`` is
+    then copied from at the first row's lane.
+    """
+    n = words.size
+    if n == 0:
+        return
     k0 = seed & _M32
     k1 = seed >> _S32
     c2 = column & _M32
     c3 = stream & _M32
-    n = words.size
-    i = 0
-    while i < n:
-        g = start + np.uint64(i)
-        q = g >> _TWO
+    q0 = start >> _TWO
+    lane0 = np.int64(start & _THREE)
+    n_q = (lane0 + n + 3) // 4
+    w = np.empty(4 * n_q, dtype=np.uint32)
+    for i in range(n_q):
+        q = q0 + np.uint64(i)
         w0, w1, w2, w3 = _philox4x32_10(q & _M32, q >> _S32, c2, c3, k0, k1)
-        lane = g & _THREE
-        while i < n:
-            if lane == 0:
-                words[i] = w0
-            elif lane == 1:
-                words[i] = w1
-            elif lane == 2:
-                words[i] = w2
-            else:
-                words[i] = w3
-            i += 1
-            if lane == _THREE:
-                break
-            lane += np.uint64(1)
+        w[4 * i] = w0
+        w[4 * i + 1] = w1
+        w[4 * i + 2] = w2
+        w[4 * i + 3] = w3
+    for i in range(n):
+        words[i] = w[lane0 + i]
 
 
 @njit(parallel=True, cache=True)
@@ -458,7 +623,7 @@ def _transform_kernel(
     valid_idx,
     n_valid,
     v_means,
-    v_stds,
+    v_std4,
     sample,
     seed,
     column_keys,
@@ -467,7 +632,6 @@ def _transform_kernel(
     clip,
     exp_floor,
     prob_floor,
-    std_mult,
     bound,
     block_rows,
     normalized,
@@ -478,7 +642,8 @@ def _transform_kernel(
     """Mode-specific normalization per (column, block), float64; twin ``_numpy._transform_block``.
 
     ``valid_idx`` (n_cols, K): the valid components' indices first, ``n_valid`` of them;
-    ``v_means``/``v_stds`` (n_cols, K): their means and stds in data units, in the same order.
+    ``v_means``/``v_std4`` (n_cols, K): their means and 4 stds in data units, in the same order
+    (:func:`gpuvgm._model.valid_tables`).
     """
     n = chunk.shape[0]
     n_cols = cols.size
@@ -501,6 +666,8 @@ def _transform_kernel(
             v = np.float64(chunk[r, j])
             if v != v:
                 null[r, c] = True
+                normalized[r, c] = np.nan
+                component[r, c] = -1
                 continue
             null[r, c] = False
             x = _working(v, shift[c], inv_scale[c], bound)
@@ -538,7 +705,7 @@ def _transform_kernel(
                     if cdf[q] <= target:
                         comp += 1
                 comp = min(comp, nv - 1)
-            alpha = (v - v_means[c, comp]) / (std_mult * v_stds[c, comp])
+            alpha = (v - v_means[c, comp]) / v_std4[c, comp]
             if abs(alpha) > clip:
                 n_clip += 1
                 alpha = clip if alpha > 0 else -clip
@@ -547,9 +714,141 @@ def _transform_kernel(
         clipped[c, b] = n_clip
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def _sampled_kernel(
+    chunk,
+    cols,
+    shift,
+    inv_scale,
+    means,
+    nhp,
+    log_consts,
+    valid_idx,
+    n_valid,
+    v_means,
+    v_std4,
+    seed,
+    column_keys,
+    stream,
+    row_offset,
+    clip,
+    exp_floor,
+    prob_floor,
+    bound,
+    block_rows,
+    normalized,
+    component,
+    null,
+    clipped,
+):  # pragma: no cover - compiled
+    """The sampled transform (RDT's rule) per (column, block), float64; twin
+    ``_numpy._transform_block`` with ``u``. Arguments as :func:`_transform_kernel`'s.
+
+    The block's non-null values (and their uniforms) are compacted, then per tile of
+    :data:`TILE_ROWS`: l_k in the twin's order of operations (no FMA), max, exp
+    (:func:`_exp_lanes`), the sum and 1/sum, the valid components' CDF cumulated in the twin's
+    order, and the inverse-CDF count, each loop over the tile's rows in SIMD lanes.
+    """
+    n = chunk.shape[0]
+    n_cols = cols.size
+    k_n = means.shape[1]
+    nb = clipped.shape[1]
+    tile = TILE_ROWS
+    for t in prange(n_cols * nb):
+        c = t // nb
+        b = t % nb
+        j = cols[c]
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        nv = n_valid[c]
+        words = np.empty(r1 - r0, dtype=np.uint32)
+        _fill_words(seed, column_keys[c], stream, row_offset + np.uint64(r0), words)
+        xs = np.zeros(r1 - r0 + tile)  # the non-null values (data units), padded
+        us = np.zeros(r1 - r0 + tile)  # their uniforms
+        rows = np.zeros(r1 - r0 + tile, dtype=np.int64)
+        m = 0
+        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
+            v = np.float64(chunk[r, j])
+            isnull = v != v
+            null[r, c] = isnull
+            normalized[r, c] = np.nan  # a null's outputs; a value's are written below
+            component[r, c] = -1
+            xs[m] = v
+            us[m] = (np.float64(words[r - r0]) + 0.5) * _TWO_M32  # _rng.uniform
+            rows[m] = r
+            m += not isnull
+        xs[m] = 0.0
+        logp = np.empty((k_n, tile))
+        mx = np.empty(tile)
+        inv = np.empty(tile)
+        acc = np.empty(tile)
+        target = np.empty(tile)
+        cnt = np.empty(tile, dtype=np.int64)
+        n_clip = 0
+        sh = shift[c]
+        isc = inv_scale[c]
+        vm = v_means[c]
+        vs = v_std4[c]
+        for t0 in range(0, m, tile):
+            x = xs[t0 : t0 + tile]
+            for i in range(tile):
+                xw = (x[i] - sh) * isc
+                xw = xw if xw < bound else bound
+                target[i] = xw if xw > -bound else -bound  # x' here; u * total below
+                inv[i] = 0.0
+                mx[i] = -np.inf
+            for k in range(k_n):
+                mk = means[c, k]
+                hk = nhp[c, k]
+                ck = log_consts[c, k]
+                lk = logp[k]
+                for i in range(tile):
+                    d = target[i] - mk
+                    v = d * d * hk + ck
+                    lk[i] = v
+                    mx[i] = v if v > mx[i] else mx[i]
+            for k in range(k_n):
+                lk = logp[k]
+                for i in range(tile):
+                    e = lk[i] - mx[i]
+                    lk[i] = _exp_lanes(e if e > exp_floor else exp_floor)
+                    inv[i] += lk[i]
+            for i in range(tile):
+                inv[i] = 1.0 / inv[i]
+            # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order; first the total, then the
+            # count of cdf_q <= u * total
+            for q in range(nv):
+                lq = logp[valid_idx[c, q]]
+                for i in range(tile):
+                    term = lq[i] * inv[i] + prob_floor
+                    acc[i] = term if q == 0 else acc[i] + term
+            for i in range(tile):
+                target[i] = us[t0 + i] * acc[i]
+                cnt[i] = 0
+            for q in range(nv):
+                lq = logp[valid_idx[c, q]]
+                for i in range(tile):
+                    term = lq[i] * inv[i] + prob_floor
+                    acc[i] = term if q == 0 else acc[i] + term
+                    cnt[i] += acc[i] <= target[i]
+            lim = min(tile, m - t0)
+            for i in range(tile):
+                comp = min(cnt[i], nv - 1)
+                cnt[i] = comp
+                a = (x[i] - vm[comp]) / vs[comp]
+                big = abs(a) > clip
+                n_clip += big & (i < lim)
+                mx[i] = (clip if a > 0 else -clip) if big else a  # alpha, clipped
+            for i in range(lim):
+                r = rows[t0 + i]
+                normalized[r, c] = mx[i]
+                component[r, c] = cnt[i]
+        clipped[c, b] = n_clip
+
+
 @njit(parallel=True, cache=True)
 def _inverse_kernel(
-    normalized, component, n_valid, v_means, v_stds, std_mult, block_rows, out
+    normalized, component, n_valid, v_means, v_std4, block_rows, out
 ):  # pragma: no cover - compiled
     """``x = 4 std_c alpha + mean_c``; twin ``_numpy.inverse``. Returns the first bad component
     index found (or -1)."""
@@ -565,7 +864,7 @@ def _inverse_kernel(
             if comp >= n_valid[i]:
                 bad[t] = comp
                 comp = 0
-            out[r, i] = std_mult * v_stds[i, comp] * np.float64(normalized[r, i]) + v_means[i, comp]
+            out[r, i] = v_std4[i, comp] * np.float64(normalized[r, i]) + v_means[i, comp]
     return bad.max()
 
 
@@ -580,7 +879,7 @@ def moments(chunk: Any) -> Moments:
     Twin of :func:`gpuvgm._backends._numpy.moments`. Block partials (count, mean, M2 about the
     block mean) merge in block order: ``M2 = sum_b M2_b + n_b (mean_b - mean)**2`` (Chan et al.).
     """
-    chunk = _as_chunk(chunk)
+    chunk = check_chunk(np.asarray(chunk))
     n, n_cols = chunk.shape
     nb = _n_blocks(n)
     parts = np.empty((n_cols, nb, 7))
@@ -617,8 +916,8 @@ def sample_candidates(
     Twin of :func:`gpuvgm._backends._numpy.sample_candidates` (same outputs); the words are
     computed by the compiled Philox.
     """
+    chunk = check_chunk(np.asarray(chunk))
     seed, offset, limit = check_sample_args(seed, offset, limit)
-    chunk = _as_chunk(chunk)
     words = _random_words(seed, column_key, offset, chunk.shape[0], stream)
     rows = np.flatnonzero(words <= limit).astype(np.int64, copy=False)
     return rows, words[rows], np.asarray(chunk[rows], dtype=np.float64)
@@ -642,9 +941,8 @@ def _random_words(seed: int, column: int, start: int, n: int, stream: int) -> np
 
 
 def _frame(params: EStepParams) -> tuple[np.ndarray, np.ndarray]:
-    shift = np.ascontiguousarray(params.shift, dtype=np.float64)
-    inv_scale = 1.0 / np.ascontiguousarray(params.scale, dtype=np.float64)
-    return shift, inv_scale
+    """``(shift, 1 / scale)`` as contiguous float64, the model's tables."""
+    return np.ascontiguousarray(params.shift, dtype=np.float64), inverse_scales(params)
 
 
 def _stats(parts: np.ndarray, counts: np.ndarray, h: np.ndarray | None, lp: np.ndarray | None):
@@ -662,23 +960,17 @@ def _stats(parts: np.ndarray, counts: np.ndarray, h: np.ndarray | None, lp: np.n
     )
 
 
-@functools.lru_cache(maxsize=2)
-def _exp_table(dtype: np.dtype) -> tuple[np.ndarray, Any, np.ndarray, Any, Any]:
-    """``(coefficients + constants, exp floor, int proto, bias, mantissa bits)`` for the
-    E-step's exp in ``dtype``. ln 2 is split (hi has 12 zero low bits, Cody-Waite)."""
-    ln2hi = 0.693145751953125
-    coeffs = [1.0 / math.factorial(q) for q in range(13)]
-    # Subnormal operands cost ~100 cycles each on x86: responsibilities below ``r_tiny`` are
-    # dropped (they change a statistic by < r_tiny per row, far below either tolerance).
-    f32 = dtype == np.float32
-    r_tiny = 1e-20 if f32 else 1e-250
-    table = np.array(
-        [*coeffs, 1.0 / math.log(2.0), ln2hi, math.log(2.0) - ln2hi, 0.5, r_tiny], dtype
-    )
-    if f32:
-        # exp(-60) = 9e-27: the float32 products stay normal (the twin's -700 underflows)
-        return table, np.float32(-60.0), np.empty(0, np.int32), np.int64(127), np.int64(23)
-    return table, np.float64(EXP_FLOOR), np.empty(0, np.int64), np.int64(1023), np.int64(52)
+def _exp_constants(dtype: np.dtype) -> tuple[Any, Any, Any, Any]:
+    """``(exp floor, r_tiny, one, |x'| bound)`` of the E-step in the compute ``dtype``.
+
+    Subnormal operands cost ~100 cycles each on x86: responsibilities below ``r_tiny`` count as
+    0 (they change a statistic by < r_tiny per row, far below either tolerance). In float32,
+    exp(-60) = 9e-27 keeps the products normal (the twin's -700 underflows) and |x'| is clamped
+    lower so that (x' - m)**2 stays finite (fitted data has |x'| <= sqrt(n_rows)).
+    """
+    if dtype == np.float32:
+        return np.float32(-60.0), np.float32(1e-20), np.float32(1.0), np.float32(1e18)
+    return np.float64(EXP_FLOOR), np.float64(1e-250), np.float64(1.0), np.float64(WORKING_MAX)
 
 
 def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -> Stats:
@@ -694,18 +986,18 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
         Precision of the per-value arithmetic (accumulation is always float64). Default (None):
         float64 (see the module docstring).
     """
-    chunk = _as_chunk(chunk)
+    chunk = check_chunk(np.asarray(chunk))
+    check_k(params.n_components)
+    cols = check_columns(params.columns, chunk.shape[1])
     compute = np.dtype(compute_dtype or np.float64)
     if compute not in (np.float32, np.float64):
         raise DataTypeError(f"compute_dtype must be float32 or float64, got {compute}")
-    cols = _columns(params, chunk)
     shift, inv_scale = _frame(params)
     nb = _n_blocks(chunk.shape[0])
     k = params.n_components
     parts = np.empty((cols.size, nb, k, 3))
     extra = np.empty((cols.size, nb, 3))
-    bound = _WORKING_MAX32 if compute == np.float32 else np.float64(WORKING_MAX)
-    table, floor, ibits, bias, mant = _exp_table(compute)
+    floor, r_tiny, one, bound = _exp_constants(compute)
     _launch(
         _estep_kernel,
         chunk,
@@ -713,13 +1005,11 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
         shift,
         inv_scale,
         np.ascontiguousarray(params.means, dtype=compute),
-        np.ascontiguousarray(-0.5 * params.precisions, dtype=compute),
+        np.ascontiguousarray(neg_half_precisions(params), dtype=compute),
         np.ascontiguousarray(params.log_consts, dtype=compute),
         floor,
-        table,
-        ibits,
-        bias,
-        mant,
+        r_tiny,
+        one,
         bound,
         BLOCK_ROWS,
         parts,
@@ -734,9 +1024,9 @@ def assign_stats(chunk: Any, centers: np.ndarray, params: EStepParams) -> Stats:
     ``centers``: (n_columns, K) in the working frame; ties go to the lowest index. Twin of
     :func:`gpuvgm._backends._numpy.assign_stats`; float64.
     """
-    chunk = _as_chunk(chunk)
-    centers = np.ascontiguousarray(centers, dtype=np.float64)
-    cols = _columns(params, chunk)
+    chunk = check_chunk(np.asarray(chunk))
+    centers = np.ascontiguousarray(check_centers(centers, np.asarray(params.columns).size))
+    cols = check_columns(params.columns, chunk.shape[1])
     shift, inv_scale = _frame(params)
     nb = _n_blocks(chunk.shape[0])
     parts = np.empty((cols.size, nb, centers.shape[1], 3))
@@ -761,8 +1051,9 @@ def log_resp(chunk: Any, params: EStepParams) -> np.ndarray:
 
     Twin of :func:`gpuvgm._backends._numpy.log_resp`; float64.
     """
-    chunk = _as_chunk(chunk)
-    cols = _columns(params, chunk)
+    chunk = check_chunk(np.asarray(chunk))
+    check_k(params.n_components)
+    cols = check_columns(params.columns, chunk.shape[1])
     shift, inv_scale = _frame(params)
     out = np.full((chunk.shape[0], cols.size, params.n_components), np.nan)
     _launch(
@@ -772,7 +1063,7 @@ def log_resp(chunk: Any, params: EStepParams) -> np.ndarray:
         shift,
         inv_scale,
         np.ascontiguousarray(params.means, dtype=np.float64),
-        np.ascontiguousarray(-0.5 * params.precisions, dtype=np.float64),
+        neg_half_precisions(params),
         np.ascontiguousarray(params.log_consts, dtype=np.float64),
         np.float64(WORKING_MAX),
         BLOCK_ROWS,
@@ -781,23 +1072,15 @@ def log_resp(chunk: Any, params: EStepParams) -> np.ndarray:
     return out
 
 
-def _valid_tables(params: TransformParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(valid_idx, n_valid, v_means, v_stds)``: each column's valid components first, in order
-    (the twin's ``means[i][valid]``)."""
+def _valid_index(params: TransformParams) -> np.ndarray:
+    """(n_cols, K) int64: each column's valid component indices first (zero-padded), the
+    order of :func:`gpuvgm._model.valid_tables` (the twin's ``logp[valid]``)."""
     valid = np.asarray(params.valid, dtype=bool)
-    n_cols, k = valid.shape
-    n_valid = valid.sum(axis=1).astype(np.int64)
-    if n_cols and n_valid.min() < 1:
-        raise ValueError("every column needs at least one valid component")
-    idx = np.zeros((n_cols, k), dtype=np.int64)
-    v_means = np.zeros((n_cols, k))
-    v_stds = np.ones((n_cols, k))
-    for i in range(n_cols):
+    idx = np.zeros(valid.shape, dtype=np.int64)
+    for i in range(valid.shape[0]):
         nz = np.flatnonzero(valid[i])
         idx[i, : nz.size] = nz
-        v_means[i, : nz.size] = params.means[i][nz]
-        v_stds[i, : nz.size] = params.stds[i][nz]
-    return idx, n_valid, v_means, v_stds
+    return idx
 
 
 def transform(
@@ -809,22 +1092,53 @@ def transform(
     ``normalized`` (n, C) float64 (NaN for nulls), ``component`` (n, C) int32 (index among the
     column's valid components, -1 for nulls), ``null`` (n, C) bool and ``n_clipped`` (C,) int64.
     """
-    chunk = _as_chunk(chunk)
+    chunk = check_chunk(np.asarray(chunk))
     e = params.estep
-    cols = _columns(e, chunk)
+    check_k(e.n_components)
+    cols = check_columns(e.columns, chunk.shape[1])
     seed = _rng._check_seed(params.seed) if params.sample else 0
     row_offset = int(row_offset)
     if row_offset < 0:
-        raise ValueError(f"row_offset must be >= 0, got {row_offset}")
+        raise DataError(f"row_offset must be >= 0, got {row_offset}")
     shift, inv_scale = _frame(e)
-    idx, n_valid, v_means, v_stds = _valid_tables(params)
+    v_means, v_std4, n_valid = valid_tables(params)
+    idx = _valid_index(params)
     n = chunk.shape[0]
     nb = _n_blocks(n)
-    normalized = np.full((n, cols.size), np.nan)
-    component = np.full((n, cols.size), -1, dtype=np.int32)
+    normalized = np.empty((n, cols.size))  # every element written by the kernels
+    component = np.empty((n, cols.size), dtype=np.int32)
     null = np.empty((n, cols.size), dtype=bool)
     clipped = np.zeros((cols.size, nb), dtype=np.int64)
     keys = np.asarray(params.column_keys, dtype=np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
+    if params.sample:
+        _launch(
+            _sampled_kernel,
+            chunk,
+            cols,
+            shift,
+            inv_scale,
+            np.ascontiguousarray(e.means, dtype=np.float64),
+            neg_half_precisions(e),
+            np.ascontiguousarray(e.log_consts, dtype=np.float64),
+            idx,
+            n_valid,
+            v_means,
+            v_std4,
+            np.uint64(seed),
+            keys,
+            np.uint64(_rng.STREAM_COMPONENT),
+            np.uint64(row_offset),
+            np.float64(params.clip),
+            np.float64(EXP_FLOOR),
+            np.float64(SAMPLE_PROB_FLOOR),
+            np.float64(WORKING_MAX),
+            BLOCK_ROWS,
+            normalized,
+            component,
+            null,
+            clipped,
+        )
+        return normalized, component, null, clipped.sum(axis=1)
     _launch(
         _transform_kernel,
         chunk,
@@ -832,12 +1146,12 @@ def transform(
         shift,
         inv_scale,
         np.ascontiguousarray(e.means, dtype=np.float64),
-        np.ascontiguousarray(-0.5 * e.precisions, dtype=np.float64),
+        neg_half_precisions(e),
         np.ascontiguousarray(e.log_consts, dtype=np.float64),
         idx,
         n_valid,
         v_means,
-        v_stds,
+        v_std4,
         bool(params.sample),
         np.uint64(seed),
         keys,
@@ -846,7 +1160,6 @@ def transform(
         np.float64(params.clip),
         np.float64(EXP_FLOOR),
         np.float64(SAMPLE_PROB_FLOOR),
-        np.float64(STD_MULTIPLIER),
         np.float64(WORKING_MAX),
         BLOCK_ROWS,
         normalized,
@@ -863,15 +1176,11 @@ def inverse(normalized: Any, component: Any, params: TransformParams) -> np.ndar
     Twin of :func:`gpuvgm._backends._numpy.inverse`; ``component`` must already be validated
     (0 <= c < n_valid; negative values read as 0, as in the twin), else IndexError.
     """
-    normalized = _as_chunk(normalized, "normalized")
     component = np.asarray(component)
-    if component.shape != normalized.shape:
-        raise ValueError(
-            f"component shape {component.shape} differs from normalized {normalized.shape}"
-        )
-    if component.dtype.kind not in "iu" or not component.dtype.isnative:
-        component = component.astype(np.int64)
-    _, n_valid, v_means, v_stds = _valid_tables(params)
+    normalized = check_inverse_args(
+        np.asarray(normalized), component, np.asarray(params.valid).shape[0]
+    )
+    v_means, v_std4, n_valid = valid_tables(params)
     out = np.empty(normalized.shape)
     bad = _launch(
         _inverse_kernel,
@@ -879,8 +1188,7 @@ def inverse(normalized: Any, component: Any, params: TransformParams) -> np.ndar
         component,
         n_valid,
         v_means,
-        v_stds,
-        np.float64(STD_MULTIPLIER),
+        v_std4,
         BLOCK_ROWS,
         out,
     )

@@ -4,7 +4,7 @@ refuses the same bad inputs with the same typed error and message.
 The checks live once in ``_api`` and each backend calls them before it computes; this test proves
 that no backend skips one or reorders them. The CUDA backend runs on the CuPy stand-in
 (``tests/fakecupy``): every refusal here happens before a launch, so no kernel runs. A new backend
-(e.g. the compiled CPU one) joins by adding an entry to ``BACKENDS``.
+joins by adding an entry to ``BACKENDS``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import fakecupy
 import numpy as np
 import pytest
 
-from gpuvgm._backends import _cuda, _cuda_memory, _numpy
+from gpuvgm._backends import _cuda, _cuda_memory, _numba, _numpy
 from gpuvgm._backends._api import Backend
 from gpuvgm._errors import DataError, DataTypeError
 from gpuvgm._model import EStepParams, TransformParams
@@ -27,6 +27,7 @@ from gpuvgm._validation import MAX_COMPONENTS
 # runs on the tests; at run time they are plain module references).
 _NUMPY: Backend = _numpy
 _CUDA: Backend = _cuda
+_NUMBA: Backend = _numba
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def fake_cupy(monkeypatch):
     _cuda._module.cache_clear()
 
 
-BACKENDS = {"numpy": _numpy, "cuda": _cuda}
+BACKENDS = {"numpy": _numpy, "numba": _numba, "cuda": _cuda}
 
 
 def _estep(n_cols: int = 2, k: int = 3, columns: Any = None) -> EStepParams:

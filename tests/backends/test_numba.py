@@ -24,6 +24,7 @@ from gpuvgm import _rng
 from gpuvgm._backends import _numba as nb
 from gpuvgm._backends import _numpy as ref
 from gpuvgm._backends import get_backend
+from gpuvgm._errors import DataError
 from gpuvgm._model import EStepParams, TransformParams
 
 SIZES = (1, 255, 256, 257, 100_003)
@@ -198,10 +199,13 @@ def test_inverse_refuses_components_out_of_range():
     chunk = _chunk(300, 2)
     tp = _tparams(_params(chunk, 10), False)
     normalized, component, _, _ = ref.transform(chunk, tp, 0)
-    component[5, 1] = tp.n_valid[1]
+    component[5, 1] = tp.means.shape[1]  # past every table: both refuse it
     for backend in (ref, nb):
         with pytest.raises(IndexError):
             backend.inverse(normalized, component, tp)
+    component[5, 1] = tp.n_valid[1]  # a padded slot: the compiled backend refuses it too
+    with pytest.raises(IndexError):
+        nb.inverse(normalized, component, tp)
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -293,7 +297,7 @@ def test_sample_candidates_identical(n, layout):
 def test_bad_sample_arguments_refused_alike(args):
     chunk = _chunk(10, 1)
     for backend in (ref, nb):
-        with pytest.raises(ValueError):
+        with pytest.raises(DataError):
             backend.sample_candidates(chunk, *args)
 
 
@@ -309,7 +313,7 @@ def test_bad_inputs_refused_alike():
         log_consts=p.log_consts,
     )
     for backend in (ref, nb):
-        with pytest.raises(IndexError):
+        with pytest.raises(DataError, match="out of range"):
             backend.estep_stats(chunk, wide)
         with pytest.raises(ValueError):  # the seed keys the sampler: [0, 2**64)
             backend.transform(chunk, _tparams(p, True, seed=-1), 0)
@@ -390,3 +394,15 @@ def test_launches_from_several_python_threads_are_safe():
     with ThreadPoolExecutor(4) as pool:
         for got in pool.map(lambda _: nb.estep_stats(chunk, p), range(8)):
             np.testing.assert_array_equal(got.nk, want.nk)
+
+
+def test_fit_report_records_cpu_utilisation():
+    x = np.random.default_rng(0).normal(size=(5000, 1))
+    report = gpuvgm.VGM(3, max_iter=5, device="cpu", random_state=0).fit(x).fit_report_
+    cpu = report["cpu"]
+    assert cpu["cores"] >= 1
+    assert cpu["wall_seconds"] == report["seconds"]["total"]
+    assert cpu["process_seconds"] >= 0.0
+    assert cpu["utilisation"] == pytest.approx(
+        cpu["process_seconds"] / cpu["wall_seconds"] / cpu["cores"]
+    )
