@@ -19,6 +19,7 @@ import importlib.resources
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -324,19 +325,20 @@ def _rows(array: Any, on_host: bool, start: int, stop: int) -> tuple[Any, tuple[
 def _launch_pieces(
     label: str,
     kernel: Any,
-    n_rows: int,
-    n_cols: int,
+    shape: tuple[int, int],
     run: Callable[[int, int, int], T],
     *,
     rows_per_thread: int = 1,
     waves: int = 4,
 ) -> list[T]:
-    """``[run(start, stop, grid_x)]`` over the rows: one piece, halved on device out-of-memory.
+    """``[run(start, stop, grid_x)]`` over the rows of a ``shape`` = (n_rows, n_cols) launch: one
+    piece, halved on device out-of-memory.
 
     ``grid_x`` (blocks along the rows of each of the ``n_cols`` columns) follows the piece's
     rows, the kernel's occupancy and ``waves`` of resident blocks. Logged, never silent: the
     pieces' statistics add up to the same values within rounding.
     """
+    n_rows, n_cols = shape
     resident = _blocks_per_sm(kernel) * _sm_count(cupy.cuda.Device().id) * waves
     pieces = [(0, n_rows)]
     results: list[T] = []
@@ -375,13 +377,25 @@ def _sum(parts: list[T]) -> T:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _StatsKernel:
+    """A statistics kernel of ``kernels/estep.cu`` to launch: its NVTX label, its instance name,
+    K, and the tuning knobs of ``bench/device_check.py`` (extra ``-D`` defines, grid waves)."""
+
+    label: str
+    name: str
+    k: int
+    defines: tuple[str, ...] = ()
+    waves: int = 1
+
+
 def _stats_pieces(
-    label: str, name: str, k: int, chunk: Any, on_host: bool, columns: np.ndarray, table: Any,
-    defines: tuple[str, ...] = (), waves: int = 1,
-) -> Stats:  # fmt: skip
+    spec: _StatsKernel, chunk: Any, on_host: bool, columns: np.ndarray, table: Any
+) -> Stats:
     """A statistics kernel (``estep_stats``, ``assign_stats``) over every column, its per-block
     partials reduced on the device in a fixed order; the pieces summed on the host."""
-    kernel = _kernel("estep", name, k, defines)
+    k, defines = spec.k, spec.defines
+    kernel = _kernel("estep", spec.name, k, defines)
     reduce = _kernel("estep", "gpuvgm::reduce_partials", k, defines)
     columns_d, table_d = cupy.asarray(columns), cupy.asarray(table)
     n_cols, slots = columns.size, 3 * k + 3
@@ -396,7 +410,12 @@ def _stats_pieces(
         return cupy.asnumpy(out)
 
     parts = _launch_pieces(
-        label, kernel, chunk.shape[0], n_cols, run, rows_per_thread=_ESTEP_ROWS, waves=waves
+        spec.label,
+        kernel,
+        (chunk.shape[0], n_cols),
+        run,
+        rows_per_thread=_ESTEP_ROWS,
+        waves=spec.waves,
     )
     return _stats_from_table(_sum(parts), k)
 
@@ -425,9 +444,8 @@ def estep_stats(
         raise DataTypeError(f"compute_dtype must be float32 or float64, got {compute}")
     name = f"gpuvgm::estep_stats<{t}, {_real(compute)}, {k}>"
     table = _estep_table(params)
-    return _stats_pieces(
-        "estep_stats", name, k, chunk, on_host, columns, table, defines, grid_waves
-    )
+    spec = _StatsKernel("estep_stats", name, k, defines, grid_waves)
+    return _stats_pieces(spec, chunk, on_host, columns, table)
 
 
 def assign_stats(chunk: Any, centers: np.ndarray, params: EStepParams) -> Stats:
@@ -443,9 +461,8 @@ def assign_stats(chunk: Any, centers: np.ndarray, params: EStepParams) -> Stats:
     k = centers.shape[1]
     chunk, on_host, t, columns = _checked(chunk, k, params.columns)
     table = _assign_table(centers, params)
-    return _stats_pieces(
-        "assign_stats", f"gpuvgm::assign_stats<{t}, {k}>", k, chunk, on_host, columns, table
-    )
+    spec = _StatsKernel("assign_stats", f"gpuvgm::assign_stats<{t}, {k}>", k)
+    return _stats_pieces(spec, chunk, on_host, columns, table)
 
 
 def log_resp(chunk: Any, params: EStepParams) -> Any:
@@ -465,7 +482,7 @@ def log_resp(chunk: Any, params: EStepParams) -> Any:
         kernel((grid_x, columns.size), (THREADS,), (*head, columns_d, table_d, out))
         return cupy.asnumpy(out) if on_host else out
 
-    parts = _launch_pieces("log_resp", kernel, chunk.shape[0], columns.size, run)
+    parts = _launch_pieces("log_resp", kernel, (chunk.shape[0], columns.size), run)
     return _concatenate(parts, on_host)
 
 
@@ -495,7 +512,7 @@ def moments(chunk: Any) -> Moments:
         return _moments_from_partials(sums, m2, mean)
 
     parts = _launch_pieces(
-        "moments", sums_kernel, chunk.shape[0], n_cols, run, rows_per_thread=4, waves=1
+        "moments", sums_kernel, (chunk.shape[0], n_cols), run, rows_per_thread=4, waves=1
     )
     return _sum(parts)
 
@@ -538,7 +555,7 @@ def transform(chunk: Any, params: TransformParams, row_offset: int) -> tuple[Any
             outs = tuple(cupy.asnumpy(o) for o in outs)
         return (*outs, cupy.asnumpy(counts).astype(np.int64))
 
-    parts = _launch_pieces("transform", kernel, chunk.shape[0], n_cols, run)
+    parts = _launch_pieces("transform", kernel, (chunk.shape[0], n_cols), run)
     normalized, component, null = (_concatenate([p[i] for p in parts], on_host) for i in range(3))
     counts = _sum([p[3] for p in parts])
     if counts[:, 1].any():
@@ -577,7 +594,7 @@ def inverse(normalized: Any, component: Any, params: TransformParams) -> Any:
         )
         return cupy.asnumpy(out) if on_host else out
 
-    parts = _launch_pieces("inverse", kernel, normalized.shape[0], n_cols, run)
+    parts = _launch_pieces("inverse", kernel, (normalized.shape[0], n_cols), run)
     return _concatenate(parts, on_host)
 
 
@@ -627,6 +644,6 @@ def sample_candidates(
             rows = cupy.asnumpy(rows_d)
         return rows + start, cupy.asnumpy(words_d), values
 
-    parts = _launch_pieces("sample_candidates", kernel, chunk.shape[0], 1, run)
+    parts = _launch_pieces("sample_candidates", kernel, (chunk.shape[0], 1), run)
     rows, words, values = (np.concatenate([p[i] for p in parts]) for i in range(3))
     return rows, words, values

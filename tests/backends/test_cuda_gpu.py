@@ -165,8 +165,8 @@ def test_sample_candidates_in_pieces(monkeypatch):
     chunk, _ = make_case(18, 50_001, 2, 1, np.float64, "C")
     cuts = [0, 1, 777, 30_000, 50_001]
 
-    def fixed_pieces(label, kernel, n_rows, n_cols, run, **grid):
-        assert n_rows == cuts[-1]
+    def fixed_pieces(label, kernel, shape, run, **grid):
+        assert shape[0] == cuts[-1]
         return [run(cuts[i], cuts[i + 1], 1) for i in range(len(cuts) - 1)]
 
     monkeypatch.setattr(_cuda, "_launch_pieces", fixed_pieces)
