@@ -47,17 +47,12 @@ into Numba's cache directory, ``NUMBA_CACHE_DIR`` to move it).
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from typing import Any
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange
-from numba.core import types
-from numba.extending import intrinsic, overload
 
 from .. import _rng
 from .._errors import DataError, DataTypeError
@@ -83,6 +78,18 @@ from ._api import (
     check_k,
     check_sample_args,
 )
+from ._numba_kernels import (
+    assign_kernel,
+    estep_kernel,
+    inverse_kernel,
+    log_resp_kernel,
+    moments_kernel,
+    sampled_kernel,
+    transform_kernel,
+)
+from ._numba_math import (
+    words_kernel,
+)
 
 NAME = "numba"
 memory = _host  # host memory: the data is already where this backend computes
@@ -107,768 +114,6 @@ def _n_blocks(n_rows: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Kernels. Each names its NumPy twin; all loops over a block run on one thread.
-# ---------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, inline="always")
-def _working(v, shift, inv_scale, bound):  # pragma: no cover - compiled
-    """``x' = (x - shift) * inv_scale`` clamped to ``±bound``; twin ``_numpy._working``."""
-    w = (np.float64(v) - shift) * inv_scale
-    if w > bound:
-        return bound
-    if w < -bound:
-        return -bound
-    return w
-
-
-@njit(parallel=True, cache=True)
-def _moments_kernel(chunk, block_rows, out):  # pragma: no cover - compiled
-    """Per (column, block): count, pivot, mean - pivot, M2 about the mean, min, max, nulls.
-
-    Twin: ``_numpy.moments``. The block's first value is the pivot of its sums, so that columns
-    like Unix timestamps (1.7e9 +- 10) keep their digits.
-    """
-    n, n_cols = chunk.shape
-    nb = out.shape[1]
-    for t in prange(n_cols * nb):
-        j = t // nb
-        b = t % nb
-        r0 = b * block_rows
-        r1 = min(r0 + block_rows, n)
-        cnt = 0.0
-        pivot = 0.0
-        s = 0.0
-        lo = np.inf
-        hi = -np.inf
-        for r in range(r0, r1):
-            v = np.float64(chunk[r, j])
-            if v == v:
-                if cnt == 0.0:
-                    pivot = v
-                cnt += 1.0
-                s += v - pivot
-                lo = min(lo, v)
-                hi = max(hi, v)
-        off = 0.0
-        m2 = 0.0
-        if cnt > 0:
-            off = s / cnt
-            for r in range(r0, r1):
-                v = np.float64(chunk[r, j])
-                if v == v:
-                    d = (v - pivot) - off
-                    m2 += d * d
-        out[j, b, 0] = cnt
-        out[j, b, 1] = pivot
-        out[j, b, 2] = m2
-        out[j, b, 3] = lo
-        out[j, b, 4] = hi
-        out[j, b, 5] = (r1 - r0) - cnt
-        out[j, b, 6] = off
-
-
-# ---------------------------------------------------------------------------------------------
-# exp and log in SIMD lanes. A libm call per value keeps a loop scalar (Numba has no vector math
-# library unless its LLVM is Intel's SVML-patched build, which PyPI's llvmlite is not), so the hot
-# loops evaluate these inline polynomials instead; LLVM then vectorises them.
-# ---------------------------------------------------------------------------------------------
-
-
-_LN2HI = 0.693145751953125  # ln 2 to 12 bits: n * _LN2HI is exact (Cody-Waite)
-_LN2LO = math.log(2.0) - _LN2HI
-
-
-@intrinsic
-def _pow2(typingctx, nf):  # pragma: no cover - compiled
-    """``2**nf`` for an integral float ``nf`` in the normal range, from the exponent bits."""
-    if nf == types.float64:
-        ity, bias, mant = ir.IntType(64), 1023, 52
-    elif nf == types.float32:
-        ity, bias, mant = ir.IntType(32), 127, 23
-    else:
-        return None
-
-    def codegen(context, builder, signature, args):
-        i = builder.fptosi(args[0], ity)
-        i = builder.shl(builder.add(i, ir.Constant(ity, bias)), ir.Constant(ity, mant))
-        return builder.bitcast(i, args[0].type)
-
-    return nf(nf), codegen
-
-
-@intrinsic
-def _split(typingctx, s):  # pragma: no cover - compiled
-    """``(m, e)`` with ``s = m * 2**e``, ``1 <= m < 2``, for a positive normal ``s``."""
-    if s == types.float64:
-        ity, bias, mant = ir.IntType(64), 1023, 52
-    elif s == types.float32:
-        ity, bias, mant = ir.IntType(32), 127, 23
-    else:
-        return None
-
-    def codegen(context, builder, signature, args):
-        bits = builder.bitcast(args[0], ity)
-        e = builder.sub(builder.lshr(bits, ir.Constant(ity, mant)), ir.Constant(ity, bias))
-        low = ir.Constant(ity, (1 << mant) - 1)
-        mbits = builder.or_(builder.and_(bits, low), ir.Constant(ity, bias << mant))
-        m = builder.bitcast(mbits, args[0].type)
-        ef = builder.sitofp(e, args[0].type)
-        return context.make_tuple(builder, signature.return_type, [m, ef])
-
-    return types.UniTuple(s, 2)(s), codegen
-
-
-def _exp_lanes(t):  # pragma: no cover - replaced by the overload
-    raise NotImplementedError
-
-
-@overload(_exp_lanes, inline="always")
-def _exp_lanes_impl(t):  # pragma: no cover - compiled
-    """``exp(t)`` for ``t`` in [exp floor, 0]: Cody-Waite reduction to ``|f| <= ln2 / 2``
-    (ln 2 split, hi with 12 zero low bits), a Taylor polynomial of exp (float64: degree 12,
-    relative error < 2e-16; float32: degree 7, < 1e-8), times ``2**n`` from the exponent bits
-    (Muller, *Elementary Functions*, 11.3)."""
-    if t == types.float64:
-        d = [1.0 / math.factorial(q) for q in range(13)]
-        d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12 = d
-
-        def impl64(t):
-            nf = np.floor(t * 1.4426950408889634 + 0.5)
-            f = (t - nf * _LN2HI) - nf * _LN2LO
-            p = d12 * f + d11
-            p = p * f + d10
-            p = p * f + d9
-            p = p * f + d8
-            p = p * f + d7
-            p = p * f + d6
-            p = p * f + d5
-            p = p * f + d4
-            p = p * f + d3
-            p = p * f + d2
-            p = p * f + d1
-            return (p * f + d0) * _pow2(nf)
-
-        return impl64
-    if t == types.float32:
-        c0, c1, c2, c3, c4, c5, c6, c7 = [np.float32(1.0 / math.factorial(q)) for q in range(8)]
-        log2e, half = np.float32(1.4426950408889634), np.float32(0.5)
-        hi, lo = np.float32(_LN2HI), np.float32(_LN2LO)
-
-        def impl32(t):
-            nf = np.floor(t * log2e + half)
-            f = (t - nf * hi) - nf * lo
-            p = c7 * f + c6
-            p = p * f + c5
-            p = p * f + c4
-            p = p * f + c3
-            p = p * f + c2
-            p = p * f + c1
-            return (p * f + c0) * _pow2(nf)
-
-        return impl32
-    return None
-
-
-def _log_lanes(s):  # pragma: no cover - replaced by the overload
-    raise NotImplementedError
-
-
-@overload(_log_lanes, inline="always")
-def _log_lanes_impl(s):  # pragma: no cover - compiled
-    """``log(s)`` for a positive normal ``s``: ``s = m 2**e`` with ``m`` in [sqrt(1/2), sqrt 2),
-    ``log m = 2 atanh(z)``, ``z = (m - 1) / (m + 1)``, ``|z| < 0.172``, by its odd series
-    (float64: to z**19, error < 1e-17; float32: to z**9)."""
-    if s not in (types.float64, types.float32):
-        return None
-    dt = np.float32 if s == types.float32 else np.float64
-    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = [dt(2.0 / (2 * q + 1)) for q in range(10)]
-    one, half, sqrt2 = dt(1.0), dt(0.5), dt(math.sqrt(2.0))
-    ln2hi, ln2lo = dt(_LN2HI), dt(_LN2LO)
-
-    def impl32(s):
-        m, e = _split(s)
-        big = m > sqrt2
-        m = m * half if big else m
-        e = e + one if big else e
-        z = (m - one) / (m + one)
-        z2 = z * z
-        p = c4 * z2 + c3
-        p = p * z2 + c2
-        p = p * z2 + c1
-        p = p * z2 + c0
-        return (e * ln2hi + p * z) + e * ln2lo
-
-    def impl64(s):
-        m, e = _split(s)
-        big = m > sqrt2
-        m = m * half if big else m
-        e = e + one if big else e
-        z = (m - one) / (m + one)
-        z2 = z * z
-        p = c9 * z2 + c8
-        p = p * z2 + c7
-        p = p * z2 + c6
-        p = p * z2 + c5
-        p = p * z2 + c4
-        p = p * z2 + c3
-        p = p * z2 + c2
-        p = p * z2 + c1
-        p = p * z2 + c0
-        return (e * ln2hi + p * z) + e * ln2lo
-
-    return impl32 if s == types.float32 else impl64
-
-
-# Rows per tile of the E-step: the tile's (K, TILE) scratch stays in a core's L1/L2 cache, and
-# every inner loop runs over the tile's contiguous rows, in SIMD lanes.
-TILE_ROWS = 256
-
-
-@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _estep_kernel(
-    chunk,
-    cols,
-    shift,
-    inv_scale,
-    means,
-    nhp,
-    log_consts,
-    exp_floor,
-    r_tiny,
-    one,
-    bound,
-    block_rows,
-    out,
-    out2,
-):  # pragma: no cover - compiled
-    """Fused E-step per (column, block); twin ``_numpy._estep_block``.
-
-    ``means``/``nhp``/``log_consts`` (n_cols, K) are in the compute dtype, as are ``exp_floor``,
-    ``r_tiny``, ``one`` and ``bound``. The block's non-null values are compacted (without a
-    branch), then per tile of :data:`TILE_ROWS` of them: l_k, max over k, exp, sum, 1/sum and
-    log(sum) (:func:`_exp_lanes`, :func:`_log_lanes`), and the statistics added element-wise
-    into per-row-slot float64 partials (no reduction in the hot loops, so no reassociation: the
-    same sums on any SIMD width); the partials are summed in slot order at the block's end.
-    Every inner loop runs over a tile's contiguous rows: LLVM vectorises them (ymm lanes here).
-    ``fastmath={"contract"}`` only (FMA): NaN/inf semantics are kept.
-    ``out`` (n_cols, n_blocks, K, 3): ``[sum r, sum r x', sum r x'^2]``;
-    ``out2`` (n_cols, n_blocks, 3): ``[H, sum log p(x), count]``; both float64.
-    """
-    n = chunk.shape[0]
-    n_cols = cols.size
-    k_n = means.shape[1]
-    nb = out.shape[1]
-    dt = means.dtype
-    tile = TILE_ROWS
-    zero = one - one
-    for t in prange(n_cols * nb):
-        c = t // nb
-        b = t % nb
-        j = cols[c]
-        r0 = b * block_rows
-        r1 = min(r0 + block_rows, n)
-        xs = np.zeros(r1 - r0 + tile, dtype=dt)  # the non-null x', padded to whole tiles
-        m = 0
-        sh = shift[c]
-        isc = inv_scale[c]
-        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
-            v = chunk[r, j]
-            xw = (np.float64(v) - sh) * isc
-            xw = xw if xw < bound else bound
-            xs[m] = xw if xw > -bound else -bound
-            m += v == v
-        xs[m] = zero  # the slot a trailing null wrote
-        logp = np.empty((k_n, tile), dtype=dt)
-        resp = np.empty((k_n, tile), dtype=dt)
-        mx = np.empty(tile, dtype=dt)
-        s = np.empty(tile, dtype=dt)
-        w = np.empty(tile, dtype=dt)  # 1 for a value, 0 for the last tile's padding
-        a0 = np.zeros((k_n, tile))
-        a1 = np.zeros((k_n, tile))
-        a2 = np.zeros((k_n, tile))
-        ah = np.zeros((k_n, tile))
-        hl = np.zeros(tile)
-        x1 = np.empty(tile)  # x' and x'**2 in float64, for the float64 partials
-        x2 = np.empty(tile)
-        lpl = np.zeros(tile)
-        mk_ = means[c]
-        hk_ = nhp[c]
-        ck_ = log_consts[c]
-        for t0 in range(0, m, tile):
-            x = xs[t0 : t0 + tile]
-            for i in range(tile):
-                w[i] = one if t0 + i < m else zero
-            for k in range(k_n):
-                mk = mk_[k]
-                hk = hk_[k]
-                ck = ck_[k]
-                lk = logp[k]
-                for i in range(tile):
-                    d = x[i] - mk
-                    lk[i] = d * d * hk + ck
-            for i in range(tile):
-                mx[i] = logp[0, i]
-                s[i] = zero
-            for k in range(1, k_n):
-                lk = logp[k]
-                for i in range(tile):
-                    mx[i] = lk[i] if lk[i] > mx[i] else mx[i]
-            for k in range(k_n):
-                lk = logp[k]
-                rk = resp[k]
-                for i in range(tile):
-                    e = lk[i] - mx[i]
-                    lk[i] = e
-                    rk[i] = _exp_lanes(e if e > exp_floor else exp_floor)
-                    s[i] += rk[i]
-            for i in range(tile):
-                ls = _log_lanes(s[i])
-                s[i] = w[i] / s[i]  # 1/sum, 0 on padding
-                hl[i] -= w[i] * ls
-                lpl[i] += w[i] * (mx[i] + ls)
-                x1[i] = np.float64(x[i])
-                x2[i] = x1[i] * x1[i]
-            for k in range(k_n):
-                lk = logp[k]
-                rk = resp[k]
-                b0 = a0[k]
-                b1 = a1[k]
-                b2 = a2[k]
-                bh = ah[k]
-                for i in range(tile):
-                    r = rk[i] * s[i]
-                    r = np.float64(r if r >= r_tiny else zero)
-                    b0[i] += r
-                    b1[i] += r * x1[i]
-                    b2[i] += r * x2[i]
-                    bh[i] += r * np.float64(lk[i])
-        h = 0.0
-        lp = 0.0
-        for i in range(tile):
-            h += hl[i]
-            lp += lpl[i]
-        for k in range(k_n):
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            for i in range(tile):
-                s0 += a0[k, i]
-                s1 += a1[k, i]
-                s2 += a2[k, i]
-                h += ah[k, i]
-            out[c, b, k, 0] = s0
-            out[c, b, k, 1] = s1
-            out[c, b, k, 2] = s2
-        out2[c, b, 0] = h
-        out2[c, b, 1] = lp
-        out2[c, b, 2] = m
-
-
-@njit(parallel=True, cache=True)
-def _assign_kernel(
-    chunk, cols, shift, inv_scale, centers, bound, block_rows, out, counts
-):  # pragma: no cover - compiled
-    """Nearest-center statistics per (column, block); twin ``_numpy.assign_stats``."""
-    n = chunk.shape[0]
-    n_cols = cols.size
-    k_n = centers.shape[1]
-    nb = out.shape[1]
-    for t in prange(n_cols * nb):
-        c = t // nb
-        b = t % nb
-        j = cols[c]
-        r0 = b * block_rows
-        r1 = min(r0 + block_rows, n)
-        acc = np.zeros((k_n, 3))
-        m = 0
-        for r in range(r0, r1):
-            v = chunk[r, j]
-            if v == v:
-                x = _working(v, shift[c], inv_scale[c], bound)
-                best = 0
-                dbest = abs(x - centers[c, 0])
-                for k in range(1, k_n):
-                    d = abs(x - centers[c, k])
-                    if d < dbest:  # ties: the lowest index, as np.argmin
-                        dbest = d
-                        best = k
-                acc[best, 0] += 1.0
-                acc[best, 1] += x
-                acc[best, 2] += x * x
-                m += 1
-        for k in range(k_n):
-            for q in range(3):
-                out[c, b, k, q] = acc[k, q]
-        counts[c, b] = m
-
-
-@njit(parallel=True, cache=True)
-def _log_resp_kernel(
-    chunk, cols, shift, inv_scale, means, nhp, log_consts, bound, block_rows, out
-):  # pragma: no cover - compiled
-    """``log p(k | x)`` per row; twin ``_numpy.log_resp``. ``out`` (n, n_cols, K), NaN-filled."""
-    n = chunk.shape[0]
-    n_cols = cols.size
-    k_n = means.shape[1]
-    nb = _blocks_of(n, block_rows)
-    for t in prange(n_cols * nb):
-        c = t // nb
-        j = cols[c]
-        r0 = (t % nb) * block_rows
-        r1 = min(r0 + block_rows, n)
-        lp = np.empty(k_n)
-        for r in range(r0, r1):
-            v = chunk[r, j]
-            if v != v:
-                continue
-            x = _working(v, shift[c], inv_scale[c], bound)
-            mx = -np.inf
-            for k in range(k_n):
-                d = x - means[c, k]
-                lp[k] = d * d * nhp[c, k] + log_consts[c, k]
-                if k == 0 or lp[k] > mx:
-                    mx = lp[k]
-            s = 0.0
-            for k in range(k_n):
-                lp[k] -= mx
-                s += np.exp(lp[k])
-            ls = np.log(s)
-            for k in range(k_n):
-                out[r, c, k] = lp[k] - ls
-
-
-@njit(cache=True, inline="always")
-def _blocks_of(n, block_rows):  # pragma: no cover - compiled
-    return max(1, (n + block_rows - 1) // block_rows)
-
-
-_M32 = np.uint64(0xFFFFFFFF)
-_PM0 = np.uint64(0xD2511F53)
-_PM1 = np.uint64(0xCD9E8D57)
-_PW0 = np.uint64(0x9E3779B9)
-_PW1 = np.uint64(0xBB67AE85)
-_S32 = np.uint64(32)
-_TWO = np.uint64(2)
-_THREE = np.uint64(3)
-_TWO_M32 = 2.0**-32
-
-
-@njit(cache=True, inline="always")
-def _philox4x32_10(c0, c1, c2, c3, k0, k1):  # pragma: no cover - compiled
-    """Philox4x32-10 on 32-bit values held in uint64; twin ``_rng.philox4x32_10``."""
-    for _ in range(10):
-        p0 = c0 * _PM0
-        p1 = c2 * _PM1
-        n0 = (p1 >> _S32) ^ c1 ^ k0
-        n2 = (p0 >> _S32) ^ c3 ^ k1
-        c1 = p1 & _M32
-        c3 = p0 & _M32
-        c0 = n0
-        c2 = n2
-        k0 = (k0 + _PW0) & _M32
-        k1 = (k1 + _PW1) & _M32
-    return c0, c1, c2, c3
-
-
-@njit(cache=True, error_model="numpy")
-def _fill_words(seed, column, stream, start, words):  # pragma: no cover - compiled
-    """``words[i]``: the Philox word of global row ``start + i``; twin ``_rng.random_words``.
-
-    The counters ``q = row >> 2`` covering the rows run in one loop without a branch (SIMD
-    lanes: 32x32 -> 64-bit products), their 4 words each into a scratch, which ``words`` is
-    then copied from at the first row's lane.
-    """
-    n = words.size
-    if n == 0:
-        return
-    k0 = seed & _M32
-    k1 = seed >> _S32
-    c2 = column & _M32
-    c3 = stream & _M32
-    q0 = start >> _TWO
-    lane0 = np.int64(start & _THREE)
-    n_q = (lane0 + n + 3) // 4
-    w = np.empty(4 * n_q, dtype=np.uint32)
-    for i in range(n_q):
-        q = q0 + np.uint64(i)
-        w0, w1, w2, w3 = _philox4x32_10(q & _M32, q >> _S32, c2, c3, k0, k1)
-        w[4 * i] = w0
-        w[4 * i + 1] = w1
-        w[4 * i + 2] = w2
-        w[4 * i + 3] = w3
-    for i in range(n):
-        words[i] = w[lane0 + i]
-
-
-@njit(parallel=True, cache=True)
-def _words_kernel(seed, column, stream, start, block_rows, words):  # pragma: no cover - compiled
-    n = words.size
-    nb = _blocks_of(n, block_rows)
-    for b in prange(nb):
-        r0 = b * block_rows
-        r1 = min(r0 + block_rows, n)
-        _fill_words(seed, column, stream, start + np.uint64(r0), words[r0:r1])
-
-
-@njit(parallel=True, cache=True)
-def _transform_kernel(
-    chunk,
-    cols,
-    shift,
-    inv_scale,
-    means,
-    nhp,
-    log_consts,
-    valid_idx,
-    n_valid,
-    v_means,
-    v_std4,
-    sample,
-    seed,
-    column_keys,
-    stream,
-    row_offset,
-    clip,
-    exp_floor,
-    prob_floor,
-    bound,
-    block_rows,
-    normalized,
-    component,
-    null,
-    clipped,
-):  # pragma: no cover - compiled
-    """Mode-specific normalization per (column, block), float64; twin ``_numpy._transform_block``.
-
-    ``valid_idx`` (n_cols, K): the valid components' indices first, ``n_valid`` of them;
-    ``v_means``/``v_std4`` (n_cols, K): their means and 4 stds in data units, in the same order
-    (:func:`gpuvgm._model.valid_tables`).
-    """
-    n = chunk.shape[0]
-    n_cols = cols.size
-    k_n = means.shape[1]
-    nb = clipped.shape[1]
-    for t in prange(n_cols * nb):
-        c = t // nb
-        b = t % nb
-        j = cols[c]
-        r0 = b * block_rows
-        r1 = min(r0 + block_rows, n)
-        nv = n_valid[c]
-        lp = np.empty(k_n)
-        cdf = np.empty(k_n)
-        u = np.empty(r1 - r0, dtype=np.uint32)
-        if sample:
-            _fill_words(seed, column_keys[c], stream, row_offset + np.uint64(r0), u)
-        n_clip = 0
-        for r in range(r0, r1):
-            v = np.float64(chunk[r, j])
-            if v != v:
-                null[r, c] = True
-                normalized[r, c] = np.nan
-                component[r, c] = -1
-                continue
-            null[r, c] = False
-            x = _working(v, shift[c], inv_scale[c], bound)
-            for k in range(k_n):
-                d = x - means[c, k]
-                lp[k] = d * d * nhp[c, k] + log_consts[c, k]
-            if not sample:  # the most probable valid component, first on ties (np.argmax)
-                comp = 0
-                best = lp[valid_idx[c, 0]]
-                for q in range(1, nv):
-                    val = lp[valid_idx[c, q]]
-                    if val > best:
-                        best = val
-                        comp = q
-            else:
-                # RDT: p(k | x) over all K (the twin's _softmax_block), restricted to the valid
-                # ones, + 1e-6, cumulated in order; inverse CDF at u * total.
-                mx = lp[0]
-                for k in range(1, k_n):
-                    mx = max(mx, lp[k])
-                s = 0.0
-                for k in range(k_n):
-                    lp[k] = np.exp(max(lp[k] - mx, exp_floor))
-                    s += lp[k]
-                inv = 1.0 / s
-                acc = 0.0
-                for q in range(nv):  # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order
-                    term = lp[valid_idx[c, q]] * inv + prob_floor
-                    acc = term if q == 0 else acc + term
-                    cdf[q] = acc
-                # _rng.uniform: (word + 0.5) * 2**-32
-                target = ((np.float64(u[r - r0]) + 0.5) * _TWO_M32) * cdf[nv - 1]
-                comp = 0
-                for q in range(nv):
-                    if cdf[q] <= target:
-                        comp += 1
-                comp = min(comp, nv - 1)
-            alpha = (v - v_means[c, comp]) / v_std4[c, comp]
-            if abs(alpha) > clip:
-                n_clip += 1
-                alpha = clip if alpha > 0 else -clip
-            normalized[r, c] = alpha
-            component[r, c] = comp
-        clipped[c, b] = n_clip
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _sampled_kernel(
-    chunk,
-    cols,
-    shift,
-    inv_scale,
-    means,
-    nhp,
-    log_consts,
-    valid_idx,
-    n_valid,
-    v_means,
-    v_std4,
-    seed,
-    column_keys,
-    stream,
-    row_offset,
-    clip,
-    exp_floor,
-    prob_floor,
-    bound,
-    block_rows,
-    normalized,
-    component,
-    null,
-    clipped,
-):  # pragma: no cover - compiled
-    """The sampled transform (RDT's rule) per (column, block), float64; twin
-    ``_numpy._transform_block`` with ``u``. Arguments as :func:`_transform_kernel`'s.
-
-    The block's non-null values (and their uniforms) are compacted, then per tile of
-    :data:`TILE_ROWS`: l_k in the twin's order of operations (no FMA), max, exp
-    (:func:`_exp_lanes`), the sum and 1/sum, the valid components' CDF cumulated in the twin's
-    order, and the inverse-CDF count, each loop over the tile's rows in SIMD lanes.
-    """
-    n = chunk.shape[0]
-    n_cols = cols.size
-    k_n = means.shape[1]
-    nb = clipped.shape[1]
-    tile = TILE_ROWS
-    for t in prange(n_cols * nb):
-        c = t // nb
-        b = t % nb
-        j = cols[c]
-        r0 = b * block_rows
-        r1 = min(r0 + block_rows, n)
-        nv = n_valid[c]
-        words = np.empty(r1 - r0, dtype=np.uint32)
-        _fill_words(seed, column_keys[c], stream, row_offset + np.uint64(r0), words)
-        xs = np.zeros(r1 - r0 + tile)  # the non-null values (data units), padded
-        us = np.zeros(r1 - r0 + tile)  # their uniforms
-        rows = np.zeros(r1 - r0 + tile, dtype=np.int64)
-        m = 0
-        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
-            v = np.float64(chunk[r, j])
-            isnull = v != v
-            null[r, c] = isnull
-            normalized[r, c] = np.nan  # a null's outputs; a value's are written below
-            component[r, c] = -1
-            xs[m] = v
-            us[m] = (np.float64(words[r - r0]) + 0.5) * _TWO_M32  # _rng.uniform
-            rows[m] = r
-            m += not isnull
-        xs[m] = 0.0
-        logp = np.empty((k_n, tile))
-        mx = np.empty(tile)
-        inv = np.empty(tile)
-        acc = np.empty(tile)
-        target = np.empty(tile)
-        cnt = np.empty(tile, dtype=np.int64)
-        n_clip = 0
-        sh = shift[c]
-        isc = inv_scale[c]
-        vm = v_means[c]
-        vs = v_std4[c]
-        for t0 in range(0, m, tile):
-            x = xs[t0 : t0 + tile]
-            for i in range(tile):
-                xw = (x[i] - sh) * isc
-                xw = xw if xw < bound else bound
-                target[i] = xw if xw > -bound else -bound  # x' here; u * total below
-                inv[i] = 0.0
-                mx[i] = -np.inf
-            for k in range(k_n):
-                mk = means[c, k]
-                hk = nhp[c, k]
-                ck = log_consts[c, k]
-                lk = logp[k]
-                for i in range(tile):
-                    d = target[i] - mk
-                    v = d * d * hk + ck
-                    lk[i] = v
-                    mx[i] = v if v > mx[i] else mx[i]
-            for k in range(k_n):
-                lk = logp[k]
-                for i in range(tile):
-                    e = lk[i] - mx[i]
-                    lk[i] = _exp_lanes(e if e > exp_floor else exp_floor)
-                    inv[i] += lk[i]
-            for i in range(tile):
-                inv[i] = 1.0 / inv[i]
-            # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order; first the total, then the
-            # count of cdf_q <= u * total
-            for q in range(nv):
-                lq = logp[valid_idx[c, q]]
-                for i in range(tile):
-                    term = lq[i] * inv[i] + prob_floor
-                    acc[i] = term if q == 0 else acc[i] + term
-            for i in range(tile):
-                target[i] = us[t0 + i] * acc[i]
-                cnt[i] = 0
-            for q in range(nv):
-                lq = logp[valid_idx[c, q]]
-                for i in range(tile):
-                    term = lq[i] * inv[i] + prob_floor
-                    acc[i] = term if q == 0 else acc[i] + term
-                    cnt[i] += acc[i] <= target[i]
-            lim = min(tile, m - t0)
-            for i in range(tile):
-                comp = min(cnt[i], nv - 1)
-                cnt[i] = comp
-                a = (x[i] - vm[comp]) / vs[comp]
-                big = abs(a) > clip
-                n_clip += big & (i < lim)
-                mx[i] = (clip if a > 0 else -clip) if big else a  # alpha, clipped
-            for i in range(lim):
-                r = rows[t0 + i]
-                normalized[r, c] = mx[i]
-                component[r, c] = cnt[i]
-        clipped[c, b] = n_clip
-
-
-@njit(parallel=True, cache=True)
-def _inverse_kernel(
-    normalized, component, n_valid, v_means, v_std4, block_rows, out
-):  # pragma: no cover - compiled
-    """``x = 4 std_c alpha + mean_c``; twin ``_numpy.inverse``. Returns the first bad component
-    index found (or -1)."""
-    n, n_cols = normalized.shape
-    nb = _blocks_of(n, block_rows)
-    bad = np.full(n_cols * nb, -1, dtype=np.int64)
-    for t in prange(n_cols * nb):
-        i = t // nb
-        r0 = (t % nb) * block_rows
-        r1 = min(r0 + block_rows, n)
-        for r in range(r0, r1):
-            comp = max(np.int64(component[r, i]), 0)
-            if comp >= n_valid[i]:
-                bad[t] = comp
-                comp = 0
-            out[r, i] = v_std4[i, comp] * np.float64(normalized[r, i]) + v_means[i, comp]
-    return bad.max()
-
-
-# ---------------------------------------------------------------------------------------------
 # The backend functions.
 # ---------------------------------------------------------------------------------------------
 
@@ -883,7 +128,7 @@ def moments(chunk: Any) -> Moments:
     n, n_cols = chunk.shape
     nb = _n_blocks(n)
     parts = np.empty((n_cols, nb, 7))
-    _launch(_moments_kernel, chunk, BLOCK_ROWS, parts)
+    _launch(moments_kernel, chunk, BLOCK_ROWS, parts)
     out = Moments.empty(n_cols)
     for j in range(n_cols):
         p = parts[j][parts[j, :, 0] > 0]  # (blocks with values, 7)
@@ -929,7 +174,7 @@ def _random_words(seed: int, column: int, start: int, n: int, stream: int) -> np
     words = np.empty(n, dtype=np.uint32)
     if n:
         _launch(
-            _words_kernel,
+            words_kernel,
             np.uint64(seed),
             np.uint64(int(column) & 0xFFFFFFFF),
             np.uint64(int(stream) & 0xFFFFFFFF),
@@ -999,7 +244,7 @@ def estep_stats(chunk: Any, params: EStepParams, *, compute_dtype: Any = None) -
     extra = np.empty((cols.size, nb, 3))
     floor, r_tiny, one, bound = _exp_constants(compute)
     _launch(
-        _estep_kernel,
+        estep_kernel,
         chunk,
         cols,
         shift,
@@ -1032,7 +277,7 @@ def assign_stats(chunk: Any, centers: np.ndarray, params: EStepParams) -> Stats:
     parts = np.empty((cols.size, nb, centers.shape[1], 3))
     counts = np.empty((cols.size, nb))
     _launch(
-        _assign_kernel,
+        assign_kernel,
         chunk,
         cols,
         shift,
@@ -1057,7 +302,7 @@ def log_resp(chunk: Any, params: EStepParams) -> np.ndarray:
     shift, inv_scale = _frame(params)
     out = np.full((chunk.shape[0], cols.size, params.n_components), np.nan)
     _launch(
-        _log_resp_kernel,
+        log_resp_kernel,
         chunk,
         cols,
         shift,
@@ -1112,7 +357,7 @@ def transform(
     keys = np.asarray(params.column_keys, dtype=np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
     if params.sample:
         _launch(
-            _sampled_kernel,
+            sampled_kernel,
             chunk,
             cols,
             shift,
@@ -1140,7 +385,7 @@ def transform(
         )
         return normalized, component, null, clipped.sum(axis=1)
     _launch(
-        _transform_kernel,
+        transform_kernel,
         chunk,
         cols,
         shift,
@@ -1183,7 +428,7 @@ def inverse(normalized: Any, component: Any, params: TransformParams) -> np.ndar
     v_means, v_std4, n_valid = valid_tables(params)
     out = np.empty(normalized.shape)
     bad = _launch(
-        _inverse_kernel,
+        inverse_kernel,
         normalized,
         component,
         n_valid,

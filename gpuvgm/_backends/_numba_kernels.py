@@ -1,0 +1,541 @@
+"""The compiled CPU backend's kernels (``gpuvgm._backends._numba`` launches them): each is the
+compiled twin of the NumPy function its comment names, over fixed blocks of rows reduced in
+block order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._numba_math import (
+    TWO_M32,
+    blocks_of,
+    exp_lanes,
+    fill_words,
+    log_lanes,
+    working,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Kernels. Each names its NumPy twin; all loops over a block run on one thread.
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def moments_kernel(chunk, block_rows, out):  # pragma: no cover - compiled
+    """Per (column, block): count, pivot, mean - pivot, M2 about the mean, min, max, nulls.
+
+    Twin: ``_numpy.moments``. The block's first value is the pivot of its sums, so that columns
+    like Unix timestamps (1.7e9 +- 10) keep their digits.
+    """
+    n, n_cols = chunk.shape
+    nb = out.shape[1]
+    for t in prange(n_cols * nb):
+        j = t // nb
+        b = t % nb
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        cnt = 0.0
+        pivot = 0.0
+        s = 0.0
+        lo = np.inf
+        hi = -np.inf
+        for r in range(r0, r1):
+            v = np.float64(chunk[r, j])
+            if v == v:
+                if cnt == 0.0:
+                    pivot = v
+                cnt += 1.0
+                s += v - pivot
+                lo = min(lo, v)
+                hi = max(hi, v)
+        off = 0.0
+        m2 = 0.0
+        if cnt > 0:
+            off = s / cnt
+            for r in range(r0, r1):
+                v = np.float64(chunk[r, j])
+                if v == v:
+                    d = (v - pivot) - off
+                    m2 += d * d
+        out[j, b, 0] = cnt
+        out[j, b, 1] = pivot
+        out[j, b, 2] = m2
+        out[j, b, 3] = lo
+        out[j, b, 4] = hi
+        out[j, b, 5] = (r1 - r0) - cnt
+        out[j, b, 6] = off
+
+
+TILE_ROWS = 256
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
+def estep_kernel(
+    chunk,
+    cols,
+    shift,
+    inv_scale,
+    means,
+    nhp,
+    log_consts,
+    exp_floor,
+    r_tiny,
+    one,
+    bound,
+    block_rows,
+    out,
+    out2,
+):  # pragma: no cover - compiled
+    """Fused E-step per (column, block); twin ``_numpy._estep_block``.
+
+    ``means``/``nhp``/``log_consts`` (n_cols, K) are in the compute dtype, as are ``exp_floor``,
+    ``r_tiny``, ``one`` and ``bound``. The block's non-null values are compacted (without a
+    branch), then per tile of :data:`TILE_ROWS` of them: l_k, max over k, exp, sum, 1/sum and
+    log(sum) (:func:`exp_lanes`, :func:`log_lanes`), and the statistics added element-wise
+    into per-row-slot float64 partials (no reduction in the hot loops, so no reassociation: the
+    same sums on any SIMD width); the partials are summed in slot order at the block's end.
+    Every inner loop runs over a tile's contiguous rows: LLVM vectorises them (ymm lanes here).
+    ``fastmath={"contract"}`` only (FMA): NaN/inf semantics are kept.
+    ``out`` (n_cols, n_blocks, K, 3): ``[sum r, sum r x', sum r x'^2]``;
+    ``out2`` (n_cols, n_blocks, 3): ``[H, sum log p(x), count]``; both float64.
+    """
+    n = chunk.shape[0]
+    n_cols = cols.size
+    k_n = means.shape[1]
+    nb = out.shape[1]
+    dt = means.dtype
+    tile = TILE_ROWS
+    zero = one - one
+    for t in prange(n_cols * nb):
+        c = t // nb
+        b = t % nb
+        j = cols[c]
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        xs = np.zeros(r1 - r0 + tile, dtype=dt)  # the non-null x', padded to whole tiles
+        m = 0
+        sh = shift[c]
+        isc = inv_scale[c]
+        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
+            v = chunk[r, j]
+            xw = (np.float64(v) - sh) * isc
+            xw = xw if xw < bound else bound
+            xs[m] = xw if xw > -bound else -bound
+            m += v == v
+        xs[m] = zero  # the slot a trailing null wrote
+        logp = np.empty((k_n, tile), dtype=dt)
+        resp = np.empty((k_n, tile), dtype=dt)
+        mx = np.empty(tile, dtype=dt)
+        s = np.empty(tile, dtype=dt)
+        w = np.empty(tile, dtype=dt)  # 1 for a value, 0 for the last tile's padding
+        a0 = np.zeros((k_n, tile))
+        a1 = np.zeros((k_n, tile))
+        a2 = np.zeros((k_n, tile))
+        ah = np.zeros((k_n, tile))
+        hl = np.zeros(tile)
+        x1 = np.empty(tile)  # x' and x'**2 in float64, for the float64 partials
+        x2 = np.empty(tile)
+        lpl = np.zeros(tile)
+        mk_ = means[c]
+        hk_ = nhp[c]
+        ck_ = log_consts[c]
+        for t0 in range(0, m, tile):
+            x = xs[t0 : t0 + tile]
+            for i in range(tile):
+                w[i] = one if t0 + i < m else zero
+            for k in range(k_n):
+                mk = mk_[k]
+                hk = hk_[k]
+                ck = ck_[k]
+                lk = logp[k]
+                for i in range(tile):
+                    d = x[i] - mk
+                    lk[i] = d * d * hk + ck
+            for i in range(tile):
+                mx[i] = logp[0, i]
+                s[i] = zero
+            for k in range(1, k_n):
+                lk = logp[k]
+                for i in range(tile):
+                    mx[i] = lk[i] if lk[i] > mx[i] else mx[i]
+            for k in range(k_n):
+                lk = logp[k]
+                rk = resp[k]
+                for i in range(tile):
+                    e = lk[i] - mx[i]
+                    lk[i] = e
+                    rk[i] = exp_lanes(e if e > exp_floor else exp_floor)
+                    s[i] += rk[i]
+            for i in range(tile):
+                ls = log_lanes(s[i])
+                s[i] = w[i] / s[i]  # 1/sum, 0 on padding
+                hl[i] -= w[i] * ls
+                lpl[i] += w[i] * (mx[i] + ls)
+                x1[i] = np.float64(x[i])
+                x2[i] = x1[i] * x1[i]
+            for k in range(k_n):
+                lk = logp[k]
+                rk = resp[k]
+                b0 = a0[k]
+                b1 = a1[k]
+                b2 = a2[k]
+                bh = ah[k]
+                for i in range(tile):
+                    r = rk[i] * s[i]
+                    r = np.float64(r if r >= r_tiny else zero)
+                    b0[i] += r
+                    b1[i] += r * x1[i]
+                    b2[i] += r * x2[i]
+                    bh[i] += r * np.float64(lk[i])
+        h = 0.0
+        lp = 0.0
+        for i in range(tile):
+            h += hl[i]
+            lp += lpl[i]
+        for k in range(k_n):
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            for i in range(tile):
+                s0 += a0[k, i]
+                s1 += a1[k, i]
+                s2 += a2[k, i]
+                h += ah[k, i]
+            out[c, b, k, 0] = s0
+            out[c, b, k, 1] = s1
+            out[c, b, k, 2] = s2
+        out2[c, b, 0] = h
+        out2[c, b, 1] = lp
+        out2[c, b, 2] = m
+
+
+@njit(parallel=True, cache=True)
+def assign_kernel(
+    chunk, cols, shift, inv_scale, centers, bound, block_rows, out, counts
+):  # pragma: no cover - compiled
+    """Nearest-center statistics per (column, block); twin ``_numpy.assign_stats``."""
+    n = chunk.shape[0]
+    n_cols = cols.size
+    k_n = centers.shape[1]
+    nb = out.shape[1]
+    for t in prange(n_cols * nb):
+        c = t // nb
+        b = t % nb
+        j = cols[c]
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        acc = np.zeros((k_n, 3))
+        m = 0
+        for r in range(r0, r1):
+            v = chunk[r, j]
+            if v == v:
+                x = working(v, shift[c], inv_scale[c], bound)
+                best = 0
+                dbest = abs(x - centers[c, 0])
+                for k in range(1, k_n):
+                    d = abs(x - centers[c, k])
+                    if d < dbest:  # ties: the lowest index, as np.argmin
+                        dbest = d
+                        best = k
+                acc[best, 0] += 1.0
+                acc[best, 1] += x
+                acc[best, 2] += x * x
+                m += 1
+        for k in range(k_n):
+            for q in range(3):
+                out[c, b, k, q] = acc[k, q]
+        counts[c, b] = m
+
+
+@njit(parallel=True, cache=True)
+def log_resp_kernel(
+    chunk, cols, shift, inv_scale, means, nhp, log_consts, bound, block_rows, out
+):  # pragma: no cover - compiled
+    """``log p(k | x)`` per row; twin ``_numpy.log_resp``. ``out`` (n, n_cols, K), NaN-filled."""
+    n = chunk.shape[0]
+    n_cols = cols.size
+    k_n = means.shape[1]
+    nb = blocks_of(n, block_rows)
+    for t in prange(n_cols * nb):
+        c = t // nb
+        j = cols[c]
+        r0 = (t % nb) * block_rows
+        r1 = min(r0 + block_rows, n)
+        lp = np.empty(k_n)
+        for r in range(r0, r1):
+            v = chunk[r, j]
+            if v != v:
+                continue
+            x = working(v, shift[c], inv_scale[c], bound)
+            mx = -np.inf
+            for k in range(k_n):
+                d = x - means[c, k]
+                lp[k] = d * d * nhp[c, k] + log_consts[c, k]
+                if k == 0 or lp[k] > mx:
+                    mx = lp[k]
+            s = 0.0
+            for k in range(k_n):
+                lp[k] -= mx
+                s += np.exp(lp[k])
+            ls = np.log(s)
+            for k in range(k_n):
+                out[r, c, k] = lp[k] - ls
+
+
+@njit(parallel=True, cache=True)
+def transform_kernel(
+    chunk,
+    cols,
+    shift,
+    inv_scale,
+    means,
+    nhp,
+    log_consts,
+    valid_idx,
+    n_valid,
+    v_means,
+    v_std4,
+    sample,
+    seed,
+    column_keys,
+    stream,
+    row_offset,
+    clip,
+    exp_floor,
+    prob_floor,
+    bound,
+    block_rows,
+    normalized,
+    component,
+    null,
+    clipped,
+):  # pragma: no cover - compiled
+    """Mode-specific normalization per (column, block), float64; twin ``_numpy._transform_block``.
+
+    ``valid_idx`` (n_cols, K): the valid components' indices first, ``n_valid`` of them;
+    ``v_means``/``v_std4`` (n_cols, K): their means and 4 stds in data units, in the same order
+    (:func:`gpuvgm._model.valid_tables`).
+    """
+    n = chunk.shape[0]
+    n_cols = cols.size
+    k_n = means.shape[1]
+    nb = clipped.shape[1]
+    for t in prange(n_cols * nb):
+        c = t // nb
+        b = t % nb
+        j = cols[c]
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        nv = n_valid[c]
+        lp = np.empty(k_n)
+        cdf = np.empty(k_n)
+        u = np.empty(r1 - r0, dtype=np.uint32)
+        if sample:
+            fill_words(seed, column_keys[c], stream, row_offset + np.uint64(r0), u)
+        n_clip = 0
+        for r in range(r0, r1):
+            v = np.float64(chunk[r, j])
+            if v != v:
+                null[r, c] = True
+                normalized[r, c] = np.nan
+                component[r, c] = -1
+                continue
+            null[r, c] = False
+            x = working(v, shift[c], inv_scale[c], bound)
+            for k in range(k_n):
+                d = x - means[c, k]
+                lp[k] = d * d * nhp[c, k] + log_consts[c, k]
+            if not sample:  # the most probable valid component, first on ties (np.argmax)
+                comp = 0
+                best = lp[valid_idx[c, 0]]
+                for q in range(1, nv):
+                    val = lp[valid_idx[c, q]]
+                    if val > best:
+                        best = val
+                        comp = q
+            else:
+                # RDT: p(k | x) over all K (the twin's _softmax_block), restricted to the valid
+                # ones, + 1e-6, cumulated in order; inverse CDF at u * total.
+                mx = lp[0]
+                for k in range(1, k_n):
+                    mx = max(mx, lp[k])
+                s = 0.0
+                for k in range(k_n):
+                    lp[k] = np.exp(max(lp[k] - mx, exp_floor))
+                    s += lp[k]
+                inv = 1.0 / s
+                acc = 0.0
+                for q in range(nv):  # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order
+                    term = lp[valid_idx[c, q]] * inv + prob_floor
+                    acc = term if q == 0 else acc + term
+                    cdf[q] = acc
+                # _rng.uniform: (word + 0.5) * 2**-32
+                target = ((np.float64(u[r - r0]) + 0.5) * TWO_M32) * cdf[nv - 1]
+                comp = 0
+                for q in range(nv):
+                    if cdf[q] <= target:
+                        comp += 1
+                comp = min(comp, nv - 1)
+            alpha = (v - v_means[c, comp]) / v_std4[c, comp]
+            if abs(alpha) > clip:
+                n_clip += 1
+                alpha = clip if alpha > 0 else -clip
+            normalized[r, c] = alpha
+            component[r, c] = comp
+        clipped[c, b] = n_clip
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def sampled_kernel(
+    chunk,
+    cols,
+    shift,
+    inv_scale,
+    means,
+    nhp,
+    log_consts,
+    valid_idx,
+    n_valid,
+    v_means,
+    v_std4,
+    seed,
+    column_keys,
+    stream,
+    row_offset,
+    clip,
+    exp_floor,
+    prob_floor,
+    bound,
+    block_rows,
+    normalized,
+    component,
+    null,
+    clipped,
+):  # pragma: no cover - compiled
+    """The sampled transform (RDT's rule) per (column, block), float64; twin
+    ``_numpy._transform_block`` with ``u``. Arguments as :func:`transform_kernel`'s.
+
+    The block's non-null values (and their uniforms) are compacted, then per tile of
+    :data:`TILE_ROWS`: l_k in the twin's order of operations (no FMA), max, exp
+    (:func:`exp_lanes`), the sum and 1/sum, the valid components' CDF cumulated in the twin's
+    order, and the inverse-CDF count, each loop over the tile's rows in SIMD lanes.
+    """
+    n = chunk.shape[0]
+    n_cols = cols.size
+    k_n = means.shape[1]
+    nb = clipped.shape[1]
+    tile = TILE_ROWS
+    for t in prange(n_cols * nb):
+        c = t // nb
+        b = t % nb
+        j = cols[c]
+        r0 = b * block_rows
+        r1 = min(r0 + block_rows, n)
+        nv = n_valid[c]
+        words = np.empty(r1 - r0, dtype=np.uint32)
+        fill_words(seed, column_keys[c], stream, row_offset + np.uint64(r0), words)
+        xs = np.zeros(r1 - r0 + tile)  # the non-null values (data units), padded
+        us = np.zeros(r1 - r0 + tile)  # their uniforms
+        rows = np.zeros(r1 - r0 + tile, dtype=np.int64)
+        m = 0
+        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
+            v = np.float64(chunk[r, j])
+            isnull = v != v
+            null[r, c] = isnull
+            normalized[r, c] = np.nan  # a null's outputs; a value's are written below
+            component[r, c] = -1
+            xs[m] = v
+            us[m] = (np.float64(words[r - r0]) + 0.5) * TWO_M32  # _rng.uniform
+            rows[m] = r
+            m += not isnull
+        xs[m] = 0.0
+        logp = np.empty((k_n, tile))
+        mx = np.empty(tile)
+        inv = np.empty(tile)
+        acc = np.empty(tile)
+        target = np.empty(tile)
+        cnt = np.empty(tile, dtype=np.int64)
+        n_clip = 0
+        sh = shift[c]
+        isc = inv_scale[c]
+        vm = v_means[c]
+        vs = v_std4[c]
+        for t0 in range(0, m, tile):
+            x = xs[t0 : t0 + tile]
+            for i in range(tile):
+                xw = (x[i] - sh) * isc
+                xw = xw if xw < bound else bound
+                target[i] = xw if xw > -bound else -bound  # x' here; u * total below
+                inv[i] = 0.0
+                mx[i] = -np.inf
+            for k in range(k_n):
+                mk = means[c, k]
+                hk = nhp[c, k]
+                ck = log_consts[c, k]
+                lk = logp[k]
+                for i in range(tile):
+                    d = target[i] - mk
+                    v = d * d * hk + ck
+                    lk[i] = v
+                    mx[i] = v if v > mx[i] else mx[i]
+            for k in range(k_n):
+                lk = logp[k]
+                for i in range(tile):
+                    e = lk[i] - mx[i]
+                    lk[i] = exp_lanes(e if e > exp_floor else exp_floor)
+                    inv[i] += lk[i]
+            for i in range(tile):
+                inv[i] = 1.0 / inv[i]
+            # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order; first the total, then the
+            # count of cdf_q <= u * total
+            for q in range(nv):
+                lq = logp[valid_idx[c, q]]
+                for i in range(tile):
+                    term = lq[i] * inv[i] + prob_floor
+                    acc[i] = term if q == 0 else acc[i] + term
+            for i in range(tile):
+                target[i] = us[t0 + i] * acc[i]
+                cnt[i] = 0
+            for q in range(nv):
+                lq = logp[valid_idx[c, q]]
+                for i in range(tile):
+                    term = lq[i] * inv[i] + prob_floor
+                    acc[i] = term if q == 0 else acc[i] + term
+                    cnt[i] += acc[i] <= target[i]
+            lim = min(tile, m - t0)
+            for i in range(tile):
+                comp = min(cnt[i], nv - 1)
+                cnt[i] = comp
+                a = (x[i] - vm[comp]) / vs[comp]
+                big = abs(a) > clip
+                n_clip += big & (i < lim)
+                mx[i] = (clip if a > 0 else -clip) if big else a  # alpha, clipped
+            for i in range(lim):
+                r = rows[t0 + i]
+                normalized[r, c] = mx[i]
+                component[r, c] = cnt[i]
+        clipped[c, b] = n_clip
+
+
+@njit(parallel=True, cache=True)
+def inverse_kernel(
+    normalized, component, n_valid, v_means, v_std4, block_rows, out
+):  # pragma: no cover - compiled
+    """``x = 4 std_c alpha + mean_c``; twin ``_numpy.inverse``. Returns the first bad component
+    index found (or -1)."""
+    n, n_cols = normalized.shape
+    nb = blocks_of(n, block_rows)
+    bad = np.full(n_cols * nb, -1, dtype=np.int64)
+    for t in prange(n_cols * nb):
+        i = t // nb
+        r0 = (t % nb) * block_rows
+        r1 = min(r0 + block_rows, n)
+        for r in range(r0, r1):
+            comp = max(np.int64(component[r, i]), 0)
+            if comp >= n_valid[i]:
+                bad[t] = comp
+                comp = 0
+            out[r, i] = v_std4[i, comp] * np.float64(normalized[r, i]) + v_means[i, comp]
+    return bad.max()
