@@ -16,17 +16,14 @@ import pyarrow as pa
 
 from ._dask_source import DaskSource
 from ._errors import DataError, DataTypeError
+from ._files import CSV_SUFFIXES, CSVSource, ParquetSource, expand_paths
 from ._sources import (
-    CSV_SUFFIXES,
     ArraySource,
     ArrowSource,
-    CSVSource,
     DatasetSource,
     PandasSource,
-    ParquetSource,
     ReaderSource,
     Source,
-    expand_paths,
     is_dask_collection,
     is_path_like,
 )

@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from ._errors import DataError
+from ._files import expand_paths
 from ._parallel import read_ahead
-from ._sources import expand_paths, read_error
+from ._sources import read_error
 
 LAYOUTS = ("rdt", "compact", "ctgan")
 

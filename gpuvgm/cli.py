@@ -179,7 +179,7 @@ def _dask_client_and_frame(args: argparse.Namespace) -> tuple[Any, Any]:
             f"--scheduler/--local-cluster need Dask ({exc}): pip install 'gpuvgm[dask]'"
         ) from None
 
-    from ._sources import CSV_SUFFIXES, expand_paths
+    from ._files import CSV_SUFFIXES, expand_paths
 
     client = (
         Client(args.scheduler)
@@ -297,7 +297,7 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 def _cmd_inverse(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
-    from ._sources import expand_paths
+    from ._files import expand_paths
 
     _check_output(args.output, args.model, args.data)
     _check_output(args.metrics_json, args.model, args.data, args.output)

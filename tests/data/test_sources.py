@@ -242,9 +242,9 @@ def test_record_batch_reader_is_read_once(frame):
 def test_parquet_row_groups_read_in_parallel_arrive_in_order(
     tmp_path, monkeypatch, chunk_rows, budget
 ):
-    from gpuvgm import _inputs, _sources
+    from gpuvgm import _files, _inputs
 
-    monkeypatch.setattr(_sources, "PARQUET_BYTES_IN_FLIGHT", budget)
+    monkeypatch.setattr(_files, "PARQUET_BYTES_IN_FLIGHT", budget)
     x = np.arange(6_500, dtype=np.float64)
     y = (x * 0.5).astype(np.float32)
     path = tmp_path / "groups.parquet"
