@@ -340,6 +340,18 @@ class Iterations:
     lower: np.ndarray
     traces: list[list[float]] = field(default_factory=list)
 
+    @classmethod
+    def start(cls, post: Posterior) -> Iterations:
+        """Before the first iteration from ``post``: none run, none converged."""
+        n_cols = post.means.shape[0]
+        return cls(
+            post,
+            np.zeros(n_cols, dtype=np.int64),
+            np.zeros(n_cols, dtype=bool),
+            np.full(n_cols, -np.inf),
+            [[] for _ in range(n_cols)],
+        )
+
 
 def iterate(
     run_pass: Callable[[EStepParams, np.ndarray, int], Stats],
@@ -358,13 +370,7 @@ def iterate(
     posterior before that iteration and stops, converged: the lower bound never decreases.
     """
     n_cols = priors.shift.size
-    state = Iterations(
-        post,
-        np.zeros(n_cols, dtype=np.int64),
-        np.zeros(n_cols, dtype=bool),
-        np.full(n_cols, -np.inf),
-        [[] for _ in range(n_cols)],
-    )
+    state = Iterations.start(post)
     active = np.ones(n_cols, dtype=bool)
     for it in range(1, config.max_iter + 1):
         cols = np.flatnonzero(active)

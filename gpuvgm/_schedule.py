@@ -449,13 +449,7 @@ def _polish(
     cols = np.arange(n_cols)
     tol = config.tol if config.tol_scale == "per_row" else config.tol / counts
     tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), counts.shape)
-    state = Iterations(
-        post,
-        np.zeros(n_cols, dtype=np.int64),
-        np.zeros(n_cols, dtype=bool),
-        np.full(n_cols, -np.inf),
-        [[] for _ in range(n_cols)],
-    )
+    state = Iterations.start(post)
     if config.max_iter < 1:
         return state
     stats = passes.estep(_model.estep_params(post, priors, cols), cols, 1)

@@ -79,13 +79,13 @@ from ._api import (
     check_sample_args,
 )
 from ._numba_kernels import (
+    argmax_kernel,
     assign_kernel,
     estep_kernel,
     inverse_kernel,
     log_resp_kernel,
     moments_kernel,
     sampled_kernel,
-    transform_kernel,
 )
 from ._numba_math import (
     words_kernel,
@@ -354,38 +354,7 @@ def transform(
     component = np.empty((n, cols.size), dtype=np.int32)
     null = np.empty((n, cols.size), dtype=bool)
     clipped = np.zeros((cols.size, nb), dtype=np.int64)
-    keys = np.asarray(params.column_keys, dtype=np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
-    if params.sample:
-        _launch(
-            sampled_kernel,
-            chunk,
-            cols,
-            shift,
-            inv_scale,
-            np.ascontiguousarray(e.means, dtype=np.float64),
-            neg_half_precisions(e),
-            np.ascontiguousarray(e.log_consts, dtype=np.float64),
-            idx,
-            n_valid,
-            v_means,
-            v_std4,
-            np.uint64(seed),
-            keys,
-            np.uint64(_rng.STREAM_COMPONENT),
-            np.uint64(row_offset),
-            np.float64(params.clip),
-            np.float64(EXP_FLOOR),
-            np.float64(SAMPLE_PROB_FLOOR),
-            np.float64(WORKING_MAX),
-            BLOCK_ROWS,
-            normalized,
-            component,
-            null,
-            clipped,
-        )
-        return normalized, component, null, clipped.sum(axis=1)
-    _launch(
-        transform_kernel,
+    common = (
         chunk,
         cols,
         shift,
@@ -397,21 +366,23 @@ def transform(
         n_valid,
         v_means,
         v_std4,
-        bool(params.sample),
-        np.uint64(seed),
-        keys,
-        np.uint64(_rng.STREAM_COMPONENT),
-        np.uint64(row_offset),
-        np.float64(params.clip),
-        np.float64(EXP_FLOOR),
-        np.float64(SAMPLE_PROB_FLOOR),
-        np.float64(WORKING_MAX),
-        BLOCK_ROWS,
-        normalized,
-        component,
-        null,
-        clipped,
     )
+    outputs = (normalized, component, null, clipped)
+    if params.sample:
+        keys = np.asarray(params.column_keys, dtype=np.int64).astype(np.uint64)
+        sampling = (
+            np.uint64(seed),
+            keys & np.uint64(0xFFFFFFFF),
+            np.uint64(_rng.STREAM_COMPONENT),
+            np.uint64(row_offset),
+            np.float64(params.clip),
+            np.float64(EXP_FLOOR),
+            np.float64(SAMPLE_PROB_FLOOR),
+        )
+        _launch(sampled_kernel, *common, *sampling, np.float64(WORKING_MAX), BLOCK_ROWS, *outputs)
+    else:
+        clip = np.float64(params.clip)
+        _launch(argmax_kernel, *common, clip, np.float64(WORKING_MAX), BLOCK_ROWS, *outputs)
     return normalized, component, null, clipped.sum(axis=1)
 
 

@@ -285,7 +285,7 @@ def log_resp_kernel(
 
 
 @njit(parallel=True, cache=True)
-def transform_kernel(
+def argmax_kernel(
     chunk,
     cols,
     shift,
@@ -297,14 +297,7 @@ def transform_kernel(
     n_valid,
     v_means,
     v_std4,
-    sample,
-    seed,
-    column_keys,
-    stream,
-    row_offset,
     clip,
-    exp_floor,
-    prob_floor,
     bound,
     block_rows,
     normalized,
@@ -312,7 +305,8 @@ def transform_kernel(
     null,
     clipped,
 ):  # pragma: no cover - compiled
-    """Mode-specific normalization per (column, block), float64; twin ``_numpy._transform_block``.
+    """The argmax transform per (column, block), float64; twin ``_numpy._transform_block``
+    without ``u``: the most probable valid component, first on ties (``np.argmax``).
 
     ``valid_idx`` (n_cols, K): the valid components' indices first, ``n_valid`` of them;
     ``v_means``/``v_std4`` (n_cols, K): their means and 4 stds in data units, in the same order
@@ -330,10 +324,6 @@ def transform_kernel(
         r1 = min(r0 + block_rows, n)
         nv = n_valid[c]
         lp = np.empty(k_n)
-        cdf = np.empty(k_n)
-        u = np.empty(r1 - r0, dtype=np.uint32)
-        if sample:
-            fill_words(seed, column_keys[c], stream, row_offset + np.uint64(r0), u)
         n_clip = 0
         for r in range(r0, r1):
             v = np.float64(chunk[r, j])
@@ -347,37 +337,13 @@ def transform_kernel(
             for k in range(k_n):
                 d = x - means[c, k]
                 lp[k] = d * d * nhp[c, k] + log_consts[c, k]
-            if not sample:  # the most probable valid component, first on ties (np.argmax)
-                comp = 0
-                best = lp[valid_idx[c, 0]]
-                for q in range(1, nv):
-                    val = lp[valid_idx[c, q]]
-                    if val > best:
-                        best = val
-                        comp = q
-            else:
-                # RDT: p(k | x) over all K (the twin's _softmax_block), restricted to the valid
-                # ones, + 1e-6, cumulated in order; inverse CDF at u * total.
-                mx = lp[0]
-                for k in range(1, k_n):
-                    mx = max(mx, lp[k])
-                s = 0.0
-                for k in range(k_n):
-                    lp[k] = np.exp(max(lp[k] - mx, exp_floor))
-                    s += lp[k]
-                inv = 1.0 / s
-                acc = 0.0
-                for q in range(nv):  # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order
-                    term = lp[valid_idx[c, q]] * inv + prob_floor
-                    acc = term if q == 0 else acc + term
-                    cdf[q] = acc
-                # _rng.uniform: (word + 0.5) * 2**-32
-                target = ((np.float64(u[r - r0]) + 0.5) * TWO_M32) * cdf[nv - 1]
-                comp = 0
-                for q in range(nv):
-                    if cdf[q] <= target:
-                        comp += 1
-                comp = min(comp, nv - 1)
+            comp = 0
+            best = lp[valid_idx[c, 0]]
+            for q in range(1, nv):
+                val = lp[valid_idx[c, q]]
+                if val > best:
+                    best = val
+                    comp = q
             alpha = (v - v_means[c, comp]) / v_std4[c, comp]
             if abs(alpha) > clip:
                 n_clip += 1
@@ -415,7 +381,8 @@ def sampled_kernel(
     clipped,
 ):  # pragma: no cover - compiled
     """The sampled transform (RDT's rule) per (column, block), float64; twin
-    ``_numpy._transform_block`` with ``u``. Arguments as :func:`transform_kernel`'s.
+    ``_numpy._transform_block`` with ``u``. Arguments as :func:`argmax_kernel`'s, plus the
+    counter-based stream's key and the sampling floors.
 
     The block's non-null values (and their uniforms) are compacted, then per tile of
     :data:`TILE_ROWS`: l_k in the twin's order of operations (no FMA), max, exp
