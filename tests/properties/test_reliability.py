@@ -676,7 +676,9 @@ def test_temp_names_carry_host_and_pid(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_terminated_or_interrupted_exits_cleanly(tmp_path, model, sig):
-    n = 600_000
+    # 1 500 part files of 2 000 rows: seconds of writing after the first one appears, so the
+    # signal lands mid-write even on the compiled backend (600 000 rows once finished first).
+    n = 3_000_000
     src = tmp_path / "d.parquet"
     pq.write_table(pa.table({"0": np.random.default_rng(0).normal(0, 1, n)}), src)
     path = tmp_path / "m.gpuvgm"
