@@ -461,8 +461,11 @@ def _polish(
         spent[0] += 1
         return passes.estep(params, c, it)
 
+    # A round of merge trials costs up to one pass per neighbouring pair (K - 1); it runs only
+    # when that and one SQUAREM cycle (3 passes) still fit in max_iter.
+    round_cost = config.n_components - 1
     for _ in range(config.n_components - 1):  # merge while a merge helps
-        if spent[0] + 4 > config.max_iter:
+        if spent[0] + round_cost + 3 > config.max_iter:
             break
         stats, lower, merged = merge_moves(
             counted, priors, (stats, lower), counts, max_distance=_FULL_MERGE_DISTANCE

@@ -231,3 +231,17 @@ def test_host_cache_budget_follows_the_available_memory(tmp_path, rng):
         warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
         fixed.fit(str(path))
     assert fixed.fit_report_["cache_budget"]["host_bytes"] == 0
+
+
+@pytest.mark.filterwarnings("ignore::gpuvgm.ConvergenceWarning")
+@pytest.mark.parametrize("max_iter", [1, 4, 12, 20])
+def test_staged_fit_never_runs_more_than_max_iter_full_passes(tmp_path, max_iter):
+    """``max_iter`` bounds the full passes of every schedule, merge trials and SQUAREM cycles
+    included: on the demo table the staged polish once ran 22 with max_iter=20."""
+    from gpuvgm._demo import write_demo_data
+
+    data = write_demo_data(tmp_path / "demo.parquet", rows=200_000)
+    kw = dict(schedule="staged", max_iter=max_iter, device="cpu", random_state=0)
+    model = gpuvgm.VGM(10, **kw).fit(data)
+    assert model.n_iter_.max() <= max_iter
+    assert model.fit_report_["passes"] <= max_iter + 1  # and the pre-pass
