@@ -676,7 +676,7 @@ def test_temp_names_carry_host_and_pid(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_terminated_or_interrupted_exits_cleanly(tmp_path, model, sig):
-    # 1 500 part files of 2 000 rows: seconds of writing after the first one appears, so the
+    # 6 000 part files of 500 rows: many seconds of writing after the first one appears, so the
     # signal lands mid-write even on the compiled backend (600 000 rows once finished first).
     n = 3_000_000
     src = tmp_path / "d.parquet"
@@ -688,7 +688,7 @@ def test_cli_terminated_or_interrupted_exits_cleanly(tmp_path, model, sig):
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "gpuvgm", "transform", str(path), str(src), "-o", str(dst)),
-            *("--chunk-rows", "2000", "--rows-per-file", "2000", "--device", "cpu"),
+            *("--chunk-rows", "500", "--rows-per-file", "500", "--device", "cpu"),
         ],
         env=env,
         stderr=subprocess.PIPE,
