@@ -37,15 +37,23 @@ _LN2HI = 0.693145751953125  # ln 2 to 12 bits: n * _LN2HI is exact (Cody-Waite)
 _LN2LO = math.log(2.0) - _LN2HI
 
 
+def _float_layout(t):  # pragma: no cover - called while Numba types the intrinsics
+    """``(integer type of the same width, exponent bias, mantissa bits)`` of an IEEE float type,
+    or None for any other type."""
+    if t == types.float64:
+        return ir.IntType(64), 1023, 52
+    if t == types.float32:
+        return ir.IntType(32), 127, 23
+    return None
+
+
 @intrinsic
 def _pow2(typingctx, nf):  # pragma: no cover - compiled
     """``2**nf`` for an integral float ``nf`` in the normal range, from the exponent bits."""
-    if nf == types.float64:
-        ity, bias, mant = ir.IntType(64), 1023, 52
-    elif nf == types.float32:
-        ity, bias, mant = ir.IntType(32), 127, 23
-    else:
+    layout = _float_layout(nf)
+    if layout is None:
         return None
+    ity, bias, mant = layout
 
     def codegen(context, builder, signature, args):
         i = builder.fptosi(args[0], ity)
@@ -58,12 +66,10 @@ def _pow2(typingctx, nf):  # pragma: no cover - compiled
 @intrinsic
 def _split(typingctx, s):  # pragma: no cover - compiled
     """``(m, e)`` with ``s = m * 2**e``, ``1 <= m < 2``, for a positive normal ``s``."""
-    if s == types.float64:
-        ity, bias, mant = ir.IntType(64), 1023, 52
-    elif s == types.float32:
-        ity, bias, mant = ir.IntType(32), 127, 23
-    else:
+    layout = _float_layout(s)
+    if layout is None:
         return None
+    ity, bias, mant = layout
 
     def codegen(context, builder, signature, args):
         bits = builder.bitcast(args[0], ity)
