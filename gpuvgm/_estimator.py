@@ -512,6 +512,27 @@ class VGM(Estimator):
         """
         return plot_model(self, X, path, **kw)
 
+    def report(self, X: Any, path: str | os.PathLike, **kw: Any) -> list[dict[str, Any]]:
+        """Write one self-contained HTML page describing this model on the table ``X``.
+
+        A summary table (per column: rows, nulls, valid components and their weights by code,
+        iterations, convergence, lower bound, clipped share, and the round-trip error
+        ``max |x - inverse(transform(x))| / std`` over every row, from one streaming pass) and
+        each column's plot (as :meth:`plot`, with its components' table), inline: no external
+        file, no script. Written under a temporary name and renamed; ``path`` may not be one
+        of the inputs, nor replace a file that is not a report unless ``overwrite=True``.
+
+        Needs matplotlib (``pip install 'gpuvgm[plot]'``). Options (``columns``,
+        ``sample_rows``, ``max_rows``, ``log``, ``dpi``, ``overwrite``...) are those of
+        :func:`gpuvgm._report.write_report`.
+
+        Returns
+        -------
+        list of dict
+            Per column, the summary row (``rows``, ``nulls``, ``weights``, ``round_trip``...).
+        """
+        return report_model(self, X, path, **kw)
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the fitted model to ``path`` (see :func:`gpuvgm.load` for the format).
@@ -600,10 +621,49 @@ def plot_model(model: VGM, X: Any, path: str | os.PathLike | None = None, **kw: 
     )
 
 
-def sample_columns(
-    model: VGM, X: Any, *, sample_rows: int, max_rows: int | None
-) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """:func:`gpuvgm._plot.sample_columns` of a fitted model on ``X``."""
+def report_model(model: VGM, X: Any, path: str | os.PathLike, **kw: Any) -> list[dict[str, Any]]:
+    """:func:`gpuvgm._report.write_report` of a fitted model on ``X`` (what it transforms)."""
+    from ._report import write_report
+
+    source = model._source(X, None, frames=True)
+    params = model.get_params()
+    describe = {
+        "title": kw.pop("title", "gpuvgm report"),
+        "data": _describe(X),
+        "model": (
+            f"n_components={params['n_components']}, weight_threshold="
+            f"{params['weight_threshold']}, component_selection={params['component_selection']!r}"
+            f", clip={params['clip']}, seed={model.seed_}, fitted on {model.backend_}"
+        ),
+        **kw.pop("describe", {}),
+    }
+    return write_report(
+        model._fitted,
+        source,
+        model._backend(),
+        path,
+        params=model._transform_params(),
+        chunk_rows=model.chunk_rows,
+        null_policy=model.null_policy,
+        describe=describe,
+        inputs=X if is_path_like(X) else None,
+        **kw,
+    )
+
+
+def _describe(X: Any) -> str:
+    """A short description of the data ``X``, for the report's header."""
+    if is_path_like(X):
+        paths = [X] if isinstance(X, (str, os.PathLike)) else list(X)
+        shown = ", ".join(os.fspath(p) for p in paths[:3])
+        return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    shape = getattr(X, "shape", None)
+    return f"{type(X).__name__}" + (f" of shape {tuple(shape)}" if shape is not None else "")
+
+
+def sample_columns(model: VGM, X: Any, *, sample_rows: int, max_rows: int | None) -> Any:
+    """:func:`gpuvgm._plot.sample_columns` of a fitted model on ``X``: a
+    :class:`gpuvgm._plot.ColumnData`."""
     from ._plot import sample_columns as sample
 
     source = model._source(X, None, frames=True)

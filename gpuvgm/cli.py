@@ -334,9 +334,51 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         max_rows=args.max_rows,
         bins=args.bins,
         dpi=args.dpi,
+        log=args.log,
     )
     if not args.quiet:
         print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ._inputs import make_source
+    from ._report import check_report_destination
+
+    _check_output(args.metrics_json, args.model, *args.data, args.output)
+    check_report_destination(args.output, [args.model, *args.data], args.force)
+    model = _load(args.model, args.device, args.chunk_rows)
+    source = make_source(args.data, _model_columns(model))
+    bars = _Bars(source.n_rows, not args.quiet)
+
+    def progress(phase: str, rows: int) -> None:
+        if phase == "report":  # the plots that follow are quick; one bar for the pass
+            bars(phase, rows)
+
+    try:
+        rows = model.report(
+            source,
+            args.output,
+            columns=_columns(args.columns),
+            sample_rows=args.sample_rows,
+            max_rows=args.max_rows,
+            bins=args.bins,
+            dpi=args.dpi,
+            log={"both": None, "log": True, "linear": False}[args.scale],
+            overwrite=args.force,
+            describe={"model file": args.model, "data": ", ".join(args.data)},
+            progress=progress,
+        )
+    finally:
+        bars.close()
+    _write_metrics(args.metrics_json, {"columns": rows})
+    if not args.quiet:
+        exact = sum(r["round_trip"] <= 1e-9 for r in rows)
+        clipped = sum(r["n_clipped"] for r in rows)
+        print(
+            f"wrote {args.output}: {len(rows)} columns, {exact} with an exact round trip, "
+            f"{clipped:,} values clipped"
+        )
     return 0
 
 
@@ -407,10 +449,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
         model = load(args.model)
         print(f"model {args.model}: {model!r}")
-        for j, name in enumerate(_model_columns(model)):
-            valid = model.valid_components_[j]
-            means = ", ".join(f"{m:.6g}" for m in model.means_[j][valid])
-            print(f"  {name}: {int(valid.sum())} components, means [{means}]")
+        _print_components(model)
     try:
         backend = get_backend("cuda")
         print(f"cuda: available ({backend.NAME})")
@@ -419,6 +458,31 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if args.device:
             return 1
     return 0
+
+
+def _print_components(model: Any) -> None:
+    """Per column: every component's weight, then the valid ones by code (the value the
+    transform writes in ``component``) with weight, mean and std."""
+    import numpy as np
+
+    for j, name in enumerate(_model_columns(model)):
+        valid = model.valid_components_[j]
+        weights = model.weights_[j]
+        stds = np.sqrt(model.covariances_[j])
+        n_valid = int(valid.sum())
+        print(
+            f"  {name}: {n_valid} valid of {valid.size} components, iterations "
+            f"{int(model.n_iter_[j])}, converged {'yes' if model.converged_[j] else 'no'}"
+        )
+        print(f"    weights (all {valid.size}): [{', '.join(f'{w:.4g}' for w in weights)}]")
+        print(f"    {'code':>6} {'weight':>10} {'mean':>14} {'std':>12}")
+        for code, k in enumerate(np.flatnonzero(valid)):
+            print(f"    {code:>6} {weights[k]:>10.6f} {model.means_[j][k]:>14.6g} {stds[k]:>12.6g}")
+        if n_valid < valid.size:
+            print(
+                f"    pruned {valid.size - n_valid} (weight <= {model.weight_threshold:g}, no "
+                f"code): total weight {weights[~valid].sum():.6f}"
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -521,7 +585,34 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--max-rows", type=int, default=None, help="read at most this many rows")
     plot.add_argument("--bins", type=int, default=100)
     plot.add_argument("--dpi", type=int, default=100)
+    plot.add_argument("--log", action="store_true", help="density on a log scale")
     plot.set_defaults(func=_cmd_plot)
+
+    report = sub.add_parser(
+        "report",
+        parents=[common],
+        help="write one self-contained HTML page: a summary table and each column's plot",
+    )
+    report.add_argument("model", help="a model file written by `gpuvgm fit`")
+    report.add_argument("data", nargs="+", help="Parquet/CSV files or directories (sorted)")
+    report.add_argument("-o", "--output", required=True, help="the HTML page to write")
+    report.add_argument(
+        "--force", action="store_true", help="replace an existing file that is not a report"
+    )
+    report.add_argument("--columns", help="comma-separated columns to report (default: all)")
+    report.add_argument(
+        "--sample-rows", type=int, default=50_000, help="histogram sample per column"
+    )
+    report.add_argument("--max-rows", type=int, default=None, help="read at most this many rows")
+    report.add_argument("--bins", type=int, default=80)
+    report.add_argument("--dpi", type=int, default=96)
+    report.add_argument(
+        "--scale",
+        choices=["both", "linear", "log"],
+        default="both",
+        help="density scale of the plots (both: linear above, log below)",
+    )
+    report.set_defaults(func=_cmd_report)
 
     bench = sub.add_parser("bench", parents=[common], help="time the passes on generated data")
     bench.add_argument("--rows", type=int, default=1_000_000)
