@@ -577,6 +577,11 @@ def draw_column(
     else:
         ax.set_ylim(0, peak * 1.08 if peak > 0 else 1.0)
     ax.tick_params(labelsize=7)
+    # No minor ticks: a log axis has dozens, and laying them out is most of the drawing time.
+    from matplotlib.ticker import NullLocator
+
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_minor_locator(NullLocator())
     if legend:
         ax.legend(fontsize=fontsize, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 

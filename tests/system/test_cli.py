@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -454,3 +455,41 @@ def test_cli_round_trip_through_part_files(tmp_path):
     codes = pq.read_table(enc).column("v.normalized").to_numpy()
     ok = np.abs(codes) < 0.99
     np.testing.assert_allclose(got[ok], x[ok], rtol=1e-6, atol=1e-5)  # float32 alpha
+
+
+def test_info_lists_the_weights_and_the_valid_components_by_code(tmp_path, rng, capsys):
+    x = np.concatenate([rng.normal(m, 0.3, 2000) for m in (-5.0, 0.0, 5.0)])
+    centres = np.array([100.0, -5, 101, 102, 0, 103, 104, 5, 105, 106])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        model = gpuvgm.VGM(means_init=centres, device="cpu", max_iter=20).fit(
+            np.column_stack([x, five_modes(x.size, rng)])
+        )
+    path = tmp_path / "m.gpuvgm"
+    model.save(path)
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    blocks = re.split(r"\n  (?=\S)", out)[1:]  # one block per column
+    for j in range(2):
+        block = next(b for b in blocks if b.startswith(f"{j}: "))
+        valid = model.valid_components_[j]
+        listed = re.search(r"weights \(all 10\): \[(.*)\]", block)[1]
+        weights = [float(w) for w in listed.split(",")]
+        np.testing.assert_allclose(weights, model.weights_[j], rtol=1e-3)
+        assert abs(sum(weights) - 1) < 1e-3
+        table = re.findall(r"^\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)$", block, re.MULTILINE)
+        assert [int(r[0]) for r in table] == list(range(int(valid.sum())))
+        got = np.array([[float(v) for v in r[1:]] for r in table])
+        np.testing.assert_allclose(got[:, 0], model.weights_[j][valid], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got[:, 1], model.means_[j][valid], rtol=1e-5)
+        np.testing.assert_allclose(got[:, 2], np.sqrt(model.covariances_[j][valid]), rtol=1e-5)
+        pruned = re.search(r"pruned (\d+) .*total weight (\S+)", block)
+        if valid.all():
+            assert pruned is None
+        else:
+            assert int(pruned[1]) == int((~valid).sum())
+            # The valid weights and the pruned remainder make the whole mixture.
+            assert abs(got[:, 0].sum() + float(pruned[2]) - 1) < 1e-5
+    # The first column's valid components are 1, 4 and 7 of 10: listed as codes 0, 1, 2.
+    assert np.flatnonzero(model.valid_components_[0]).tolist() == [1, 4, 7]
