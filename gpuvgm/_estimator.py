@@ -498,12 +498,17 @@ class VGM(Estimator):
 
     # ------------------------------------------------------------------ diagnostics
     def plot(self, X: Any, path: str | os.PathLike | None = None, **kw: Any) -> Any:
-        """Per column, the histogram of a uniform sample of ``X`` with each component's weighted
-        density (valid and pruned distinguished), the mixture and the clipped fraction.
+        """Per column, the histogram of a uniform sample of ``X`` with each valid component's
+        weighted density labelled with its code (the value :meth:`transform` writes in
+        ``component``; pruned components dashed, without a code), the mixture, and the values
+        the transform clips (red; their share in the title).
 
-        Needs matplotlib (``pip install 'gpuvgm[plot]'``). ``X`` is anything :meth:`transform`
-        accepts, read in one streaming pass; ``path`` (optional) is where the image is written.
-        Options (``columns``, ``sample_rows``, ``max_rows``, ``bins``, ``dpi``...) are those of
+        The x axis spans every value read, min to max: the 0.1 %-99.9 % quantile range at full
+        scale, long tails compressed into grey bands. ``log=True`` draws the density on a log
+        scale. Needs matplotlib (``pip install 'gpuvgm[plot]'``). ``X`` is anything
+        :meth:`transform` accepts, read in one streaming pass; ``path`` (optional) is where the
+        image is written (atomically). Options (``columns``, ``sample_rows``, ``max_rows``,
+        ``bins``, ``quantile_range``, ``log``, ``dpi``...) are those of
         :func:`gpuvgm._plot.plot_mixture`.
 
         Returns
