@@ -615,5 +615,14 @@ def _draw_clipped(
     label = "clipped by every component"
     for start, end in spans:
         if end > start:
-            ax.axvspan(start, end, color=_CLIPPED_COLOUR, alpha=0.10, lw=0, zorder=0, label=label)
+            ax.axvspan(
+                start,
+                end,
+                color=_CLIPPED_COLOUR,
+                alpha=0.10,
+                lw=0,
+                zorder=0,
+                label=label,
+                gid="clipped-region",
+            )
             label = "_"

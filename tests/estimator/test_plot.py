@@ -166,6 +166,25 @@ def test_the_clipped_share_is_shaded_and_matches_the_transform(fitted):
     assert ax.get_title().endswith(f"clipped {n_clipped / sample.size:.2%}")
     labels = ax.get_legend_handles_labels()[1]
     assert f"clipped |α| ≥ 0.99 ({n_clipped / sample.size:.3%})" in labels
+    # The red band: beyond mean_k + 4 clip std_k of every valid component; every value there
+    # is clipped whatever component it gets.
+    valid = model.valid_components_[2]
+    sd = np.sqrt(model.covariances_[2][valid])
+    above = np.max(model.means_[2][valid] + 4 * 0.99 * sd)
+    below = np.min(model.means_[2][valid] - 4 * 0.99 * sd)
+    bands = [p for p in ax.patches if p.get_gid() == "clipped-region"]
+    edges = sorted(
+        ax.transData.inverted().transform(b.get_window_extent().get_points())[:, 0].tolist()
+        for b in bands
+    )
+    assert len(edges) == 2
+    width = sample.max() - sample.min()
+    assert edges[0][1] == pytest.approx(below, abs=1e-6 * width)
+    assert edges[1][0] == pytest.approx(above, abs=1e-6 * width)
+    beyond = sample[(sample > above) | (sample < below)]
+    assert beyond.size > 0
+    alpha = model.transform(np.column_stack([beyond, beyond, beyond])).normalized[:, 2]
+    assert np.all(np.abs(alpha) == 0.99)
     # Clipping off: no clipped values, no shading.
     unclipped = gpuvgm.VGM(**{**model.get_params(), "clip": None})._adopt(model._fitted)
     ax = _axis(unclipped.plot(X, columns=["2"], sample_rows=5000, dpi=40))
