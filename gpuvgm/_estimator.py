@@ -88,8 +88,13 @@ class VGM(Estimator):
         ``"sample"`` draws the component from the posterior over valid components + 1e-6 (RDT,
         CTGAN) with a counter-based generator keyed by (seed, column, row index); ``"argmax"``
         takes the most probable valid component.
-    clip : float or None, default=0.99
-        ``|alpha|`` is clipped to this on transform (CTGAN/RDT); None keeps the exact value.
+    clip : float or None, default=None
+        None (the default) keeps the exact ``alpha = (x - mean_c) / (4 std_c)``, so
+        ``inverse_transform`` returns every value (float64 rounding aside: at most 1e-12 std).
+        A float clips ``|alpha|`` to it on transform, as CTGAN and RDT do with 0.99 (their
+        generators' ``tanh`` outputs lie in [-1, 1]); the values of a clipped row then decode
+        to at most ``mean_c +- 4 clip std_c`` (``Encoded.n_clipped`` counts them). The CTGAN and
+        RDT integrations keep their 0.99.
     null_policy : {"ignore", "error"}, default="ignore"
         ``"ignore"``: nulls (NaN, missing) are left out of the fit and carried through
         transform and inverse as a mask. ``"error"``: any null raises :class:`DataError`.
@@ -188,7 +193,7 @@ class VGM(Estimator):
         means_init: Any = None,
         weight_threshold: float = 0.005,
         component_selection: str = "sample",
-        clip: float | None = 0.99,
+        clip: float | None = None,
         null_policy: str = "ignore",
         chunk_rows: int = 1 << 20,
         cache_bytes: int | None = None,
@@ -462,9 +467,9 @@ class VGM(Estimator):
         encoded : Encoded or (normalized, component)
             What :meth:`transform` returned, or the two arrays of shape (n_rows, n_columns)
             (Dask arrays give a Dask array, blocked as ``normalized``). Rows whose
-            ``normalized`` is NaN (nulls) decode to NaN. With clipping on (the default),
+            ``normalized`` is NaN (nulls) decode to NaN. With clipping on (``clip`` a float),
             ``|normalized|`` may not exceed ``max(1, clip)``: CTGAN's generator outputs lie in
-            [-1, 1].
+            [-1, 1]; with ``clip=None`` (the default) any finite value decodes.
         """
         self._check_is_fitted()
         pair = (encoded.normalized, encoded.component) if isinstance(encoded, Encoded) else encoded
@@ -540,6 +545,8 @@ class VGM(Estimator):
             Column names (default ``"0"``, ``"1"``, ...).
         **params
             Other :class:`VGM` parameters (``weight_threshold``, ``component_selection``...).
+            ``clip`` defaults to RDT's 0.99 here, so a mixture taken from an RDT or CTGAN fit
+            transforms as they do; pass ``clip=None`` for the exact round trip.
         """
         ests = _model.sklearn_mixtures(estimators)
         first = ests[0]
@@ -547,7 +554,7 @@ class VGM(Estimator):
             n_components=first.n_components,
             weight_concentration_prior=first.weight_concentration_prior_,
             reg_covar=first.reg_covar,
-            **params,
+            **{"clip": _model.RDT_CLIP, **params},
         )
         seed = resolve_seed(model.random_state)
         fitted = _model.fitted_from_sklearn(ests, columns, seed, model.weight_threshold)
