@@ -246,13 +246,19 @@ def _call_on_chunk(fn: Callable[..., Stats], args: tuple, row_offset: int, chunk
 @dataclass(frozen=True)
 class Passes:
     """Full passes over ``source`` on ``backend``; ``scale`` (n_columns,), when given,
-    multiplies each column's statistics (a sample standing in for all rows: a staged fit)."""
+    multiplies each column's statistics (a sample standing in for all rows: a staged fit).
+
+    ``progress(prefix + phase, rows)`` follows each chunk; with ``priors`` given, a
+    ``progress`` that has a ``pass_done`` method also hears the lower bound per row after each
+    E-step pass (:mod:`gpuvgm._progress`)."""
 
     source: Source
     backend: Backend
     chunk_rows: int
     progress: Progress | None
     scale: np.ndarray | None = None
+    priors: Priors | None = None
+    prefix: str = ""
 
     def run(self, fn: Callable[[int, Any], Stats], phase: str, cols: Any = None) -> Stats:
         """``fn(row_offset, chunk)`` summed over every chunk (of the columns ``cols``)."""
@@ -261,7 +267,7 @@ class Passes:
             self.chunk_rows,
             stage=self.backend.memory.stage,
             progress=self.progress,
-            phase=phase,
+            phase=self.prefix + phase,
         )
         assert stats is not None  # sources always yield at least one chunk after the pre-pass
         if self.scale is not None:
@@ -271,7 +277,15 @@ class Passes:
     def estep(self, params: EStepParams, cols: np.ndarray, it: int) -> Stats:
         with annotate("estep"):
             fn = _on_chunk(self.backend.estep_stats, params)
-            return self.run(fn, f"iteration {it}", cols)
+            stats = self.run(fn, f"iteration {it}", cols)
+        pass_done = getattr(self.progress, "pass_done", None)
+        if pass_done is not None and self.priors is not None:
+            # What the caller computes from these statistics (iterate, SQUAREM): the lower
+            # bound of their M-step; K numbers per column, so cheap beside the pass.
+            sub = self.priors.select(cols)
+            lower = _model.lower_bound(stats.h, _model.m_step(stats, sub), sub)
+            pass_done(f"{self.prefix}iteration {it}", cols, lower / stats.nk.sum(axis=1))
+        return stats
 
 
 def _kmeans_rng(seed: int, column: int, restart: int) -> np.random.Generator:

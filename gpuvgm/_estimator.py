@@ -27,6 +27,7 @@ from ._inputs import make_source
 from ._layouts import LAYOUTS, decode_batches, decoded_table, encoded_schema, write_encoded
 from ._model import Encoded, EStepParams, FittedMixture, TransformParams
 from ._persistence import read_model, write_model
+from ._progress import progress_for
 from ._sources import Progress, Source, is_dask_collection, is_path_like
 from ._validation import check_columns_match, check_encoded, resolve_seed, validate_params
 from ._writers import parquet_output
@@ -88,8 +89,13 @@ class VGM(Estimator):
         ``"sample"`` draws the component from the posterior over valid components + 1e-6 (RDT,
         CTGAN) with a counter-based generator keyed by (seed, column, row index); ``"argmax"``
         takes the most probable valid component.
-    clip : float or None, default=0.99
-        ``|alpha|`` is clipped to this on transform (CTGAN/RDT); None keeps the exact value.
+    clip : float or None, default=None
+        None (the default) keeps the exact ``alpha = (x - mean_c) / (4 std_c)``, so
+        ``inverse_transform`` returns every value (float64 rounding aside: at most 1e-12 std).
+        A float clips ``|alpha|`` to it on transform, as CTGAN and RDT do with 0.99 (their
+        generators' ``tanh`` outputs lie in [-1, 1]); the values of a clipped row then decode
+        to at most ``mean_c +- 4 clip std_c`` (``Encoded.n_clipped`` counts them). The CTGAN and
+        RDT integrations keep their 0.99.
     null_policy : {"ignore", "error"}, default="ignore"
         ``"ignore"``: nulls (NaN, missing) are left out of the fit and carried through
         transform and inverse as a mask. ``"error"``: any null raises :class:`DataError`.
@@ -188,7 +194,7 @@ class VGM(Estimator):
         means_init: Any = None,
         weight_threshold: float = 0.005,
         component_selection: str = "sample",
-        clip: float | None = 0.99,
+        clip: float | None = None,
         null_policy: str = "ignore",
         chunk_rows: int = 1 << 20,
         cache_bytes: int | None = None,
@@ -232,7 +238,7 @@ class VGM(Estimator):
         y: Any = None,
         *,
         columns: Sequence[Any] | None = None,
-        progress: Progress | None = None,
+        progress: Progress | bool | None = None,
     ) -> VGM:
         """Fit a mixture to every column of ``X`` in shared passes over the data.
 
@@ -243,10 +249,14 @@ class VGM(Estimator):
         y : ignored
         columns : list, optional
             Columns of ``X`` to fit (names, or positions for arrays).
-        progress : callable, optional
-            Called as ``progress(phase, rows)`` after each chunk of each pass (``phase`` is
-            ``"prepass"``, ``"init"`` or ``"iteration N"``); the command line draws progress
-            bars with it.
+        progress : callable or bool, optional
+            True draws progress bars (tqdm, on stderr): the pre-pass, the initialisation and
+            the iterations with the lower bound per row. A callable is called as
+            ``progress(phase, rows)`` after each chunk of each pass (``phase`` is
+            ``"prepass"``, ``"init"``, ``"iteration N"``, or ``"sample init"`` and ``"sample
+            iteration N"`` on the staged schedule's sample) and, if it has a ``pass_done``
+            method, ``progress.pass_done(phase, columns, lower_bound_per_row)`` after each
+            iteration (:class:`gpuvgm._progress.ProgressBars` draws both).
         """
         validate_params(type(self).__name__, self.get_params())
         if self.init_sample_size < self.n_components:
@@ -258,7 +268,8 @@ class VGM(Estimator):
         backend = get_backend(self.device)
         config = _engine.FitConfig.from_params(self.get_params(), resolve_seed(self.random_state))
         try:
-            result = _schedule.fit_mixture(source, backend, config, progress)
+            with progress_for(progress, source.n_rows, self.max_iter) as report:
+                result = _schedule.fit_mixture(source, backend, config, report)
         finally:
             # The pools' blocks go back to the device after every fit, failed or not; what they
             # held is in fit_report_["memory"].
@@ -321,10 +332,10 @@ class VGM(Estimator):
         return source
 
     def _encoded_chunks(
-        self, X: Any, columns: Sequence[Any] | None, extra: Sequence[str] = ()
+        self, source: Source, extra: Sequence[str] = ()
     ) -> Iterator[tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]]:
-        """``((normalized, component, null, n_clipped), extra columns)`` per chunk, in order."""
-        source = self._source(X, columns)
+        """``((normalized, component, null, n_clipped), extra columns)`` per chunk of
+        ``source`` (from :meth:`_source`), in order."""
         chunks = _engine.checked_chunks(source, extra, self.chunk_rows, self.null_policy)
         return _engine.encode_chunks(chunks, self._backend(), self._transform_params())
 
@@ -347,7 +358,7 @@ class VGM(Estimator):
             normalized, component, null, n_clipped = source.map_chunks(fn, outputs)
             return Encoded(normalized, component, null, self._columns, n_clipped)
         t = time.perf_counter()
-        parts = [encoded for encoded, _ in self._encoded_chunks(X, columns)]
+        parts = [encoded for encoded, _ in self._encoded_chunks(self._source(X, columns))]
         if parts:
             normalized = np.concatenate([p[0] for p in parts])
             component = np.concatenate([p[1] for p in parts])
@@ -376,7 +387,7 @@ class VGM(Estimator):
         passthrough: Sequence[str] = (),
         row_group_rows: int = 1 << 20,
         rows_per_file: int | None = None,
-        progress: Progress | None = None,
+        progress: Progress | bool | None = None,
     ) -> dict[str, Any]:
         """Stream ``source`` (files or in-memory data) through :meth:`transform` into Parquet,
         chunk by chunk, in row order.
@@ -397,8 +408,8 @@ class VGM(Estimator):
         passthrough : list of str
             Other columns of ``source`` copied unchanged into the output, before the encoded ones
             (Parquet, CSV, Arrow or pandas sources).
-        progress : callable, optional
-            ``progress("transform", rows)`` after each chunk.
+        progress : callable or bool, optional
+            ``progress("transform", rows)`` after each chunk; True draws a progress bar.
 
         Returns
         -------
@@ -411,10 +422,14 @@ class VGM(Estimator):
             )
         t = time.perf_counter()
         n_valid = self.valid_components_.sum(axis=1)
-        chunks = self._encoded_chunks(source, columns, passthrough)
+        src = self._source(source, columns)
+        chunks = self._encoded_chunks(src, passthrough)
         schema = encoded_schema(self._columns, n_valid, layout)
-        with parquet_output(dst, schema, row_group_rows, rows_per_file, inputs=source) as write:
-            rows, n_clipped = write_encoded(chunks, write, self._columns, n_valid, layout, progress)
+        with (
+            progress_for(progress, src.n_rows) as report,
+            parquet_output(dst, schema, row_group_rows, rows_per_file, inputs=source) as write,
+        ):
+            rows, n_clipped = write_encoded(chunks, write, self._columns, n_valid, layout, report)
         info = _throughput("transform_parquet", rows, t, f"{dst} ({layout} layout)")
         return {**info, "n_clipped": n_clipped.tolist()}
 
@@ -425,14 +440,15 @@ class VGM(Estimator):
         *,
         row_group_rows: int = 1 << 20,
         rows_per_file: int | None = None,
-        progress: Progress | None = None,
+        progress: Progress | bool | None = None,
     ) -> dict[str, Any]:
         """Decode an encoded Parquet file (or a directory of part files) back to the original
         columns, chunk by chunk.
 
         The layout is recognised from the column names (:func:`gpuvgm._layouts.decode_batches`).
         The output has one float64 column per model column, null where the input was. Written as
-        :meth:`transform_parquet` writes (one file, or part files).
+        :meth:`transform_parquet` writes (one file, or part files). ``progress``: as
+        :meth:`transform_parquet`'s, with the phase ``"inverse"``.
         """
         self._check_is_fitted()
         t = time.perf_counter()
@@ -440,12 +456,15 @@ class VGM(Estimator):
         batches = decode_batches(src, self._columns, n_valid, self.chunk_rows)
         schema = decoded_table(self._columns).schema
         rows = 0
-        with parquet_output(dst, schema, row_group_rows, rows_per_file, inputs=src) as write:
+        with (
+            progress_for(progress, None) as report,
+            parquet_output(dst, schema, row_group_rows, rows_per_file, inputs=src) as write,
+        ):
             for alpha, comp in batches:
                 write(decoded_table(self._columns, self.inverse_transform((alpha, comp))))
                 rows += len(alpha)
-                if progress is not None:
-                    progress("inverse", len(alpha))
+                if report is not None:
+                    report("inverse", len(alpha))
         return _throughput("inverse_parquet", rows, t, str(dst))
 
     def fit_transform(
@@ -462,9 +481,9 @@ class VGM(Estimator):
         encoded : Encoded or (normalized, component)
             What :meth:`transform` returned, or the two arrays of shape (n_rows, n_columns)
             (Dask arrays give a Dask array, blocked as ``normalized``). Rows whose
-            ``normalized`` is NaN (nulls) decode to NaN. With clipping on (the default),
+            ``normalized`` is NaN (nulls) decode to NaN. With clipping on (``clip`` a float),
             ``|normalized|`` may not exceed ``max(1, clip)``: CTGAN's generator outputs lie in
-            [-1, 1].
+            [-1, 1]; with ``clip=None`` (the default) any finite value decodes.
         """
         self._check_is_fitted()
         pair = (encoded.normalized, encoded.component) if isinstance(encoded, Encoded) else encoded
@@ -566,6 +585,8 @@ class VGM(Estimator):
             Column names (default ``"0"``, ``"1"``, ...).
         **params
             Other :class:`VGM` parameters (``weight_threshold``, ``component_selection``...).
+            ``clip`` defaults to RDT's 0.99 here, so a mixture taken from an RDT or CTGAN fit
+            transforms as they do; pass ``clip=None`` for the exact round trip.
         """
         ests = _model.sklearn_mixtures(estimators)
         first = ests[0]
@@ -573,7 +594,7 @@ class VGM(Estimator):
             n_components=first.n_components,
             weight_concentration_prior=first.weight_concentration_prior_,
             reg_covar=first.reg_covar,
-            **params,
+            **{"clip": _model.RDT_CLIP, **params},
         )
         seed = resolve_seed(model.random_state)
         fitted = _model.fitted_from_sklearn(ests, columns, seed, model.weight_threshold)

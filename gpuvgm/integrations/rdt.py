@@ -34,6 +34,13 @@ Two modes (``rdt_compatible``):
 
 Both modes fit on what RDT fits on: the column with its nulls replaced by the mean (RDT's
 ``missing_value_replacement="mean"``), and encode null rows as the mean's encoding.
+
+Both modes clip ``normalized`` to [-0.99, 0.99] as RDT does (and ``reverse_transform`` its input
+to [-1, 1], where CTGAN's ``tanh`` outputs lie), unless ``vgm_params={"clip": c}`` says
+otherwise: ``{"clip": None}`` keeps the exact ``normalized`` and ``reverse_transform`` clips
+nothing, so every value comes back (a heavy tail included); a float ``c`` clips the transform to
+``c`` and the reverse to ``max(1, c)``. gpuvgm's own :class:`gpuvgm.VGM` does not clip by
+default.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ import numpy as np
 
 from .._errors import MissingDependencyError, NotFittedError, ParameterError
 from .._estimator import VGM
-from .._model import SAMPLE_PROB_FLOOR
+from .._model import RDT_CLIP, SAMPLE_PROB_FLOOR
 from .._validation import MAX_COMPONENTS, resolve_seed, validate_params
 
 try:
@@ -126,6 +133,8 @@ class ClusterBasedNormalizer(FloatFormatter):
         Reproduce RDT's component draws and arithmetic exactly (see the module docstring).
     vgm_params : dict, optional
         Further :class:`gpuvgm.VGM` parameters (``max_iter``, ``tol``, ``chunk_rows``...).
+        ``clip`` defaults to RDT's 0.99 here; ``{"clip": None}`` makes the round trip exact
+        (``reverse_transform`` then clips nothing either).
 
     Attributes
     ----------
@@ -241,6 +250,14 @@ class ClusterBasedNormalizer(FloatFormatter):
             return resolve_seed(self.random_state)
         return int(self.random_seed)
 
+    def _clip(self) -> float | None:
+        """The bound on ``|normalized|``: RDT's 0.99 unless ``vgm_params`` sets ``clip``."""
+        return (self.vgm_params or {}).get("clip", RDT_CLIP)
+
+    def _vgm_params(self) -> dict[str, Any]:
+        """``vgm_params`` with RDT's clip unless they set one."""
+        return {"clip": RDT_CLIP, **(self.vgm_params or {})}
+
     def _set_mixture(self, model: VGM, means: np.ndarray, stds: np.ndarray, valid: Any) -> None:
         self._model = model
         self._means = np.asarray(means, dtype=np.float64).reshape(-1)  # (K,), data units
@@ -292,7 +309,7 @@ class ClusterBasedNormalizer(FloatFormatter):
             weight_threshold=fitted.weight_threshold,
             device=device,
             random_state=new._seed(),
-            **(vgm_params or {}),
+            **new._vgm_params(),
         )
         new._set_mixture(
             model,
@@ -332,7 +349,7 @@ class ClusterBasedNormalizer(FloatFormatter):
             params.update(
                 means_init=km.cluster_centers_[:, 0], tol=1e-3, tol_scale="sum", max_iter=100
             )
-        params.update(self.vgm_params or {})
+        params.update(self._vgm_params())
         model = VGM(**params)
         model.fit(pd.DataFrame({str(self.columns[0]): values}))
         self._set_mixture(
@@ -372,13 +389,20 @@ class ClusterBasedNormalizer(FloatFormatter):
             component[block] = rdt_choice(probs, u[block])
         # RDT: (data - means) / (STD_MULTIPLIER * stds), then the chosen one, then the clip.
         normalized = (x - means[component]) / (self.STD_MULTIPLIER * stds[component])
-        return np.clip(normalized, -0.99, 0.99), component
+        clip = self._clip()
+        if clip is None:
+            return normalized, component
+        return np.clip(normalized, -clip, clip), component
 
     def _reverse_transform_helper(self, data: np.ndarray) -> np.ndarray:
         """Decode ``[normalized, component]`` columns (generator outputs welcome)."""
         valid = self._valid()
         n_valid = int(np.sum(valid))
-        normalized = np.clip(np.asarray(data[:, 0], dtype=np.float64), -1, 1)
+        normalized = np.asarray(data[:, 0], dtype=np.float64)
+        clip = self._clip()
+        if clip is not None:  # RDT: generator outputs into [-1, 1]; nothing to undo without
+            bound = max(1.0, float(clip))
+            normalized = np.clip(normalized, -bound, bound)
         rounded = np.round(np.asarray(data[:, 1], dtype=np.float64))
         if self.rdt_compatible:
             # RDT's expression and order: normalized * 4 * std + mean.

@@ -33,6 +33,7 @@ def fitted():
     X = np.column_stack([five_modes(n, rng), skewed, rng.standard_t(2, n)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        # CTGAN's clip (gpuvgm's default is none), so the titles give a clipped share.
         model = gpuvgm.VGM(random_state=0, device="cpu", max_iter=30, clip=0.99).fit(X)
     return model, X
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import five_modes, lognormal
+from conftest import five_modes, lognormal, rtol
 
 from gpuvgm import NotFittedError, ParameterError
 
@@ -178,6 +178,82 @@ def test_default_mode_has_rdts_columns_and_round_trips(table, generation):
     kept = ~null & ~np.isnan(y) & (norm.abs().to_numpy() < 0.99)  # clipped values cannot return
     assert kept.mean() > 0.85
     np.testing.assert_allclose(y[kept], x[kept], rtol=1e-12, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def heavy_tail() -> pd.DataFrame:
+    """A t(2) column with nulls: 0.1-1 % of its rows lie beyond RDT's 0.99 clip."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_t(2, N_ROWS) * 15 + 5
+    x[rng.random(N_ROWS) < 0.03] = np.nan
+    return pd.DataFrame({"delay": x})
+
+
+def test_default_clip_is_rdts_on_a_heavy_tail(heavy_tail):
+    """Without vgm_params the integration clips as RDT does: bit for bit RDT's output and
+    reverse (from RDT's mixture), and gpuvgm's own fit clips at 0.99 too."""
+    rdt_cbn = _rdt_fit(heavy_tail, "delay", missing_value_generation="from_column")
+    ours = ClusterBasedNormalizer.from_rdt(rdt_cbn, device="cpu", rdt_compatible=True)
+    assert ours.model_.clip == 0.99
+    expected, got = rdt_cbn.transform(heavy_tail), ours.transform(heavy_tail)
+    assert expected["delay.normalized"].abs().max() == 0.99  # the tail is clipped
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    pd.testing.assert_frame_equal(
+        ours.reverse_transform(got), rdt_cbn.reverse_transform(expected), check_exact=True
+    )
+    own = ClusterBasedNormalizer(missing_value_generation="from_column", device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = own.fit_transform(heavy_tail, "delay")
+    assert own.model_.clip == 0.99
+    assert out["delay.normalized"].abs().max() == 0.99
+
+
+@pytest.mark.parametrize("rdt_compatible", [False, True])
+def test_clip_none_round_trips_a_heavy_tail_exactly(heavy_tail, rdt_compatible):
+    """``vgm_params={"clip": None}`` reaches the transform and the reverse: every value of a
+    t(2) column comes back to float64 rounding (1e-12 std), and its nulls as nulls."""
+    ours = ClusterBasedNormalizer(
+        missing_value_generation="from_column",
+        device="cpu",
+        rdt_compatible=rdt_compatible,
+        vgm_params={"clip": None},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = ours.fit_transform(heavy_tail, "delay")
+    assert ours.model_.clip is None
+    assert out["delay.normalized"].abs().max() > 1  # beyond both RDT clips (0.99, then 1)
+    back = ours.reverse_transform(out)["delay"].to_numpy()
+    x = heavy_tail["delay"].to_numpy()
+    null = np.isnan(x)
+    np.testing.assert_array_equal(np.isnan(back), null)
+    err = np.abs(back[~null] - x[~null]) / np.nanstd(x)
+    assert err.max() <= rtol(np.float64, "twin"), err.max()
+
+
+def test_clip_none_from_rdt_gives_rdts_unclipped_values(heavy_tail):
+    """From RDT's mixture with clip=None: RDT's normalized values before its clip, and an exact
+    reverse of them."""
+    rdt_cbn = _rdt_fit(heavy_tail, "delay", missing_value_generation="from_column")
+    ours = ClusterBasedNormalizer.from_rdt(
+        rdt_cbn, device="cpu", rdt_compatible=True, vgm_params={"clip": None}
+    )
+    expected, got = rdt_cbn.transform(heavy_tail), ours.transform(heavy_tail)  # same draws
+    comp = got["delay.component"].to_numpy().astype(int)
+    np.testing.assert_array_equal(comp, expected["delay.component"].to_numpy())
+    bgm, valid = rdt_cbn._bgm_transformer, rdt_cbn.valid_component_indicator
+    means, stds = bgm.means_[:, 0][valid], np.sqrt(bgm.covariances_[:, 0, 0])[valid]
+    x = heavy_tail["delay"].fillna(heavy_tail["delay"].mean()).to_numpy()
+    unclipped = (x - means[comp]) / (4 * stds[comp])  # RDT's expression, without np.clip
+    np.testing.assert_array_equal(got["delay.normalized"].to_numpy(), unclipped)
+    kept = np.abs(unclipped) < 0.99
+    np.testing.assert_array_equal(got["delay.normalized"][kept], expected["delay.normalized"][kept])
+    back = ours.reverse_transform(got)["delay"].to_numpy()
+    x = heavy_tail["delay"].to_numpy()
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(x))
+    ok = ~np.isnan(x)
+    assert np.max(np.abs(back[ok] - x[ok])) / np.nanstd(x) <= rtol(np.float64, "twin")
 
 
 def test_integer_column_rounds_and_keeps_its_dtype(table):
