@@ -395,7 +395,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     check_report_destination(args.output, [args.model, *args.data], args.force)
     model = _load(args.model, args.device, args.chunk_rows)
     source = make_source(args.data, _model_columns(model))
-    bars = _Bars(source.n_rows, not args.quiet)
+    bars = _progress(args, source.n_rows)
 
     def progress(phase: str, rows: int) -> None:
         if phase == "report":  # the plots that follow are quick; one bar for the pass
