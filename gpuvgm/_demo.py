@@ -77,7 +77,7 @@ def run_demo(
         logger.warning(message)
 
     encoded_path = directory / f"demo-{rows}.encoded.parquet"
-    tx = model.transform_parquet(data, encoded_path, layout="rdt")
+    tx = model.transform_parquet(data, encoded_path, layout="full")
 
     # Round trip, file to file: decode the written codes and compare with the input, by chunks.
     t = time.perf_counter()
