@@ -429,3 +429,32 @@ def test_transforming_a_string_column_after_fitting_numbers_is_a_typed_error(tab
     with pytest.raises(DataTypeError, match="'multimodal' has dtype object") as info:
         ours.transform(bad)
     assert SECRET not in str(info.value)
+
+
+def test_use_gpuvgm_and_undo_leave_rdts_lookups_alone(monkeypatch):
+    """``use_gpuvgm`` patches CTGAN's module only (a stand-in here: CTGAN is optional), RDT's
+    lookups give RDT's class while the patch is on and after ``undo()``, which puts CTGAN's
+    normalizer back."""
+    import types
+
+    import rdt.transformers as rt
+
+    from gpuvgm.integrations.ctgan import use_gpuvgm
+
+    package, module = types.ModuleType("ctgan"), types.ModuleType("ctgan.data_transformer")
+    module.ClusterBasedNormalizer = RDTNormalizer
+    package.data_transformer = module
+    monkeypatch.setitem(sys.modules, "ctgan", package)
+    monkeypatch.setitem(sys.modules, "ctgan.data_transformer", module)
+
+    def rdt_lookup():
+        rt.get_class_by_transformer_name.cache_clear()
+        return rt.get_class_by_transformer_name()["ClusterBasedNormalizer"]
+
+    patch = use_gpuvgm(device="cpu", rdt_compatible=True)
+    assert module.ClusterBasedNormalizer().rdt_compatible is True  # CTGAN now builds gpuvgm's
+    assert isinstance(module.ClusterBasedNormalizer(), ClusterBasedNormalizer)
+    assert rdt_lookup() is RDTNormalizer
+    patch.undo()
+    assert module.ClusterBasedNormalizer is RDTNormalizer
+    assert rdt_lookup() is RDTNormalizer
