@@ -231,6 +231,13 @@ def test_rdt_layout_of_a_fitted_model_follows_rdts_null_rules(tmp_path, rng):
     np.testing.assert_allclose(got["a.normalized"][null], ref, rtol=rtol(np.float64, "twin"))
     assert len(np.unique(c)) >= 1 and (got["a.component"] == got["a.component"].round()).all()
 
+    # A saved model keeps what the layout needs (the pre-pass statistics): the same file.
+    model.save(tmp_path / "m.gpuvgm")
+    gpuvgm.load(tmp_path / "m.gpuvgm").transform_parquet(
+        data, tmp_path / "again.parquet", layout="rdt"
+    )
+    assert pq.read_table(tmp_path / "again.parquet").equals(pq.read_table(tmp_path / "enc.parquet"))
+
     back = model.inverse_parquet(tmp_path / "enc.parquet", tmp_path / "back.parquet")
     assert back["rows"] == 4000
     decoded = pq.read_table(tmp_path / "back.parquet").column("a").to_numpy(zero_copy_only=False)
