@@ -136,8 +136,8 @@ def test_rdt_layout_is_rdts_output(with_nulls, tmp_path, device, generation):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = cbn.transform(with_nulls)
-    model = gpuvgm.VGM.from_sklearn(
-        cbn._bgm_transformer, columns=["amount"], device=device, random_state=5
+    model = gpuvgm.VGM.from_sklearn(  # RDT's clip, whatever gpuvgm's default
+        cbn._bgm_transformer, columns=["amount"], device=device, random_state=5, clip=0.99
     )
     dst = tmp_path / "enc.parquet"
     model.transform_parquet(with_nulls, dst, layout=RDT_LAYOUT[generation])
@@ -206,7 +206,7 @@ def test_rdt_layout_of_a_fitted_model_follows_rdts_null_rules(tmp_path, rng):
     a = five_modes(4000, rng)
     a[::40] = np.nan
     data = pd.DataFrame({"a": a, "b": lognormal(4000, rng)})
-    model = gpuvgm.VGM(6, device="cpu", random_state=1, max_iter=30)
+    model = gpuvgm.VGM(6, device="cpu", random_state=1, max_iter=30, clip=0.99)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
         model.fit(data)
@@ -253,7 +253,9 @@ def test_rdts_own_output_decodes_with_gpuvgm(with_nulls, tmp_path, generation):
         warnings.simplefilter("ignore")
         out = cbn.transform(with_nulls)
     out.to_parquet(tmp_path / "rdt.parquet")
-    model = gpuvgm.VGM.from_sklearn(cbn._bgm_transformer, columns=["amount"], device="cpu")
+    model = gpuvgm.VGM.from_sklearn(
+        cbn._bgm_transformer, columns=["amount"], device="cpu", clip=0.99
+    )
     model.inverse_parquet(tmp_path / "rdt.parquet", tmp_path / "back.parquet")
     ours = pq.read_table(tmp_path / "back.parquet").column("amount").to_numpy(zero_copy_only=False)
     x = with_nulls["amount"].to_numpy()
