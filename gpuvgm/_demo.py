@@ -145,7 +145,7 @@ def run_demo(
         logger.warning(message)
 
     encoded_path = directory / f"demo-{rows}.encoded.parquet"
-    tx = model.transform_parquet(data, encoded_path, layout="rdt", progress=progress)
+    tx = model.transform_parquet(data, encoded_path, layout="full", progress=progress)
 
     # Round trip, file to file: decode the written codes and compare with the input, by chunks.
     t = time.perf_counter()

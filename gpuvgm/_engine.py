@@ -581,6 +581,31 @@ def encode_chunks(
         yield outputs, passed_along.popleft()
 
 
+def encode_chunks_filled(
+    chunks: Iterator[tuple[int, np.ndarray, Any]],
+    backend: Backend,
+    params: TransformParams,
+    fill: np.ndarray,
+) -> Iterator[tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]]:
+    """:func:`encode_chunks` with each null encoded as ``fill`` (n_columns,) of its column, as
+    RDT encodes a null (its ``NullTransformer`` fills the mean first); ``null`` still marks the
+    rows that were null. A chunk with nulls is filled in float64, RDT's dtype; each filled row
+    draws its own component (the draw is keyed by row)."""
+    fill = np.asarray(fill, dtype=np.float64)
+
+    def filled() -> Iterator[tuple[int, np.ndarray, Any]]:
+        for offset, chunk, passed in chunks:
+            null = np.isnan(chunk) if chunk.dtype.kind == "f" else np.zeros(chunk.shape, bool)
+            if null.any():
+                chunk = np.where(null, fill[None, :], chunk.astype(np.float64))  # (n, c)
+            yield offset, chunk, (passed, null)
+
+    for (normalized, component, _, n_clipped), (passed, null) in encode_chunks(
+        filled(), backend, params
+    ):
+        yield (normalized, component, null, n_clipped), passed
+
+
 def _backend_named(module: str) -> Backend:
     """The backend module ``module`` (on a Dask worker: the client's, not the worker's
     ``device="auto"``)."""

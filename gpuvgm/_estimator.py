@@ -24,7 +24,14 @@ from ._base import Estimator
 from ._dask_source import lazy_inverse
 from ._errors import ParameterError
 from ._inputs import make_source
-from ._layouts import LAYOUTS, decode_batches, decoded_table, encoded_schema, write_encoded
+from ._layouts import (
+    LAYOUTS,
+    RDT_LAYOUTS,
+    decode_batches,
+    decoded_table,
+    encoded_schema,
+    write_encoded,
+)
 from ._model import Encoded, EStepParams, FittedMixture, TransformParams
 from ._persistence import read_model, write_model
 from ._progress import progress_for
@@ -332,12 +339,33 @@ class VGM(Estimator):
         return source
 
     def _encoded_chunks(
-        self, source: Source, extra: Sequence[str] = ()
+        self,
+        source: Source,
+        extra: Sequence[str] = (),
+        null_fill: np.ndarray | None = None,
     ) -> Iterator[tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]]:
         """``((normalized, component, null, n_clipped), extra columns)`` per chunk of
-        ``source`` (from :meth:`_source`), in order."""
+        ``source`` (from :meth:`_source`), in order.
+
+        ``null_fill`` (n_columns,): encode a null as this value (RDT's layouts); ``null`` still
+        marks the rows that were null."""
         chunks = _engine.checked_chunks(source, extra, self.chunk_rows, self.null_policy)
-        return _engine.encode_chunks(chunks, self._backend(), self._transform_params())
+        backend, params = self._backend(), self._transform_params()
+        if null_fill is None:
+            return _engine.encode_chunks(chunks, backend, params)
+        return _engine.encode_chunks_filled(chunks, backend, params, null_fill)
+
+    def _rdt_null_layout(self) -> tuple[np.ndarray, list[bool]]:
+        """RDT's null handling per column: the fill value (the mean of the values seen in fit,
+        0 for a column that was all null, as RDT's ``NullTransformer``) and whether RDT adds an
+        ``is_null`` column (``from_column``: only for a column that had nulls in fit). A mixture
+        from scikit-learn saw no data here: its prior mean (scikit-learn's data mean) fills, and
+        every column gets ``is_null``."""
+        moments = self.moments_
+        if moments is None:
+            return self._fitted.priors.shift.copy(), [True] * len(self._columns)
+        fill = np.where(moments.count > 0, moments.mean, 0.0)
+        return fill, [bool(n > 0) for n in moments.n_null]
 
     def transform(self, X: Any, *, columns: Sequence[Any] | None = None) -> Encoded:
         """Mode-specific normalization of every value (DESIGN.md §3).
@@ -382,7 +410,7 @@ class VGM(Estimator):
         source: Any,
         dst: str | os.PathLike,
         *,
-        layout: str = "rdt",
+        layout: str = "full",
         columns: Sequence[Any] | None = None,
         passthrough: Sequence[str] = (),
         row_group_rows: int = 1 << 20,
@@ -403,8 +431,13 @@ class VGM(Estimator):
 
         Parameters
         ----------
-        layout : {"rdt", "compact", "ctgan"}
-            Column layout, see :func:`gpuvgm._layouts.encode`.
+        layout : {"full", "rdt", "rdt_random", "compact", "ctgan"}, default="full"
+            Column layout (README, "Layouts"; :func:`gpuvgm._layouts.encode`). ``"full"``:
+            float64 ``normalized`` (null for a null), int32 ``component`` (-1), bool
+            ``is_null``. ``"rdt"``: exactly what RDT's ``ClusterBasedNormalizer`` with
+            ``missing_value_generation="from_column"`` returns (float64 columns, a null encoded
+            as the column mean, float64 ``is_null`` for columns that had nulls in fit);
+            ``"rdt_random"``: the same without ``is_null`` (RDT's default generation).
         passthrough : list of str
             Other columns of ``source`` copied unchanged into the output, before the encoded ones
             (Parquet, CSV, Arrow or pandas sources).
@@ -422,14 +455,19 @@ class VGM(Estimator):
             )
         t = time.perf_counter()
         n_valid = self.valid_components_.sum(axis=1)
+        fill, null_column = None, None
+        if layout in RDT_LAYOUTS:
+            fill, null_column = self._rdt_null_layout()
         src = self._source(source, columns)
-        chunks = self._encoded_chunks(src, passthrough)
-        schema = encoded_schema(self._columns, n_valid, layout)
+        chunks = self._encoded_chunks(src, passthrough, null_fill=fill)
+        schema = encoded_schema(self._columns, n_valid, layout, null_column)
         with (
             progress_for(progress, src.n_rows) as report,
             parquet_output(dst, schema, row_group_rows, rows_per_file, inputs=source) as write,
         ):
-            rows, n_clipped = write_encoded(chunks, write, self._columns, n_valid, layout, report)
+            rows, n_clipped = write_encoded(
+                chunks, write, self._columns, n_valid, layout, report, null_column
+            )
         info = _throughput("transform_parquet", rows, t, f"{dst} ({layout} layout)")
         return {**info, "n_clipped": n_clipped.tolist()}
 

@@ -68,7 +68,7 @@ def _print_demo(result: dict[str, Any]) -> None:
     )
     print(
         f"  {'transform':<10} {result['transform_seconds']:>9.2f} "
-        f"{result['transform_rows_per_second']:>14,.0f}   (Parquet -> Parquet, RDT layout)"
+        f"{result['transform_rows_per_second']:>14,.0f}   (Parquet -> Parquet, full layout)"
     )
     print(
         f"  {'inverse':<10} {result['inverse_seconds']:>9.2f} "
@@ -618,7 +618,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transform.add_argument("model")
     transform.add_argument("data", nargs="+")
-    transform.add_argument("--layout", choices=["rdt", "compact", "ctgan"], default="rdt")
+    transform.add_argument(
+        "--layout",
+        # gpuvgm._layouts.LAYOUTS, spelled here so that --help does not import pyarrow.
+        choices=["full", "rdt", "rdt_random", "compact", "ctgan"],
+        default="full",
+        help="output columns (README, 'Layouts'): full = float64 normalized, int32 component "
+        "(-1 for a null), bool is_null [default]; rdt = RDT ClusterBasedNormalizer's own output "
+        "(float64, a null encoded as the mean, float64 is_null); rdt_random = rdt without "
+        "is_null; compact = float32 + smallest int; ctgan = one-hot float32",
+    )
     transform.add_argument("--columns", help="comma-separated (default: the model's columns)")
     transform.add_argument("--passthrough", help="comma-separated columns copied unchanged")
     transform.set_defaults(func=_cmd_transform)

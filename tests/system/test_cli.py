@@ -17,7 +17,8 @@ import pytest
 from conftest import five_modes
 
 import gpuvgm
-from gpuvgm.cli import main
+from gpuvgm._layouts import LAYOUTS
+from gpuvgm.cli import build_parser, main
 
 
 def test_demo_runs_end_to_end_and_round_trips(tmp_path, capsys):
@@ -172,7 +173,17 @@ def test_usage_errors_exit_2():
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
-@pytest.mark.parametrize("layout", ["rdt", "compact", "ctgan"])
+def test_cli_offers_every_layout_and_defaults_to_full():
+    """The CLI spells the layouts out (so --help imports no pyarrow): the same list."""
+    parser = build_parser()
+    args = parser.parse_args(["transform", "m.gpuvgm", "d.parquet", "-o", "e.parquet"])
+    assert args.layout == "full"
+    (sub,) = [a for a in parser._actions if a.dest == "command" or a.choices]
+    option = next(a for a in sub.choices["transform"]._actions if a.dest == "layout")
+    assert tuple(option.choices) == LAYOUTS
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_transform_parquet_layouts_preserve_rows(tmp_path, layout, rng):
     n = 20_000
     x = five_modes(n, rng)
@@ -198,13 +209,30 @@ def test_transform_parquet_layouts_preserve_rows(tmp_path, layout, rng):
         np.testing.assert_array_equal(np.argmax(onehot[ok], axis=1), enc.component[ok, 0])
         assert np.all(onehot[~ok] == 0) and np.all(onehot.sum(axis=1)[ok] == 1)
         np.testing.assert_allclose(alpha[ok], enc.normalized[ok, 0], rtol=1e-6, atol=1e-7)
+    elif layout in ("rdt", "rdt_random"):  # RDT's: a null is the mean's encoding, float64
+        ok = ~enc.null[:, 0]
+        comp = out.column("v.component").to_numpy()
+        assert out.schema.field("v.component").type == pa.float64()
+        np.testing.assert_array_equal(comp[ok], enc.component[ok, 0])  # row order preserved
+        np.testing.assert_array_equal(alpha[ok], enc.normalized[ok, 0])
+        filled = model.transform(np.where(np.isnan(x), np.nanmean(x), x))
+        np.testing.assert_array_equal(comp[~ok], filled.component[~ok, 0])
+        assert not np.isnan(alpha).any()
+        assert ("v.is_null" in out.column_names) == (layout == "rdt")
+        if layout == "rdt":
+            np.testing.assert_array_equal(out.column("v.is_null").to_numpy(), np.isnan(x) * 1.0)
     else:
         comp = out.column("v.component").to_numpy()
         np.testing.assert_array_equal(comp, enc.component[:, 0])  # row order preserved
         rtol = 1e-6 if layout == "compact" else 0
         np.testing.assert_allclose(alpha, enc.normalized[:, 0], rtol=rtol, equal_nan=True)
-    if layout == "rdt":
+    if layout == "full":
         np.testing.assert_array_equal(out.column("v.is_null").to_numpy(), np.isnan(x))
+    back = tmp_path / "back.parquet"
+    model.inverse_parquet(dst, back)
+    decoded = pq.read_table(back).column("v").to_numpy(zero_copy_only=False)
+    if layout != "rdt_random":  # the one layout that does not mark nulls
+        np.testing.assert_array_equal(np.isnan(decoded), np.isnan(x))
     assert not list(tmp_path.glob(".out.parquet.*"))  # no temporary file left behind
 
 
