@@ -32,6 +32,7 @@ from ._engine import (
     prepass,
 )
 from ._model import EStepParams, Moments, Posterior, Priors, Stats
+from ._parallel import one_blas_thread
 from ._sampling import pad_columns
 from ._sources import ArraySource, Progress, Source
 
@@ -495,6 +496,7 @@ def _polish(
     return state
 
 
+@one_blas_thread  # every pass of the fit, the M-steps and the k-means seeding included
 def fit_mixture(
     source: Source, backend: Backend, config: FitConfig, progress: Progress | None = None
 ) -> FitResult:

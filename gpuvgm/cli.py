@@ -482,14 +482,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    import numpy as np
-    import pyarrow as pa
+def _installed_version(distribution: str) -> str:
+    """A dependency's installed version, read from its metadata: importing NumPy and pyarrow
+    to ask them would cost ``gpuvgm info`` a quarter of a second."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
     from ._backends import get_backend
 
     print(f"gpuvgm {__version__}")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, pyarrow {pa.__version__}")
+    print(
+        f"python {platform.python_version()}, numpy {_installed_version('numpy')}, "
+        f"pyarrow {_installed_version('pyarrow')}"
+    )
     if args.model:
         from ._estimator import load
 
