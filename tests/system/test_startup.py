@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import gpuvgm
+
 HEAVY = ("numpy", "scipy", "pyarrow", "numba", "pandas")
 _HAS_CUPY = importlib.util.find_spec("cupy") is not None
 
@@ -124,3 +126,70 @@ def test_float_arrays_convert_as_pyarrow_converts_them(dtype, offset):
         expected = arr.to_numpy(zero_copy_only=False)
         assert got.dtype == np.dtype(dtype) and got.shape == expected.shape
         np.testing.assert_array_equal(got, expected)  # NaN equals NaN here
+
+
+def _two_columns(n: int) -> pa.Table:
+    rng = np.random.default_rng(2)
+    a = np.concatenate([rng.normal(0, 1, n // 2), rng.normal(10, 2, n - n // 2)])
+    return pa.table({"a": pa.array(a, mask=rng.uniform(size=n) < 0.02), "b": rng.lognormal(size=n)})
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_auto_runs_small_inputs_on_the_numpy_backend_and_agrees_with_numba(tmp_path, fmt):
+    """``--device auto`` fits a 1 000-row file on the NumPy backend (a new process would spend
+    most of its time loading Numba), says so in the model, and agrees with ``--device cpu``
+    within the twin tolerance; the encoded outputs are identical."""
+    import pyarrow.csv as pacsv
+    from conftest import rtol
+
+    from gpuvgm.cli import main
+
+    data = tmp_path / f"d.{fmt}"
+    table = _two_columns(1000)
+    pq.write_table(table, data) if fmt == "parquet" else pacsv.write_csv(table, data)
+    models = {}
+    for device in ("auto", "cpu"):
+        out = tmp_path / f"{device}.gpuvgm"
+        argv = ["fit", str(data), "-o", str(out), "-q", "--seed", "0", "--device", device]
+        assert main(argv) == 0
+        models[device] = gpuvgm.load(out)
+    assert models["auto"].backend_ == "numpy" and models["cpu"].backend_ == "numba"
+    tol = rtol(np.float64, "twin")
+    np.testing.assert_allclose(models["auto"].means_, models["cpu"].means_, rtol=tol)
+    np.testing.assert_allclose(models["auto"].covariances_, models["cpu"].covariances_, rtol=tol)
+    np.testing.assert_allclose(models["auto"].weights_, models["cpu"].weights_, atol=tol)
+    encoded = {}
+    for device in ("auto", "cpu"):
+        out = tmp_path / f"{device}.parquet"
+        model = str(tmp_path / "auto.gpuvgm")
+        assert main(["transform", model, str(data), "-o", str(out), "-q", "--device", device]) == 0
+        encoded[device] = pq.read_table(out)
+    assert encoded["auto"].equals(encoded["cpu"])
+
+
+def test_auto_keeps_numba_above_the_small_input_bound(tmp_path):
+    from gpuvgm.cli import SMALL_INPUT_VALUES, main
+
+    x = np.random.default_rng(3).normal(size=SMALL_INPUT_VALUES + 1)
+    pq.write_table(pa.table({"x": x}), tmp_path / "d.parquet")
+    argv = ["fit", str(tmp_path / "d.parquet"), "-o", str(tmp_path / "m.gpuvgm"), "-q"]
+    assert main([*argv, "--max-iter", "2", "--seed", "0"]) == 0  # warns on stderr
+    assert gpuvgm.load(tmp_path / "m.gpuvgm").backend_ == "numba"
+
+
+def test_csv_values_are_bounded_by_its_lines(tmp_path):
+    """A CSV file's rows are known only once parsed: the bound counts its lines (at least its
+    rows, header and a final newline included), and gives up on compressed files."""
+    import gzip
+
+    import pyarrow.csv as pacsv
+
+    from gpuvgm._inputs import make_source
+    from gpuvgm.cli import _values_bound
+
+    pacsv.write_csv(_two_columns(1000), tmp_path / "d.csv")
+    bound = _values_bound(make_source([str(tmp_path / "d.csv")]), [str(tmp_path / "d.csv")])
+    assert bound is not None and 1000 * 2 <= bound <= 1003 * 2
+    (tmp_path / "d.csv.gz").write_bytes(gzip.compress((tmp_path / "d.csv").read_bytes()))
+    gz = [str(tmp_path / "d.csv.gz")]
+    assert _values_bound(make_source(gz), gz) is None
