@@ -7,14 +7,18 @@ interleaved so that the machine's load falls on every command alike, N runs of e
 - ``python -c pass`` and ``python -c "import numpy, scipy.special, pyarrow"``: the floors (an
   interpreter; the imports a fit cannot avoid), the references the ratios are to;
 - ``gpuvgm --help``, ``gpuvgm info``, ``gpuvgm info model.gpuvgm`` (goal: under 0.5 s each);
-- ``gpuvgm fit`` of the 1 000-row table from Parquet and from CSV (goal: under 1.5 s), and from
-  Parquet with ``--device numpy`` (no Numba: what its loading costs);
-- ``gpuvgm transform`` of the same file to Parquet.
+- ``gpuvgm fit`` of the 1 000-row table from Parquet and from CSV (goal: under 1.5 s; the
+  default ``--device auto`` runs such a small input on the NumPy backend), and from Parquet with
+  ``--device cpu`` (Numba: what loading it costs);
+- ``gpuvgm transform`` of the same file to Parquet, by default and with ``--device cpu``.
 
-Then, once each: the first fit, transform and inverse with an empty Numba cache (the JIT compile
-a first run pays once per machine), a second fit with that cache (checked to load, not compile:
-``NUMBA_DEBUG_CACHE``), and the NumPy backend's iteration on 1 200 rows as gpuvgm runs it (BLAS
-held to one thread), with that hold switched off, and with ``OPENBLAS_NUM_THREADS=1``.
+Then, once each: the first fit, transform and inverse on ``--device cpu`` with an empty Numba
+cache (the JIT compile a first run pays once per machine), a second fit with that cache (checked
+to load, not compile: ``NUMBA_DEBUG_CACHE``), and the NumPy backend's iteration on 1 200 rows as
+gpuvgm runs it (BLAS held to one thread), with that hold switched off, and with
+``OPENBLAS_NUM_THREADS=1``.
+
+gpuvgm's bytecode is compiled first (``compileall``), as ``pip install`` leaves it.
 
     python bench/cli_startup.py [--runs 7] [--rows 1000] [--no-cold] [--out PATH]
 
@@ -74,6 +78,15 @@ def gpuvgm_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "gpuvgm"]
 
 
+def gpuvgm_package() -> str:
+    """The directory of the gpuvgm package this interpreter imports (without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gpuvgm")
+    assert spec is not None and spec.origin is not None, "gpuvgm is not installed"
+    return str(Path(spec.origin).parent)
+
+
 def write_table(directory: Path, rows: int) -> tuple[Path, Path]:
     """A two-column table (bimodal with nulls; heavy-tailed) as Parquet and as CSV."""
     rng = np.random.default_rng(0)
@@ -86,7 +99,8 @@ def write_table(directory: Path, rows: int) -> tuple[Path, Path]:
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """(wall seconds, CPU seconds of the child, stderr) of one run; fails on a non-zero exit."""
+    """(wall seconds, CPU seconds of the child, its stdout and stderr) of one run; fails on a
+    non-zero exit."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
@@ -95,12 +109,13 @@ def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, proc.stderr
+    return wall, cpu, proc.stdout + proc.stderr
 
 
 def commands(cwd: Path, parquet: Path, csv: Path) -> dict[str, list[str]]:
     g = gpuvgm_command()
     fit = [*g, "fit", "-q", "--force", "--seed", "0"]
+    transform = [*g, "transform", "-q", "model.gpuvgm", str(parquet)]
     return {
         "python": [sys.executable, "-c", "pass"],
         "imports": [sys.executable, "-c", "import numpy, scipy.special, pyarrow"],
@@ -109,8 +124,9 @@ def commands(cwd: Path, parquet: Path, csv: Path) -> dict[str, list[str]]:
         "info_model": [*g, "info", "model.gpuvgm"],
         "fit_parquet": [*fit, str(parquet), "-o", "fit_p.gpuvgm"],
         "fit_csv": [*fit, str(csv), "-o", "fit_c.gpuvgm"],
-        "fit_parquet_numpy": [*fit, str(parquet), "-o", "fit_n.gpuvgm", "--device", "numpy"],
-        "transform": [*g, "transform", "-q", "model.gpuvgm", str(parquet), "-o", "enc.parquet"],
+        "fit_parquet_cpu": [*fit, str(parquet), "-o", "fit_n.gpuvgm", "--device", "cpu"],
+        "transform": [*transform, "-o", "enc.parquet"],
+        "transform_cpu": [*transform, "-o", "enc_cpu.parquet", "--device", "cpu"],
     }
 
 
@@ -120,14 +136,15 @@ def cold_numba(cwd: Path, parquet: Path) -> dict[str, object]:
     g = gpuvgm_command()
     with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        fit = [*g, "fit", "-q", "--force", "--seed", "0", str(parquet), "-o", "cold.gpuvgm"]
+        cpu = ["-q", "--device", "cpu"]
+        fit = [*g, "fit", *cpu, "--force", "--seed", "0", str(parquet), "-o", "cold.gpuvgm"]
         out: dict[str, object] = {}
         out["fit_seconds"], out["fit_cpu_seconds"], _ = run(fit, cwd, env)
         out["transform_seconds"], _, _ = run(
-            [*g, "transform", "-q", "cold.gpuvgm", str(parquet), "-o", "cold.parquet"], cwd, env
+            [*g, "transform", *cpu, "cold.gpuvgm", str(parquet), "-o", "cold.parquet"], cwd, env
         )
         out["inverse_seconds"], _, _ = run(
-            [*g, "inverse", "-q", "cold.gpuvgm", "cold.parquet", "-o", "back.parquet"], cwd, env
+            [*g, "inverse", *cpu, "cold.gpuvgm", "cold.parquet", "-o", "back.parquet"], cwd, env
         )
         warm_wall, _, log = run(fit, cwd, {**env, "NUMBA_DEBUG_CACHE": "1"})
         out["warm_fit_seconds"] = warm_wall
@@ -136,7 +153,7 @@ def cold_numba(cwd: Path, parquet: Path) -> dict[str, object]:
     return out
 
 
-def blas_iteration(cwd: Path, rounds: int = 3) -> dict[str, float]:
+def blas_iteration(cwd: Path, rounds: int = 5) -> dict[str, float]:
     """Seconds per NumPy-backend iteration on 1 200 rows (median of ``rounds`` interleaved
     child processes): as gpuvgm runs it (BLAS held to one thread), with the hold switched off,
     and with ``OPENBLAS_NUM_THREADS=1``. Held against the environment's one thread should be
@@ -182,6 +199,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
+    # Bytecode as ``pip install`` leaves it: an editable install under PYTHONDONTWRITEBYTECODE
+    # would otherwise compile gpuvgm's sources on every command (about 60 ms of CPU).
+    package = Path(gpuvgm_package())
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="cli-startup-") as tmp:
         cwd = Path(tmp)
@@ -239,6 +260,8 @@ def main() -> None:
         "python": platform.python_version(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
+        "bytecode_compiled_first": True,
         "load_average_start": load_start,
         "load_average_end": load_end,
         "goals_seconds": GOALS,

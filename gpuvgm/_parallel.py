@@ -54,12 +54,12 @@ class _OneBlasThread(contextlib.ContextDecorator):
     """BLAS (OpenBLAS, MKL, BLIS) held to one thread while gpuvgm's passes run.
 
     gpuvgm's parallelism is its own: the thread pool's blocks, or Numba's threads. BLAS
-    threads on top of them oversubscribe the cores: on 2 cores a NumPy-backend iteration over
-    1 200 rows took 1.2 to 2.3 ms with OpenBLAS's threads and 0.4 ms without (one matrix
-    product per block). OpenBLAS's thread count is one setting for the whole process, so the
-    holds are counted: the first to enter (on any thread) sets it to one and the last to
-    leave restores what it was, whatever order overlapping holds leave in. OpenMP is not
-    limited: gpuvgm does not use it, except through Numba when ``NUMBA_THREADING_LAYER=omp``
+    threads on top of them oversubscribe the cores: on the shared 2-core VM a NumPy-backend
+    iteration over 1 200 rows (one matrix product) took 16 ms with OpenBLAS's threads and
+    0.9 ms held to one (``bench/cli_startup.py``). OpenBLAS's thread count is one setting
+    for the whole process, so the holds are counted: the first to enter sets it to one and the
+    last to leave restores what it was, whatever order overlapping holds leave in. OpenMP is
+    not limited: gpuvgm does not use it, except through Numba when ``NUMBA_THREADING_LAYER=omp``
     is chosen, whose threads are the parallelism.
     """
 
