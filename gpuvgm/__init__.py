@@ -7,8 +7,8 @@ mixtures, as in CTGAN and RDT) on a billion rows, streamed, on the CPU or a CUDA
 >>> X_back = model.inverse_transform(enc)                             # doctest: +SKIP
 
 Importing the package is cheap: the errors and the version are plain Python, and ``VGM``,
-``Encoded`` and ``load`` (which bring in NumPy, SciPy and pyarrow, about 0.4 s) are imported on
-first use (PEP 562), so ``gpuvgm --help`` and ``gpuvgm info`` start in a fraction of that.
+``Encoded`` and ``load`` (which bring in NumPy and pyarrow, 0.15 s of CPU) are imported on first
+use (PEP 562), so ``gpuvgm --help`` and ``gpuvgm info`` start without them.
 """
 
 from __future__ import annotations
