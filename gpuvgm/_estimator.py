@@ -98,9 +98,12 @@ class VGM(Estimator):
     cache_bytes : int or None, default=None
         Data read from files (or converted from pandas/Arrow) is kept in host memory for the
         iterations when it takes at most this many bytes; otherwise every iteration streams it
-        again from the source, so memory stays bounded (flat in the rows). None: half the
-        memory available when the fit starts (``fit_report_["cache_budget"]`` says what was
-        chosen and why). 0 always streams.
+        again from the source, so memory stays bounded (flat in the rows). None: an eighth of
+        the memory available when the fit starts, and past that a temporary file (raw bytes,
+        at most half the free space of the temporary directory, deleted when the fit ends)
+        read back through the operating system's page cache, so the data is decoded once and
+        the process's resident memory stays small (``fit_report_["cache_budget"]`` and
+        ``["cache"]`` say what was chosen, why, and where the data went). 0 always streams.
     device_cache_fraction : float, default=0.5
         On a GPU, the data is kept in device memory for the iterations when it takes at most
         this fraction of the free device memory (gathered into one array when the source knows

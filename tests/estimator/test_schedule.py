@@ -58,25 +58,14 @@ def loglik_per_row(x, weights, means, variances):
 @pytest.mark.parametrize(
     "kind",
     [
-        pytest.param(
-            "heavy_tails",
-            marks=[
-                pytest.mark.slow,
-                pytest.mark.xfail(
-                    reason="issue 13, open: on a Student-t(2.5) column the polish's SQUAREM "
-                    "cycles still gain 3e-7..4e-6 per row each (components chasing the tails) "
-                    "at max_iter=100 (not converged)",
-                    strict=True,
-                ),
-            ],
-        ),
+        pytest.param("heavy_tails", marks=pytest.mark.slow),
         "discrete",
         pytest.param(
             "zero_inflated",
             marks=pytest.mark.xfail(
-                reason="issue 13, open: the spike at 0 keeps the polish gaining >1e-7 per row "
-                "per cycle for ~100 passes; converged on this seed at 98 passes, not on "
-                "seed 1 (101, max_iter): not reliable",
+                reason="issue 13, open: a component collapsing onto the spike at 0 keeps the "
+                "polish's plain iterations gaining >1e-7 per row for 100 passes (not converged "
+                "at max_iter=100 on the fixture's seed)",
                 strict=False,
             ),
         ),
