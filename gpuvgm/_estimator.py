@@ -117,15 +117,15 @@ class VGM(Estimator):
         full-data iterations until ``tol``). ``"staged"``: initialise (``n_init`` times) on a
         uniform sample of ``n_rows / 32`` values per column (at least
         ``min(init_sample_size, n_rows / 4)``, at most 10**6) whose statistics are scaled to
-        all rows; iterate there (within 8 full passes' worth of rows, at least 300 and at
-        most 3000 passes over the sample) to a tolerance 100x tighter than ``tol`` with SQUAREM
+        all rows; iterate there (within 16 full passes' worth of rows, at least 300 and at
+        most 3000 passes over the sample) to a tolerance 10x tighter than ``tol`` with SQUAREM
         acceleration (Varadhan & Roland 2008; an extrapolation is kept only when it raises the
         lower bound) in rounds of 60 passes, each followed by merge moves (close neighbouring
         components merged when the lower bound rises: a mode split between two components
         otherwise merges at a crawl over ~100 full passes); keep the best initialisation; then
-        polish with full passes: one pass, merge trials of the pairs still split (one pass
-        each, kept when the lower bound rises), then safeguarded SQUAREM until a cycle gains
-        less than ``tol`` per row. The lower bound never
+        polish with full passes: safeguarded SQUAREM cycles from the sample's statistics (the
+        first pass is the first cycle's first step) until the plain iteration of a cycle
+        gains less than ``tol`` per row (scikit-learn's test). The lower bound never
         decreases from one full pass to the next; ``fit_report_["staged"]`` reports the
         sample stage. ``"auto"``: ``"staged"`` from 200 000 rows on with
         ``tol_scale="per_row"``, else ``"sklearn"`` (so small fits are

@@ -44,9 +44,10 @@ logger = logging.getLogger("gpuvgm")
 # components that split or drain, which a fixed-point VB iteration follows at a linear rate
 # close to one. So the schedule does that part where it is cheap, on a uniform sample whose
 # statistics stand in for all rows, accelerated (SQUAREM), and the full passes only polish.
-# Measured on 10**6-row five-mode columns (K=10, three seeds): 14 full passes (sample stage on
-# 10**5 rows, ~29 full passes' worth of rows), converged, 4.8e-4 per row above 200 plain full
-# passes (which leave a mode split); merge trials on the sample alone left it split.
+# The polish is SQUAREM on all rows from the sample's fixed point, judged by scikit-learn's
+# test on its plain iterations. Measured (CPU, K=10): the 10**7-row bench column 13-16 full
+# passes, 1.6e-3 per row above 300 plain full passes; the demo table 34 (its timestamp column:
+# ten components over two normal modes, widening at a crawl), 5e-5..2e-3 per row above.
 
 # "auto" stages a fit from this many rows on (below, the full passes are cheap and the
 # schedule stays scikit-learn's, bit for bit).
@@ -249,19 +250,17 @@ def merge_moves(
     best, best_lower = [x.copy() for x in _fields(stats)], lower.copy()
     merged = np.zeros(n_cols, dtype=bool)
     rows = np.arange(n_cols)
-    for i in range(k - 1):
-        a, b = order[:, i], order[:, i + 1]
-        gap = np.abs(mean[rows, a] - mean[rows, b])
-        close = gap <= max_distance * np.hypot(sd[rows, a], sd[rows, b])
-        cols = np.flatnonzero(alive[rows, a] & alive[rows, b] & close)
-        if cols.size == 0:
-            continue
-        lo, hi = np.minimum(a, b)[cols], np.maximum(a, b)[cols]
+
+    def judge(cols: np.ndarray, members: np.ndarray, what: str, it: int) -> None:
+        """Try merging, in each column of ``cols``, the components ``members`` (len(cols), K)
+        into the first of them; keep what beats the best so far."""
         cand = [x[cols].copy() for x in _fields(stats)[:3]]
+        lo = np.argmax(members, axis=1)
         at = np.arange(cols.size)
-        for arr in cand:  # the pair's statistics in the lower slot, the upper one empty
-            arr[at, lo] += arr[at, hi]
-            arr[at, hi] = 0.0
+        for arr in cand:  # the group's statistics in its first slot, the others empty
+            total = np.where(members, arr, 0.0).sum(axis=1)
+            arr[members] = 0.0
+            arr[at, lo] = total
         zeros = np.zeros(cols.size)
         sub = priors.select(cols)
         nk, s1, s2 = cand
@@ -277,22 +276,56 @@ def merge_moves(
             st, lb = acc.stats, acc.lower
         else:
             post = _model.m_step(Stats(nk, s1, s2, zeros, zeros, counts[cols]), sub)
-            st = run_pass(_model.estep_params(post, sub, cols), cols, -(i + 1))
+            st = run_pass(_model.estep_params(post, sub, cols), cols, it)
             lb = _model.lower_bound(st.h, _model.m_step(st, sub), sub)
         better = lb > best_lower[cols]
-        sa, sb = sd[cols, a[cols]], sd[cols, b[cols]]
         logger.debug(
-            "merge trial %s: columns %s, sd ratio %s, gap/spread %s, gain per row %s",
+            "merge trial (%s) %s: columns %s, gain per row %s",
+            what,
             "kept" if better.any() else "refused",
             cols.tolist(),
-            np.array2string(np.maximum(sa, sb) / np.minimum(sa, sb), precision=3),
-            np.array2string(gap[cols] / np.hypot(sa, sb), precision=3),
             np.array2string((lb - best_lower[cols]) / counts[cols], precision=3),
         )
         for dst, src in zip(best, _fields(st), strict=True):
             dst[cols[better]] = src[better]
         best_lower[cols[better]] = lb[better]
         merged[cols[better]] = True
+
+    close = np.zeros((n_cols, k - 1), dtype=bool)  # order[:, i] and order[:, i + 1] are close
+    for i in range(k - 1):
+        a, b = order[:, i], order[:, i + 1]
+        gap = np.abs(mean[rows, a] - mean[rows, b])
+        close[:, i] = alive[rows, a] & alive[rows, b]
+        close[:, i] &= gap <= max_distance * np.hypot(sd[rows, a], sd[rows, b])
+        cols = np.flatnonzero(close[:, i])
+        if cols.size == 0:
+            continue
+        members = np.zeros((cols.size, k), dtype=bool)
+        members[np.arange(cols.size), a[cols]] = True
+        members[np.arange(cols.size), b[cols]] = True
+        judge(cols, members, f"pair {i}", -(i + 1))
+    # Chains of three or more close neighbours merged into one: a mode covered by several
+    # components (k-means splits a normal mode into slices) is one component, but no pair
+    # of its slices merges profitably while the others still cover it.
+    chains: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(n_cols)]
+    for j in range(n_cols):
+        run = [int(order[j, 0])]
+        for i in range(k - 1):
+            if close[j, i]:
+                run.append(int(order[j, i + 1]))
+                continue
+            if len(run) >= 3:
+                chains[j].append((j, np.array(run)))
+            run = [int(order[j, i + 1])]
+        if len(run) >= 3:
+            chains[j].append((j, np.array(run)))
+    for r in range(max((len(c) for c in chains), default=0)):
+        picked = [c[r] for c in chains if len(c) > r]
+        cols = np.array([j for j, _ in picked], dtype=np.int64)
+        members = np.zeros((cols.size, k), dtype=bool)
+        for i, (_, run) in enumerate(picked):
+            members[i, run] = True
+        judge(cols, members, f"chain {r}", -(k + r))
     return Stats(*best), best_lower, merged
 
 
