@@ -79,7 +79,7 @@ class _Spilled:
         data = host.T if self.transposed else np.ascontiguousarray(host)
         self.shape, self.dtype, self.nbytes = data.shape, data.dtype, data.nbytes
         file.seek(position)
-        file.write(memoryview(data).cast("B"))
+        file.write(data.data.cast("B"))
 
     def __len__(self) -> int:
         return int(self.shape[1] if self.transposed else self.shape[0])
@@ -87,7 +87,7 @@ class _Spilled:
     def load(self) -> np.ndarray:
         """The chunk, read into a new array (as it was given: same shape and memory order)."""
         out = np.empty(self.shape, self.dtype)
-        view = memoryview(out).cast("B")
+        view = out.data.cast("B")
         done = 0
         while done < self.nbytes:  # pread may return fewer bytes than asked
             n = os.preadv(self.file.fileno(), [view[done:]], self.position + done)

@@ -323,8 +323,8 @@ def merge_moves(
         picked = [c[r] for c in chains if len(c) > r]
         cols = np.array([j for j, _ in picked], dtype=np.int64)
         members = np.zeros((cols.size, k), dtype=bool)
-        for i, (_, run) in enumerate(picked):
-            members[i, run] = True
+        for i, (_, chain) in enumerate(picked):
+            members[i, chain] = True
         judge(cols, members, f"chain {r}", -(k + r))
     return Stats(*best), best_lower, merged
 
