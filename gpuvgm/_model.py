@@ -591,6 +591,9 @@ class Encoded:
 SAMPLE_PROB_FLOOR = 1e-6
 # CTGAN and RDT divide by four standard deviations: alpha lies in [-1, 1] with 99.99 % probability.
 STD_MULTIPLIER = 4.0
+# ...and clip |alpha| to this (RDT's ClusterBasedNormalizer._transform, CTGAN's DataTransformer);
+# gpuvgm's own default is no clip (an exact round trip), its integrations keep this.
+RDT_CLIP = 0.99
 
 
 # The per-column tables every backend evaluates, computed once here (not once per backend).

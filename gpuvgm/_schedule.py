@@ -425,8 +425,10 @@ def _sample_stage(
         ArraySource(pad_columns(samples)),
         passes.backend,
         config.chunk_rows,
-        None,
+        passes.progress,
         moments.count / sizes,
+        priors,
+        prefix="sample ",
     )
     counts = moments.count
     tol = np.broadcast_to(
@@ -521,8 +523,10 @@ def fit_mixture(
     """Fit a mixture to every column of ``source`` in shared passes over the data.
 
     ``progress(phase, rows)`` is called after each chunk of each pass (``phase`` is
-    ``"prepass"``, ``"init"`` or ``"iteration N"``). Warns :class:`ConvergenceWarning` for the
-    columns that did not converge.
+    ``"prepass"``, ``"init"``, ``"iteration N"``, or ``"sample init"`` and ``"sample iteration
+    N"`` for the staged schedule's passes over its sample), and ``progress.pass_done`` where it
+    exists after each iteration's pass (:mod:`gpuvgm._progress`). Warns
+    :class:`ConvergenceWarning` for the columns that did not converge.
     """
     timings: dict[str, float] = {}
     t_start, cpu_start = time.perf_counter(), time.process_time()
@@ -535,8 +539,8 @@ def fit_mixture(
     schedule = resolve_schedule(config, n_rows)
     try:
         cached = cache.source(source)
-        passes = Passes(cached or source, backend, config.chunk_rows, progress)
         priors = make_priors(moments, source.columns, config)
+        passes = Passes(cached or source, backend, config.chunk_rows, progress, priors=priors)
         init_samples = [part.reservoir.sample(j)[: config.init_sample_size] for j in range(n_cols)]
         staged = None
         if schedule == "staged":
