@@ -138,7 +138,9 @@ class VGM(Estimator):
         otherwise merges at a crawl over ~100 full passes); keep the best initialisation; then
         polish with full passes: safeguarded SQUAREM cycles from the sample's statistics (the
         first pass is the first cycle's first step) until the plain iteration of a cycle
-        gains less than ``tol`` per row (scikit-learn's test). The lower bound never
+        gains less than ``tol`` per row (scikit-learn's test) or less than 1 nat in all
+        (what the rows can resolve: a likelihood ratio below e; looser than ``tol`` per row
+        below 10**7 rows only). The lower bound never
         decreases from one full pass to the next; ``fit_report_["staged"]`` reports the
         sample stage. ``"auto"``: ``"staged"`` from 200 000 rows on with
         ``tol_scale="per_row"``, else ``"sklearn"`` (so small fits are

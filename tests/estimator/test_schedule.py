@@ -67,15 +67,7 @@ def loglik_per_row(x, weights, means, variances):
     [
         pytest.param("heavy_tails", marks=pytest.mark.slow),
         "discrete",
-        pytest.param(
-            "zero_inflated",
-            marks=pytest.mark.xfail(
-                reason="issue 13, open: a component collapsing onto the spike at 0 keeps the "
-                "polish's plain iterations gaining >1e-7 per row for 100 passes (not converged "
-                "at max_iter=100 on the fixture's seed)",
-                strict=False,
-            ),
-        ),
+        "zero_inflated",
         "with_nulls",
         pytest.param("skewed", marks=pytest.mark.slow),
     ],
