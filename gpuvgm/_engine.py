@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _model
 from ._backends._api import Backend
-from ._cache import _ChunkCache, host_cache_budget
+from ._cache import _ChunkCache, host_cache_budget, spill_budget
 from ._errors import ConvergenceWarning, DataError, ParameterError
 from ._kmeans import kmeans, kmeans_plusplus
 from ._model import (
@@ -175,6 +175,7 @@ def prepass(
         backend,
         source.n_rows,
         host_budget_reason=why,
+        spill=(0, "in memory already") if source.in_memory else spill_budget(config.cache_bytes),
     )
     make = functools.partial(
         Prepass.empty,

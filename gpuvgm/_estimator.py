@@ -111,9 +111,12 @@ class VGM(Estimator):
     cache_bytes : int or None, default=None
         Data read from files (or converted from pandas/Arrow) is kept in host memory for the
         iterations when it takes at most this many bytes; otherwise every iteration streams it
-        again from the source, so memory stays bounded (flat in the rows). None: half the
-        memory available when the fit starts (``fit_report_["cache_budget"]`` says what was
-        chosen and why). 0 always streams.
+        again from the source, so memory stays bounded (flat in the rows). None: an eighth of
+        the memory available when the fit starts, and past that a temporary file (raw bytes,
+        at most half the free space of the temporary directory, deleted when the fit ends)
+        read back through the operating system's page cache, so the data is decoded once and
+        the process's resident memory stays small (``fit_report_["cache_budget"]`` and
+        ``["cache"]`` say what was chosen, why, and where the data went). 0 always streams.
     device_cache_fraction : float, default=0.5
         On a GPU, the data is kept in device memory for the iterations when it takes at most
         this fraction of the free device memory (gathered into one array when the source knows
@@ -127,15 +130,17 @@ class VGM(Estimator):
         full-data iterations until ``tol``). ``"staged"``: initialise (``n_init`` times) on a
         uniform sample of ``n_rows / 32`` values per column (at least
         ``min(init_sample_size, n_rows / 4)``, at most 10**6) whose statistics are scaled to
-        all rows; iterate there (within 8 full passes' worth of rows, at least 300 and at
-        most 3000 passes over the sample) to a tolerance 100x tighter than ``tol`` with SQUAREM
+        all rows; iterate there (within 16 full passes' worth of rows, at least 300 and at
+        most 3000 passes over the sample) to a tolerance 10x tighter than ``tol`` with SQUAREM
         acceleration (Varadhan & Roland 2008; an extrapolation is kept only when it raises the
         lower bound) in rounds of 60 passes, each followed by merge moves (close neighbouring
         components merged when the lower bound rises: a mode split between two components
         otherwise merges at a crawl over ~100 full passes); keep the best initialisation; then
-        polish with full passes: one pass, merge trials of the pairs still split (one pass
-        each, kept when the lower bound rises), then safeguarded SQUAREM until a cycle gains
-        less than ``tol`` per row. The lower bound never
+        polish with full passes: safeguarded SQUAREM cycles from the sample's statistics (the
+        first pass is the first cycle's first step) until the plain iteration of a cycle
+        gains less than ``tol`` per row (scikit-learn's test) or less than 1 nat in all
+        (what the rows can resolve: a likelihood ratio below e; looser than ``tol`` per row
+        below 10**7 rows only). The lower bound never
         decreases from one full pass to the next; ``fit_report_["staged"]`` reports the
         sample stage. ``"auto"``: ``"staged"`` from 200 000 rows on with
         ``tol_scale="per_row"``, else ``"sklearn"`` (so small fits are

@@ -31,7 +31,7 @@ from ._engine import (
     phase,
     prepass,
 )
-from ._model import EStepParams, Moments, Posterior, Priors, Stats
+from ._model import EStepParams, Moments, Priors, Stats
 from ._parallel import one_blas_thread
 from ._sampling import pad_columns
 from ._sources import ArraySource, Progress, Source
@@ -45,9 +45,11 @@ logger = logging.getLogger("gpuvgm")
 # components that split or drain, which a fixed-point VB iteration follows at a linear rate
 # close to one. So the schedule does that part where it is cheap, on a uniform sample whose
 # statistics stand in for all rows, accelerated (SQUAREM), and the full passes only polish.
-# Measured on 10**6-row five-mode columns (K=10, three seeds): 14 full passes (sample stage on
-# 10**5 rows, ~29 full passes' worth of rows), converged, 4.8e-4 per row above 200 plain full
-# passes (which leave a mode split); merge trials on the sample alone left it split.
+# The polish is SQUAREM on all rows from the sample's fixed point, judged by scikit-learn's
+# test on its plain iterations (or 1 nat in all, what n rows resolve). Measured (CPU, K=10):
+# the 10**7-row bench column 13 full passes, 1.6e-3 per row above 300 plain full passes; the
+# demo table 10, 3e-5..2e-3 per row above (before chain merges its timestamp column, ten
+# components over two normal modes, took 33).
 
 # "auto" stages a fit from this many rows on (below, the full passes are cheap and the
 # schedule stays scikit-learn's, bit for bit).
@@ -58,16 +60,20 @@ _STAGE_SAMPLE_DIVISOR = 32
 _STAGE_SAMPLE_MAX = 1_000_000
 _STAGE_SAMPLE_BYTES = 512 << 20
 # Passes over the sample: at most _STAGE_COST full passes' worth of rows (and between the two
-# bounds), per restart; the sample stage stops when a SQUAREM cycle gains less than
-# _STAGE_TOL_FACTOR * tol per row.
-_STAGE_COST = 8.0
+# bounds), per restart; the sample stage stops when a cycle's plain iteration gains less than
+# _STAGE_TOL_FACTOR * tol per row. Measured (10**7-row bench column, demo table): with 8 full
+# passes' worth and 1e-2, merge trials used up the budget before the sample converged (the
+# polish then did the sample's work in full passes, 28 and 92); 16 and 0.1 converge there.
+# Tighter than 0.1 buys nothing: the sample's own optimum is ~(3K / 2) / sample_rows per row
+# from the full data's, which the polish must close anyway.
+_STAGE_COST = 16.0
 _STAGE_MIN_EVALS, _STAGE_MAX_EVALS = 300, 3000
 # Passes over the sample after a merge proposal before it is judged (SQUAREM cycles: the
 # components around the merged one move too).
 _MERGE_EVALS = 12
 _ROUND_EVALS = 60
 _STAGE_MERGE_DISTANCE = 1.5  # the pairs tried on the sample (see merge_moves)
-_STAGE_TOL_FACTOR = 1e-2
+_STAGE_TOL_FACTOR = 0.1
 
 
 def resolve_schedule(config: FitConfig, n_rows: int | None) -> str:
@@ -151,8 +157,10 @@ def accelerate(
     """SQUAREM (Varadhan & Roland 2008, scheme S3) on the VB fixed-point map
     ``theta -> E-step(M-step(theta))``, with the lower-bound safeguard: a cycle is two plain
     iterations and one from the extrapolated point, kept only when its lower bound is at least
-    the second plain one's, so the lower bound never falls. Stops a column when a cycle gains
-    less than ``tol`` (n_columns,) per row, or after ``max_evals`` passes.
+    the second plain one's, so the lower bound never falls. Stops a column when the cycle's
+    second plain iteration gains less than ``tol`` (n_columns,) per row: scikit-learn's test,
+    on the fixed-point map SQUAREM accelerates (not on the extrapolation, whose gain measures
+    the step length, not the distance to the fixed point); or after ``max_evals`` passes.
     """
     n_cols = counts.size
     theta = _theta(stats)
@@ -181,7 +189,7 @@ def accelerate(
         if cols.size == 0:
             break
         t0 = theta[cols]
-        t1, _ = step(t0, cols)
+        t1, lb1 = step(t0, cols)
         t2, lb2 = step(t1, cols)
         r, v = t1 - t0, t2 - 2.0 * t1 + t0
         alpha = -np.linalg.norm(r, axis=1) / np.maximum(np.linalg.norm(v, axis=1), 1e-300)
@@ -191,7 +199,7 @@ def accelerate(
         t3, lb3 = step(tx, cols)
         ok = np.isfinite(lb3) & (lb3 >= lb2)
         lb = np.where(ok, lb3, lb2)
-        change = np.abs(lb - out.lower[cols]) / counts[cols]
+        change = np.abs(lb2 - lb1) / counts[cols]  # one plain iteration's gain
         theta[cols] = np.where(ok[:, None], t3, t2)
         out.lower[cols] = lb
         for i, j in enumerate(cols):
@@ -244,19 +252,17 @@ def merge_moves(
     best, best_lower = [x.copy() for x in _fields(stats)], lower.copy()
     merged = np.zeros(n_cols, dtype=bool)
     rows = np.arange(n_cols)
-    for i in range(k - 1):
-        a, b = order[:, i], order[:, i + 1]
-        gap = np.abs(mean[rows, a] - mean[rows, b])
-        close = gap <= max_distance * np.hypot(sd[rows, a], sd[rows, b])
-        cols = np.flatnonzero(alive[rows, a] & alive[rows, b] & close)
-        if cols.size == 0:
-            continue
-        lo, hi = np.minimum(a, b)[cols], np.maximum(a, b)[cols]
+
+    def judge(cols: np.ndarray, members: np.ndarray, what: str, it: int) -> None:
+        """Try merging, in each column of ``cols``, the components ``members`` (len(cols), K)
+        into the first of them; keep what beats the best so far."""
         cand = [x[cols].copy() for x in _fields(stats)[:3]]
+        lo = np.argmax(members, axis=1)
         at = np.arange(cols.size)
-        for arr in cand:  # the pair's statistics in the lower slot, the upper one empty
-            arr[at, lo] += arr[at, hi]
-            arr[at, hi] = 0.0
+        for arr in cand:  # the group's statistics in its first slot, the others empty
+            total = np.where(members, arr, 0.0).sum(axis=1)
+            arr[members] = 0.0
+            arr[at, lo] = total
         zeros = np.zeros(cols.size)
         sub = priors.select(cols)
         nk, s1, s2 = cand
@@ -272,13 +278,56 @@ def merge_moves(
             st, lb = acc.stats, acc.lower
         else:
             post = _model.m_step(Stats(nk, s1, s2, zeros, zeros, counts[cols]), sub)
-            st = run_pass(_model.estep_params(post, sub, cols), cols, -(i + 1))
+            st = run_pass(_model.estep_params(post, sub, cols), cols, it)
             lb = _model.lower_bound(st.h, _model.m_step(st, sub), sub)
         better = lb > best_lower[cols]
+        logger.debug(
+            "merge trial (%s) %s: columns %s, gain per row %s",
+            what,
+            "kept" if better.any() else "refused",
+            cols.tolist(),
+            np.array2string((lb - best_lower[cols]) / counts[cols], precision=3),
+        )
         for dst, src in zip(best, _fields(st), strict=True):
             dst[cols[better]] = src[better]
         best_lower[cols[better]] = lb[better]
         merged[cols[better]] = True
+
+    close = np.zeros((n_cols, k - 1), dtype=bool)  # order[:, i] and order[:, i + 1] are close
+    for i in range(k - 1):
+        a, b = order[:, i], order[:, i + 1]
+        gap = np.abs(mean[rows, a] - mean[rows, b])
+        close[:, i] = alive[rows, a] & alive[rows, b]
+        close[:, i] &= gap <= max_distance * np.hypot(sd[rows, a], sd[rows, b])
+        cols = np.flatnonzero(close[:, i])
+        if cols.size == 0:
+            continue
+        members = np.zeros((cols.size, k), dtype=bool)
+        members[np.arange(cols.size), a[cols]] = True
+        members[np.arange(cols.size), b[cols]] = True
+        judge(cols, members, f"pair {i}", -(i + 1))
+    # Chains of three or more close neighbours merged into one: a mode covered by several
+    # components (k-means splits a normal mode into slices) is one component, but no pair
+    # of its slices merges profitably while the others still cover it.
+    chains: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(n_cols)]
+    for j in range(n_cols):
+        run = [int(order[j, 0])]
+        for i in range(k - 1):
+            if close[j, i]:
+                run.append(int(order[j, i + 1]))
+                continue
+            if len(run) >= 3:
+                chains[j].append((j, np.array(run)))
+            run = [int(order[j, i + 1])]
+        if len(run) >= 3:
+            chains[j].append((j, np.array(run)))
+    for r in range(max((len(c) for c in chains), default=0)):
+        picked = [c[r] for c in chains if len(c) > r]
+        cols = np.array([j for j, _ in picked], dtype=np.int64)
+        members = np.zeros((cols.size, k), dtype=bool)
+        for i, (_, chain) in enumerate(picked):
+            members[i, chain] = True
+        judge(cols, members, f"chain {r}", -(k + r))
     return Stats(*best), best_lower, merged
 
 
@@ -331,18 +380,22 @@ def _stage_rounds(
 
     run: _Accelerated | None = None
     last = False
+    lower = np.full(counts.size, -np.inf)  # of ``stats``, where known
     while True:
         left = max_evals - spent[0]
         step = accelerate(
             counted, priors, stats, counts, tol, left if last else min(_ROUND_EVALS, left)
         )
+        # A column that ran no cycle (no budget left) keeps the statistics it came with.
+        step.lower = np.where(step.n_eval > 0, step.lower, lower)
         if run is not None:
             step.n_eval += run.n_eval
+            step.converged |= (step.n_eval == run.n_eval) & run.converged
             step.traces = [a + b for a, b in zip(run.traces, step.traces, strict=True)]
         run = step
         if last or spent[0] + _MERGE_EVALS + 3 > max_evals:
             break
-        stats, _, merged = merge_moves(
+        stats, lower, merged = merge_moves(
             counted, priors, (run.stats, run.lower), counts, _MERGE_EVALS, _STAGE_MERGE_DISTANCE
         )
         merges += merged
@@ -350,7 +403,7 @@ def _stage_rounds(
             if run.converged.all():
                 break
             last = True
-            stats = run.stats
+            stats, lower = run.stats, run.lower
     fields_ = {f.name: getattr(run, f.name) for f in fields(_Accelerated)}
     return _Rounds(**fields_, merges=merges, n_spent=spent[0])
 
@@ -361,7 +414,7 @@ def _sample_stage(
     moments: Moments,
     config: FitConfig,
     init_and_stage: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
-) -> tuple[Posterior, dict[str, Any]]:
+) -> tuple[Stats, dict[str, Any]]:
     """The staged schedule's first stage: ``n_init`` initialisations (from the first of
     ``init_and_stage``, the initialisation samples) on the stage samples (the second; their
     statistics scaled to each column's non-null count), each accelerated to tight convergence;
@@ -431,68 +484,46 @@ def _sample_stage(
         best.n_eval.tolist(),
         np.array2string(best.lower / counts, precision=6),
     )
-    return _model.m_step(best.stats, priors), report
+    return best.stats, report
 
 
-# Full-data merge trials: neighbouring components whose means differ by at most this many
-# times the root of the sum of their variances (a mode split in two), one pass per pair.
-_FULL_MERGE_DISTANCE = 1.0
+_RESOLVED_NATS = 1.0
 
 
 def _polish(
-    passes: Passes, priors: Priors, post: Posterior, counts: np.ndarray, config: FitConfig
+    passes: Passes, priors: Priors, stats: Stats, counts: np.ndarray, config: FitConfig
 ) -> Iterations:
-    """The staged schedule's full passes: one from the sample stage's posterior; merge trials
-    of the components the sample left split (a stage sample cannot tell a split mode from its
-    own noise; all rows can), one pass per close pair, kept when the lower bound rises; then
-    safeguarded SQUAREM cycles until one gains less than ``tol`` per row, within ``max_iter``
-    passes in all. ``lower_bounds_`` holds the first pass's value, one per kept merge and one
-    per cycle; it never falls."""
+    """The staged schedule's full passes: safeguarded SQUAREM cycles (:func:`accelerate`)
+    from the sample stage's statistics ``stats`` (scaled to all rows), until the plain
+    iteration of a cycle gains less than ``tol`` per row, within ``max_iter`` passes; below
+    one cycle's three passes, plain monotone iterations. ``lower_bounds_`` holds one value
+    per cycle; it never falls.
+
+    The first pass is the first step of the first cycle (the sample's fixed point is a point
+    of the full-data map like any other), so no pass is spent on the hand-over. There are no
+    full-data merge trials: measured on the 10**7-row benchmark column and the demo table
+    they cost one pass per close pair (6 and 16 passes) and kept one merge in 22 trials,
+    worth 8e-6 per row, less than a SQUAREM cycle gains there; the sample stage's merge
+    moves decide the number of components.
+    """
     n_cols = counts.size
-    cols = np.arange(n_cols)
     tol = config.tol if config.tol_scale == "per_row" else config.tol / counts
     tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), counts.shape)
-    state = Iterations.start(post)
-    if config.max_iter < 1:
-        return state
-    stats = passes.estep(_model.estep_params(post, priors, cols), cols, 1)
-    lower = _model.lower_bound(stats.h, _model.m_step(stats, priors), priors)
-    traces: list[list[float]] = [[float(v)] for v in lower]
-    spent = [1]  # full passes so far
-
-    def counted(params: EStepParams, c: np.ndarray, it: int) -> Stats:
-        spent[0] += 1
-        return passes.estep(params, c, it)
-
-    # A round of merge trials costs up to one pass per neighbouring pair (K - 1); it runs only
-    # when that and one SQUAREM cycle (3 passes) still fit in max_iter.
-    round_cost = config.n_components - 1
-    for _ in range(config.n_components - 1):  # merge while a merge helps
-        if spent[0] + round_cost + 3 > config.max_iter:
-            break
-        stats, lower, merged = merge_moves(
-            counted, priors, (stats, lower), counts, max_distance=_FULL_MERGE_DISTANCE
-        )
-        for j in np.flatnonzero(merged):
-            traces[j].append(float(lower[j]))
-        if not merged.any():
-            break
-    used = spent[0]
-    acc = accelerate(passes.estep, priors, stats, counts, tol, config.max_iter - used)
-    better = acc.lower >= lower
-    final = Stats(
-        *(
-            np.where(better if x.ndim == 1 else better[:, None], x, y)
-            for x, y in zip(_fields(acc.stats), _fields(stats), strict=True)
-        )
-    )
-    state.post = _model.m_step(final, priors)
-    state.lower = np.where(better, acc.lower, lower)
-    state.n_iter[:] = used + acc.n_eval
+    if config.tol_scale == "per_row":
+        # What n rows can resolve: an iteration that raises the lower bound by less than
+        # _RESOLVED_NATS in all (a likelihood ratio below e) does not change the fit in any
+        # way the data can tell; per row that is looser than tol below 10**7 rows only.
+        tol = np.maximum(tol, _RESOLVED_NATS / counts)
+    if config.max_iter < 3:
+        post = _model.m_step(stats, priors)
+        return iterate(passes.estep, priors, post, counts, config, monotone=True)
+    acc = accelerate(passes.estep, priors, stats, counts, tol, config.max_iter)
+    state = Iterations.start(_model.m_step(acc.stats, priors))
+    state.lower = acc.lower
+    state.n_iter[:] = acc.n_eval
     state.converged[:] = acc.converged
-    state.traces = [
-        t + (a if ok else []) for t, a, ok in zip(traces, acc.traces, better, strict=True)
-    ]
+    state.traces = acc.traces
+    assert state.traces and len(state.traces) == n_cols
     return state
 
 
@@ -517,36 +548,41 @@ def fit_mixture(
     moments = part.moments
     n_rows = int(moments.count[0] + moments.n_null[0])
     schedule = resolve_schedule(config, n_rows)
-    cached = cache.source(source)
-    priors = make_priors(moments, source.columns, config)
-    passes = Passes(cached or source, backend, config.chunk_rows, progress, priors=priors)
-    init_samples = [part.reservoir.sample(j)[: config.init_sample_size] for j in range(n_cols)]
-    staged = None
-    if schedule == "staged":
-        m = stage_sample_size(config, n_rows, n_cols)
-        samples = [part.reservoir.sample(j)[:m] for j in range(n_cols)]
-        with phase(timings, "sample_stage"):
-            post, staged = _sample_stage(passes, priors, moments, config, (init_samples, samples))
-        with phase(timings, "iterations"):
-            state = _polish(passes, priors, post, moments.count, config)
-        n_passes = 1 + int(state.n_iter.max(initial=0))
-    else:
-        state, n_passes = _sklearn_fit(passes, priors, moments, config, init_samples, timings)
-    timings["total"] = time.perf_counter() - t_start
-    run = Run(
-        cached or source,
-        backend,
-        config,
-        cache,
-        moments,
-        cached is not None,
-        staged,
-        schedule,
-        n_passes,
-        priors,
-        time.process_time() - cpu_start,
-    )
-    return fit_result(run, state, timings)
+    try:
+        cached = cache.source(source)
+        priors = make_priors(moments, source.columns, config)
+        passes = Passes(cached or source, backend, config.chunk_rows, progress, priors=priors)
+        init_samples = [part.reservoir.sample(j)[: config.init_sample_size] for j in range(n_cols)]
+        staged = None
+        if schedule == "staged":
+            m = stage_sample_size(config, n_rows, n_cols)
+            samples = [part.reservoir.sample(j)[:m] for j in range(n_cols)]
+            with phase(timings, "sample_stage"):
+                stats, staged = _sample_stage(
+                    passes, priors, moments, config, (init_samples, samples)
+                )
+            with phase(timings, "iterations"):
+                state = _polish(passes, priors, stats, moments.count, config)
+            n_passes = 1 + int(state.n_iter.max(initial=0))
+        else:
+            state, n_passes = _sklearn_fit(passes, priors, moments, config, init_samples, timings)
+        timings["total"] = time.perf_counter() - t_start
+        run = Run(
+            cached or source,
+            backend,
+            config,
+            cache,
+            moments,
+            cached is not None,
+            staged,
+            schedule,
+            n_passes,
+            priors,
+            time.process_time() - cpu_start,
+        )
+        return fit_result(run, state, timings)
+    finally:
+        cache.close()  # the spill file, if any
 
 
 def _sklearn_fit(

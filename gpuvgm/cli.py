@@ -642,7 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--tol-scale", choices=["per_row", "sum"], default="per_row")
     fit.add_argument("--component-selection", choices=["sample", "argmax"], default="sample")
     fit.add_argument(
-        "--cache-bytes", type=int, default=None, help="host cache (default: half the free RAM)"
+        "--cache-bytes",
+        type=int,
+        default=None,
+        help="host cache (default: 1/8 of free RAM, then a temp file)",
     )
     fit.add_argument("--schedule", choices=["auto", "sklearn", "staged"], default="auto")
     fit.add_argument("--n-init", type=int, default=1)

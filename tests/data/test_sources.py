@@ -115,10 +115,20 @@ def test_cache_fills_the_device_then_host_memory_then_gives_up():
     for i in range(3):
         cache.add(i * 100, chunk, chunk)
     assert [type(c) for _, c in cache.chunks] == [tuple, tuple, np.ndarray]
-    assert cache.report() == {"device_bytes": 3200, "host_bytes": 1600, "whole_on_device": False}
+    assert cache.report() == {
+        "device_bytes": 3200,
+        "host_bytes": 1600,
+        "spill_bytes": 0,
+        "whole_on_device": False,
+    }
     cache.add(300, chunk, chunk)  # fits nowhere: keep nothing, stream every pass
     assert cache.chunks is None and cache.source(None) is None
-    assert cache.report() == {"device_bytes": 0, "host_bytes": 0, "whole_on_device": False}
+    assert cache.report() == {
+        "device_bytes": 0,
+        "host_bytes": 0,
+        "spill_bytes": 0,
+        "whole_on_device": False,
+    }
     assert len(moved) == 2
 
 
@@ -137,7 +147,12 @@ def test_cache_gathers_every_row_into_one_device_array_when_they_fit():
     ((offset, whole),) = cache.source(like).chunks(100)
     assert offset == 0 and whole.flags.f_contiguous
     np.testing.assert_array_equal(whole, x)
-    assert cache.report() == {"device_bytes": x.nbytes, "host_bytes": 0, "whole_on_device": True}
+    assert cache.report() == {
+        "device_bytes": x.nbytes,
+        "host_bytes": 0,
+        "spill_bytes": 0,
+        "whole_on_device": True,
+    }
     # One byte short: chunk by chunk (here: nothing fits, stream).
     short = _ChunkCache(device_budget=x.nbytes - 1, host_budget=0, backend=_numpy, n_rows=250)
     short.add(0, x, x)
@@ -183,6 +198,7 @@ def test_fit_report_says_where_the_iterations_read(tmp_path, frame):
     assert cached.fit_report_["cache"] == {
         "device_bytes": 0,
         "host_bytes": len(frame) * 8,
+        "spill_bytes": 0,
         "whole_on_device": False,
     }
     streamed = gpuvgm.VGM(5, max_iter=3, cache_bytes=0, device="cpu")
@@ -192,6 +208,7 @@ def test_fit_report_says_where_the_iterations_read(tmp_path, frame):
     assert streamed.fit_report_["cache"] == {
         "device_bytes": 0,
         "host_bytes": 0,
+        "spill_bytes": 0,
         "whole_on_device": False,
     }
 

@@ -245,3 +245,39 @@ def test_staged_fit_never_runs_more_than_max_iter_full_passes(tmp_path, max_iter
     model = gpuvgm.VGM(10, **kw).fit(data)
     assert model.n_iter_.max() <= max_iter
     assert model.fit_report_["passes"] <= max_iter + 1  # and the pre-pass
+
+
+def test_cache_past_host_memory_spills_to_a_temporary_file(tmp_path, rng, monkeypatch):
+    """Past the host budget the cache goes to a temporary file, read back each pass: the fit
+    is the in-memory fit's, bit for bit, the file is read once, and the spill file is gone."""
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gpuvgm import _cache
+
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"a": five_modes(30_000, rng), "b": rng.normal(size=30_000)}), path)
+    kw = dict(max_iter=5, device="cpu", chunk_rows=4096, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        ram = gpuvgm.VGM(5, cache_bytes=1 << 30, **kw).fit(str(path))
+        opened, make_file = [], tempfile.TemporaryFile
+
+        def recording(*args, **kwargs):
+            f = make_file(*args, **kwargs)
+            opened.append(f)
+            return f
+
+        monkeypatch.setattr(_cache.tempfile, "TemporaryFile", recording)
+        monkeypatch.setattr(_cache, "available_memory_bytes", lambda: 8 * 4096 * 2 * 8 * 3)
+        spilled = gpuvgm.VGM(5, **kw).fit(str(path))
+    cache = spilled.fit_report_["cache"]
+    assert cache["host_bytes"] == 3 * 4096 * 2 * 8  # three chunks in memory, the rest spilled
+    assert cache["spill_bytes"] == 30_000 * 2 * 8 - cache["host_bytes"]
+    assert "free in" in spilled.fit_report_["cache_budget"]["spill"]
+    assert spilled.fit_report_["bytes_read"] == 30_000 * 2 * 8  # the Parquet file once
+    assert len(opened) == 1 and opened[0].closed
+    np.testing.assert_array_equal(spilled.lower_bound_, ram.lower_bound_)
+    np.testing.assert_array_equal(spilled.means_, ram.means_)
