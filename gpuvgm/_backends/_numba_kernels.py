@@ -71,6 +71,49 @@ def moments_kernel(chunk, block_rows, out):  # pragma: no cover - compiled
 TILE_ROWS = 256
 
 
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _tile_sums(rk, inv, x, x2, r_tiny, zero):  # pragma: no cover - compiled
+    """``(sum r, sum r x', sum r x'^2)`` over one tile's rows, ``r = rk * inv`` (0 below
+    ``r_tiny``), in the compute dtype; the caller adds them to float64 sums.
+
+    ``reassoc`` lets LLVM keep the sums in SIMD registers, several partial sums per lane
+    added at the loop's end (a float32 partial then holds at most a tile's :data:`TILE_ROWS`
+    terms, 1.5e-5 relative in the worst case and ~1e-7 typically: the CUDA kernel's float tiles
+    of 4 rows, at the width of a SIMD loop; float64 compute sums in float64). The order of that
+    reduction is fixed when the loop is compiled, so the sums do not depend on the number of
+    threads. Not inlined by Numba, which would drop these flags: LLVM inlines the compiled
+    function and keeps them.
+    """
+    s0 = zero
+    s1 = zero
+    s2 = zero
+    for i in range(rk.size):
+        r = rk[i] * inv[i]
+        r = r if r >= r_tiny else zero
+        s0 += r
+        s1 += r * x[i]
+        s2 += r * x2[i]
+    return s0, s1, s2
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _tile_rows(s, hs, mx, w, x, x2, inv):  # pragma: no cover - compiled
+    """Per row of a tile: ``inv = w / s`` and ``x2 = x'^2``; returns the tile's
+    ``(sum_k r log r, log p(x))`` sums, float64: ``sum_k r (l_k - max) - log s`` and
+    ``max + log s`` per row (``hs = sum_k exp(l_k - max) (l_k - max)``, ``w``: 1 for a value,
+    0 for padding), as the twin."""
+    h = 0.0
+    lp = 0.0
+    for i in range(s.size):
+        ls = log_lanes(s[i])
+        iv = w[i] / s[i]
+        inv[i] = iv
+        h += np.float64(hs[i] * iv - w[i] * ls)
+        lp += np.float64(w[i] * (mx[i] + ls))
+        x2[i] = x[i] * x[i]
+    return h, lp
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
 def estep_kernel(
     chunk,
@@ -92,12 +135,11 @@ def estep_kernel(
 
     ``means``/``nhp``/``log_consts`` (n_cols, K) are in the compute dtype, as are ``exp_floor``,
     ``r_tiny``, ``one`` and ``bound``. The block's non-null values are compacted (without a
-    branch), then per tile of :data:`TILE_ROWS` of them: l_k, max over k, exp, sum, 1/sum and
-    log(sum) (:func:`exp_lanes`, :func:`log_lanes`), and the statistics added element-wise
-    into per-row-slot float64 partials (no reduction in the hot loops, so no reassociation: the
-    same sums on any SIMD width); the partials are summed in slot order at the block's end.
-    Every inner loop runs over a tile's contiguous rows: LLVM vectorises them (ymm lanes here).
-    ``fastmath={"contract"}`` only (FMA): NaN/inf semantics are kept.
+    branch), then per tile of :data:`TILE_ROWS` of them, with K the outer loop and the tile's
+    contiguous rows the inner one (SIMD lanes): l_k and their max, exp and the sum
+    (:func:`exp_lanes`), 1/sum and log(sum) (:func:`log_lanes`), and each component's four
+    float64 sums over the tile (:func:`_tile_sums`, in registers), added to the block's sums in
+    tile order. ``fastmath={"contract"}`` only (FMA): NaN/inf semantics are kept.
     ``out`` (n_cols, n_blocks, K, 3): ``[sum r, sum r x', sum r x'^2]``;
     ``out2`` (n_cols, n_blocks, 3): ``[H, sum log p(x), count]``; both float64.
     """
@@ -126,18 +168,15 @@ def estep_kernel(
             m += v == v
         xs[m] = zero  # the slot a trailing null wrote
         logp = np.empty((k_n, tile), dtype=dt)
-        resp = np.empty((k_n, tile), dtype=dt)
         mx = np.empty(tile, dtype=dt)
         s = np.empty(tile, dtype=dt)
+        hs = np.empty(tile, dtype=dt)
         w = np.empty(tile, dtype=dt)  # 1 for a value, 0 for the last tile's padding
-        a0 = np.zeros((k_n, tile))
-        a1 = np.zeros((k_n, tile))
-        a2 = np.zeros((k_n, tile))
-        ah = np.zeros((k_n, tile))
-        hl = np.zeros(tile)
-        x1 = np.empty(tile)  # x' and x'**2 in float64, for the float64 partials
-        x2 = np.empty(tile)
-        lpl = np.zeros(tile)
+        inv = np.empty(tile, dtype=dt)
+        x2 = np.empty(tile, dtype=dt)
+        acc = np.zeros((k_n, 3))
+        h = 0.0
+        lp = 0.0
         mk_ = means[c]
         hk_ = nhp[c]
         ck_ = log_consts[c]
@@ -145,67 +184,45 @@ def estep_kernel(
             x = xs[t0 : t0 + tile]
             for i in range(tile):
                 w[i] = one if t0 + i < m else zero
-            for k in range(k_n):
+                s[i] = zero
+                hs[i] = zero
+            lk = logp[0]
+            for i in range(tile):
+                d = x[i] - mk_[0]
+                v = d * d * hk_[0] + ck_[0]
+                lk[i] = v
+                mx[i] = v
+            for k in range(1, k_n):
                 mk = mk_[k]
                 hk = hk_[k]
                 ck = ck_[k]
                 lk = logp[k]
                 for i in range(tile):
                     d = x[i] - mk
-                    lk[i] = d * d * hk + ck
-            for i in range(tile):
-                mx[i] = logp[0, i]
-                s[i] = zero
-            for k in range(1, k_n):
-                lk = logp[k]
-                for i in range(tile):
-                    mx[i] = lk[i] if lk[i] > mx[i] else mx[i]
+                    v = d * d * hk + ck
+                    lk[i] = v
+                    mx[i] = v if v > mx[i] else mx[i]
             for k in range(k_n):
                 lk = logp[k]
-                rk = resp[k]
                 for i in range(tile):
                     e = lk[i] - mx[i]
-                    lk[i] = e
-                    rk[i] = exp_lanes(e if e > exp_floor else exp_floor)
-                    s[i] += rk[i]
-            for i in range(tile):
-                ls = log_lanes(s[i])
-                s[i] = w[i] / s[i]  # 1/sum, 0 on padding
-                hl[i] -= w[i] * ls
-                lpl[i] += w[i] * (mx[i] + ls)
-                x1[i] = np.float64(x[i])
-                x2[i] = x1[i] * x1[i]
+                    e = e if e > exp_floor else exp_floor
+                    r = exp_lanes(e)
+                    lk[i] = r  # the unnormalised responsibility, in place of l_k
+                    s[i] += r
+                    hs[i] += r * e
+            dh, dlp = _tile_rows(s, hs, mx, w, x, x2, inv)
+            h += dh
+            lp += dlp
             for k in range(k_n):
-                lk = logp[k]
-                rk = resp[k]
-                b0 = a0[k]
-                b1 = a1[k]
-                b2 = a2[k]
-                bh = ah[k]
-                for i in range(tile):
-                    r = rk[i] * s[i]
-                    r = np.float64(r if r >= r_tiny else zero)
-                    b0[i] += r
-                    b1[i] += r * x1[i]
-                    b2[i] += r * x2[i]
-                    bh[i] += r * np.float64(lk[i])
-        h = 0.0
-        lp = 0.0
-        for i in range(tile):
-            h += hl[i]
-            lp += lpl[i]
+                s0, s1, s2 = _tile_sums(logp[k], inv, x, x2, r_tiny, zero)
+                acc[k, 0] += np.float64(s0)
+                acc[k, 1] += np.float64(s1)
+                acc[k, 2] += np.float64(s2)
         for k in range(k_n):
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            for i in range(tile):
-                s0 += a0[k, i]
-                s1 += a1[k, i]
-                s2 += a2[k, i]
-                h += ah[k, i]
-            out[c, b, k, 0] = s0
-            out[c, b, k, 1] = s1
-            out[c, b, k, 2] = s2
+            out[c, b, k, 0] = acc[k, 0]
+            out[c, b, k, 1] = acc[k, 1]
+            out[c, b, k, 2] = acc[k, 2]
         out2[c, b, 0] = h
         out2[c, b, 1] = lp
         out2[c, b, 2] = m
