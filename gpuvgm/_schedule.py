@@ -375,6 +375,7 @@ def _sample_stage(
         config.chunk_rows,
         None,
         moments.count / sizes,
+        config.compute_dtype,
     )
     counts = moments.count
     tol = np.broadcast_to(
@@ -512,7 +513,9 @@ def fit_mixture(
     n_rows = int(moments.count[0] + moments.n_null[0])
     schedule = resolve_schedule(config, n_rows)
     cached = cache.source(source)
-    passes = Passes(cached or source, backend, config.chunk_rows, progress)
+    passes = Passes(
+        cached or source, backend, config.chunk_rows, progress, compute_dtype=config.compute_dtype
+    )
     priors = make_priors(moments, source.columns, config)
     init_samples = [part.reservoir.sample(j)[: config.init_sample_size] for j in range(n_cols)]
     staged = None

@@ -222,6 +222,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         n_init=args.n_init,
         device=args.device,
+        compute_dtype=args.compute_dtype,
+        n_jobs=args.n_jobs,
         random_state=args.seed,
     )
     bars = _Bars(source.n_rows, not args.quiet)
@@ -254,11 +256,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: str, device: str, chunk_rows: int) -> Any:
+def _load(path: str, device: str, chunk_rows: int, n_jobs: int | None = None) -> Any:
     from ._estimator import load as load_model
 
-    model = load_model(path)
-    return model.set_params(device=device, chunk_rows=chunk_rows)
+    model = load_model(path).set_params(device=device, chunk_rows=chunk_rows)
+    return model if n_jobs is None else model.set_params(n_jobs=n_jobs)
 
 
 _OUTPUT_HELP = "a .parquet file, or (any other name) a directory of part files written in parallel"
@@ -269,7 +271,7 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 
     _check_output(args.output, args.model, *args.data)
     _check_output(args.metrics_json, args.model, *args.data, args.output)
-    model = _load(args.model, args.device, args.chunk_rows)
+    model = _load(args.model, args.device, args.chunk_rows, args.n_jobs)
     columns = _columns(args.columns) or _model_columns(model)
     source = make_source(args.data, columns)
     bars = _Bars(source.n_rows, not args.quiet)
@@ -301,7 +303,7 @@ def _cmd_inverse(args: argparse.Namespace) -> int:
 
     _check_output(args.output, args.model, args.data)
     _check_output(args.metrics_json, args.model, args.data, args.output)
-    model = _load(args.model, args.device, args.chunk_rows)
+    model = _load(args.model, args.device, args.chunk_rows, args.n_jobs)
     total = None
     try:  # a file, or a directory of part files
         total = sum(pq.read_metadata(p).num_rows for p in expand_paths(args.data))
@@ -325,7 +327,7 @@ def _cmd_inverse(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     _check_output(args.output, args.model, *args.data)
-    model = _load(args.model, args.device, args.chunk_rows)
+    model = _load(args.model, args.device, args.chunk_rows, args.n_jobs)
     model.plot(
         args.data,
         args.output,
@@ -439,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     common.add_argument("--device", choices=["auto", "cpu", "numpy", "cuda"], default="auto")
     common.add_argument("--chunk-rows", type=int, default=1 << 20)
+    common.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        help="CPU threads (default: GPUVGM_NUM_THREADS or one per core; -1: every core)",
+    )
     common.add_argument("--metrics-json", metavar="PATH", help="write the figures as JSON")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -470,6 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--schedule", choices=["auto", "sklearn", "staged"], default="auto")
     fit.add_argument("--n-init", type=int, default=1)
     fit.add_argument("--device-cache-fraction", type=float, default=0.5)
+    fit.add_argument(
+        "--compute-dtype",
+        choices=["float32", "float64"],
+        default=None,
+        help="E-step precision (default: float64 on the CPU, the data's dtype on CUDA)",
+    )
     fit.add_argument("--seed", type=int, default=None)
     where = fit.add_mutually_exclusive_group()
     where.add_argument(

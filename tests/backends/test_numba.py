@@ -24,7 +24,7 @@ from gpuvgm import _rng
 from gpuvgm._backends import _numba as nb
 from gpuvgm._backends import _numpy as ref
 from gpuvgm._backends import get_backend
-from gpuvgm._errors import DataError
+from gpuvgm._errors import DataError, DataTypeError
 from gpuvgm._model import EStepParams, TransformParams
 
 SIZES = (1, 255, 256, 257, 100_003)
@@ -317,8 +317,13 @@ def test_bad_inputs_refused_alike():
             backend.estep_stats(chunk, wide)
         with pytest.raises(ValueError):  # the seed keys the sampler: [0, 2**64)
             backend.transform(chunk, _tparams(p, True, seed=-1), 0)
-    with pytest.raises(gpuvgm.GPUVGMError):
-        nb.estep_stats(chunk, p, compute_dtype=np.float16)
+        with pytest.raises(DataTypeError, match="float"):
+            backend.estep_stats(chunk, p, compute_dtype=np.float16)
+    with pytest.raises(DataTypeError, match="float64 only"):  # the reference has one precision
+        ref.estep_stats(chunk, p, compute_dtype=np.float32)
+    _assert_stats_close(
+        ref.estep_stats(chunk, p, compute_dtype=np.float64), ref.estep_stats(chunk, p), 0.0
+    )
 
 
 # --- reproducibility, selection, import cost ----------------------------------------------------

@@ -454,3 +454,24 @@ def test_cli_round_trip_through_part_files(tmp_path):
     codes = pq.read_table(enc).column("v.normalized").to_numpy()
     ok = np.abs(codes) < 0.99
     np.testing.assert_allclose(got[ok], x[ok], rtol=1e-6, atol=1e-5)  # float32 alpha
+
+
+def test_n_jobs_and_compute_dtype_flags_reach_the_model(tmp_path, rng, capsys):
+    data = tmp_path / "data.parquet"
+    _write(data, 6000, rng, extra=False)
+    model, metrics = tmp_path / "m.gpuvgm", tmp_path / "fit.json"
+    common = ["--device", "cpu", "-q"]
+    fit = ["fit", str(data), "-o", str(model), "--columns", "v", "--seed", "1", "--max-iter", "5"]
+    flags = ["--n-jobs", "1", "--compute-dtype", "float32", "--metrics-json", str(metrics)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        assert main([*fit, *common, *flags]) == 0
+    loaded = gpuvgm.load(model)
+    assert (loaded.n_jobs, loaded.compute_dtype) == (1, "float32")
+    encoded = tmp_path / "enc.parquet"
+    transform = ["transform", str(model), str(data), "-o", str(encoded), "--n-jobs", "2"]
+    assert main([*transform, *common]) == 0
+    assert pq.read_metadata(encoded).num_rows == 6000
+    capsys.readouterr()
+    assert main([*fit, *common, "--n-jobs", "0", "--force"]) == 2  # a parameter error
+    assert "n_jobs" in capsys.readouterr().err
