@@ -483,22 +483,24 @@ def sampled_kernel(
                 _exp_rows(logp[k], mx, inv, exp_floor)
             for i in range(tile):
                 inv[i] = 1.0 / inv[i]
-            # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order; first the total, then the
-            # count of cdf_q <= u * total
-            for q in range(nv):
+            # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order, kept in the valid rows of
+            # logp; then the count of cdf_q <= u * total
+            lq = logp[valid_idx[c, 0]]
+            for i in range(tile):
+                acc[i] = lq[i] * inv[i] + prob_floor
+                lq[i] = acc[i]
+            for q in range(1, nv):
                 lq = logp[valid_idx[c, q]]
                 for i in range(tile):
-                    term = lq[i] * inv[i] + prob_floor
-                    acc[i] = term if q == 0 else acc[i] + term
+                    acc[i] = acc[i] + (lq[i] * inv[i] + prob_floor)
+                    lq[i] = acc[i]
             for i in range(tile):
                 target[i] = us[t0 + i] * acc[i]
                 cnt[i] = 0
             for q in range(nv):
                 lq = logp[valid_idx[c, q]]
                 for i in range(tile):
-                    term = lq[i] * inv[i] + prob_floor
-                    acc[i] = term if q == 0 else acc[i] + term
-                    cnt[i] += acc[i] <= target[i]
+                    cnt[i] += lq[i] <= target[i]
             lim = min(tile, m - t0)
             for i in range(tile):
                 comp = min(cnt[i], nv - 1)
