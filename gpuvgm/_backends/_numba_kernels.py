@@ -160,12 +160,18 @@ def estep_kernel(
         m = 0
         sh = shift[c]
         isc = inv_scale[c]
-        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
-            v = chunk[r, j]
+        col = chunk[r0:r1, j]
+        for i in range(r1 - r0):  # x' of every row (SIMD lanes where the column is contiguous)
+            v = col[i]
             xw = (np.float64(v) - sh) * isc
             xw = xw if xw < bound else bound
-            xs[m] = xw if xw > -bound else -bound
+            xs[i] = xw if xw > -bound else -bound
             m += v == v
+        if m < r1 - r0:  # nulls: compacted without a branch (a null's slot is overwritten)
+            m = 0
+            for i in range(r1 - r0):
+                xs[m] = xs[i]
+                m += col[i] == col[i]
         xs[m] = zero  # the slot a trailing null wrote
         logp = np.empty((k_n, tile), dtype=dt)
         mx = np.empty(tile, dtype=dt)
@@ -439,16 +445,27 @@ def sampled_kernel(
         us = np.zeros(r1 - r0 + tile)  # their uniforms
         rows = np.zeros(r1 - r0 + tile, dtype=np.int64)
         m = 0
-        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
-            v = np.float64(chunk[r, j])
+        col = chunk[r0:r1, j]
+        col_null = null[r0:r1, c]
+        col_normalized = normalized[r0:r1, c]
+        col_component = component[r0:r1, c]
+        for i in range(r1 - r0):  # every row (SIMD lanes where the columns are contiguous)
+            v = np.float64(col[i])
             isnull = v != v
-            null[r, c] = isnull
-            normalized[r, c] = np.nan  # a null's outputs; a value's are written below
-            component[r, c] = -1
-            xs[m] = v
-            us[m] = (np.float64(words[r - r0]) + 0.5) * TWO_M32  # _rng.uniform
-            rows[m] = r
+            col_null[i] = isnull
+            col_normalized[i] = np.nan  # a null's outputs; a value's are written below
+            col_component[i] = -1
+            xs[i] = v
+            us[i] = (np.float64(words[i]) + 0.5) * TWO_M32  # _rng.uniform
+            rows[i] = r0 + i
             m += not isnull
+        if m < r1 - r0:  # nulls: compacted without a branch (a null's slot is overwritten)
+            m = 0
+            for i in range(r1 - r0):
+                xs[m] = xs[i]
+                us[m] = us[i]
+                rows[m] = rows[i]
+                m += not col_null[i]
         xs[m] = 0.0
         logp = np.empty((k_n, tile))
         mx = np.empty(tile)
