@@ -97,19 +97,19 @@ def _tile_sums(rk, inv, x, x2, r_tiny, zero):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def _tile_rows(s, hs, mx, w, x, x2, inv):  # pragma: no cover - compiled
+def _tile_rows(s, ls, hs, mx, w, x, x2, inv):  # pragma: no cover - compiled
     """Per row of a tile: ``inv = w / s`` and ``x2 = x'^2``; returns the tile's
     ``(sum_k r log r, log p(x))`` sums, float64: ``sum_k r (l_k - max) - log s`` and
-    ``max + log s`` per row (``hs = sum_k exp(l_k - max) (l_k - max)``, ``w``: 1 for a value,
-    0 for padding), as the twin."""
+    ``max + log s`` per row (``ls = log s``, ``hs = sum_k exp(l_k - max) (l_k - max)``, ``w``:
+    1 for a value, 0 for padding), as the twin. (The logs are taken by the caller, outside
+    ``reassoc``, which could undo the split of ln 2 in :func:`log_lanes`.)"""
     h = 0.0
     lp = 0.0
     for i in range(s.size):
-        ls = log_lanes(s[i])
         iv = w[i] / s[i]
         inv[i] = iv
-        h += np.float64(hs[i] * iv - w[i] * ls)
-        lp += np.float64(w[i] * (mx[i] + ls))
+        h += np.float64(hs[i] * iv - w[i] * ls[i])
+        lp += np.float64(w[i] * (mx[i] + ls[i]))
         x2[i] = x[i] * x[i]
     return h, lp
 
@@ -136,10 +136,11 @@ def estep_kernel(
     ``means``/``nhp``/``log_consts`` (n_cols, K) are in the compute dtype, as are ``exp_floor``,
     ``r_tiny``, ``one`` and ``bound``. The block's non-null values are compacted (without a
     branch), then per tile of :data:`TILE_ROWS` of them, with K the outer loop and the tile's
-    contiguous rows the inner one (SIMD lanes): l_k and their max, exp and the sum
-    (:func:`exp_lanes`), 1/sum and log(sum) (:func:`log_lanes`), and each component's four
-    float64 sums over the tile (:func:`_tile_sums`, in registers), added to the block's sums in
-    tile order. ``fastmath={"contract"}`` only (FMA): NaN/inf semantics are kept.
+    contiguous rows the inner one (SIMD lanes): l_k and their max, exp, its sum and the row's
+    ``sum_k exp (l_k - max)`` (:func:`exp_lanes`), 1/sum and log(sum) (:func:`log_lanes`) with
+    the row's entropy and log p(x) (:func:`_tile_rows`), and each component's three sums over the
+    tile (:func:`_tile_sums`, in registers), added to the block's float64 sums in tile order.
+    ``fastmath={"contract"}`` only (FMA): NaN/inf semantics are kept.
     ``out`` (n_cols, n_blocks, K, 3): ``[sum r, sum r x', sum r x'^2]``;
     ``out2`` (n_cols, n_blocks, 3): ``[H, sum log p(x), count]``; both float64.
     """
@@ -177,6 +178,7 @@ def estep_kernel(
         mx = np.empty(tile, dtype=dt)
         s = np.empty(tile, dtype=dt)
         hs = np.empty(tile, dtype=dt)
+        ls = np.empty(tile, dtype=dt)
         w = np.empty(tile, dtype=dt)  # 1 for a value, 0 for the last tile's padding
         inv = np.empty(tile, dtype=dt)
         x2 = np.empty(tile, dtype=dt)
@@ -217,7 +219,9 @@ def estep_kernel(
                     lk[i] = r  # the unnormalised responsibility, in place of l_k
                     s[i] += r
                     hs[i] += r * e
-            dh, dlp = _tile_rows(s, hs, mx, w, x, x2, inv)
+            for i in range(tile):
+                ls[i] = log_lanes(s[i])
+            dh, dlp = _tile_rows(s, ls, hs, mx, w, x, x2, inv)
             h += dh
             lp += dlp
             for k in range(k_n):
