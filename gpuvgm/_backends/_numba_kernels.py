@@ -17,6 +17,12 @@ from ._numba_math import (
     working,
 )
 
+# Numba's on-disk cache is keyed by the hash of this file's text alone, not of the modules it
+# inlines: the first 16 hex digits of the SHA-256 of ``_numba_math.py``, kept here (and checked by
+# ``tests/backends/test_numba.py``), make every change of the math a change of this file, so that
+# no cached kernel outlives the math it was compiled from.
+MATH_DIGEST = "28b4e0c7df8ba774"
+
 # ---------------------------------------------------------------------------------------------
 # Kernels. Each names its NumPy twin; all loops over a block run on one thread.
 # ---------------------------------------------------------------------------------------------

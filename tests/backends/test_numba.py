@@ -368,6 +368,19 @@ def test_statistics_bit_identical_for_one_and_two_threads():
     assert _digest(1) == _digest(2)
 
 
+def test_kernel_cache_follows_the_math():
+    """Numba keys a cached kernel by its own file's text; the digest ties it to the math."""
+    import hashlib
+    from pathlib import Path
+
+    from gpuvgm._backends import _numba_kernels, _numba_math
+
+    digest = hashlib.sha256(Path(_numba_math.__file__).read_bytes()).hexdigest()[:16]
+    assert digest == _numba_kernels.MATH_DIGEST, (
+        f"_numba_math.py changed: set MATH_DIGEST = {digest!r} in _numba_kernels.py"
+    )
+
+
 def test_importing_gpuvgm_imports_no_numba():
     code = "import sys, gpuvgm; print('numba' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
