@@ -7,18 +7,21 @@ PIP    := $(PY) -m pip --disable-pip-version-check --quiet
 .PHONY: demo test lint bench bench-quick clean
 
 $(VENV)/.core: pyproject.toml
+	@echo "make: installing gpuvgm and its dependencies (numpy, scipy, pyarrow, numba, tqdm) into $(VENV); first run only, about a minute"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -e .
 	touch $@
 
 $(VENV)/.test: pyproject.toml
+	@echo "make: installing gpuvgm with its test and dev extras (scikit-learn, rdt, dask, matplotlib, pytest, ruff, mypy...) into $(VENV); first run only, a few minutes"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -e '.[test,dev]'
 	touch $(VENV)/.core $@
 
-## make demo: install, generate the 5M-row demo table, fit, transform, invert, print the figures
+## make demo [ROWS=n]: install, generate the demo table (5M rows unless ROWS), fit, transform,
+## invert, print the figures; progress bars on a terminal, one line per phase as it finishes
 demo: $(VENV)/.core
-	$(VENV)/bin/gpuvgm demo --dir demo_data
+	$(VENV)/bin/gpuvgm demo --dir demo_data $(if $(ROWS),--rows $(ROWS))
 
 ## make test: install with the test extra and run the whole suite (no GPU needed)
 test: $(VENV)/.test

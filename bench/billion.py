@@ -106,7 +106,7 @@ def round_trip(data: Path, encoded: Path, model_path: Path, n_groups: int = 4) -
         comp = np.where(null, -1, comp).astype(np.int64)
         back = model.inverse_transform((norm[:, None], comp[:, None]))[:, 0]
         nulls_ok &= bool(np.array_equal(np.isnan(back), null))
-        unclipped = ~null & (np.abs(norm) < 0.99)
+        unclipped = ~null & (np.abs(norm) < (np.inf if model.clip is None else model.clip))
         scale = np.abs(x[unclipped]) + 1.0
         if unclipped.any():
             worst = max(worst, float(np.max(np.abs(back[unclipped] - x[unclipped]) / scale)))

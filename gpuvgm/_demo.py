@@ -4,6 +4,7 @@ from file to file. ``gpuvgm demo`` (and ``make demo``) runs it and prints the su
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from pathlib import Path
@@ -15,6 +16,8 @@ import pyarrow.parquet as pq
 
 from ._errors import ConvergenceWarning
 from ._estimator import VGM
+from ._progress import end_phase
+from ._sources import Progress
 
 logger = logging.getLogger("gpuvgm")
 
@@ -38,8 +41,11 @@ def _demo_block(rng: np.random.Generator, n: int) -> pa.Table:
     return pa.table({"amount": amount, "age": age, "timestamp": ts})
 
 
-def write_demo_data(path: Path, rows: int = DEMO_ROWS, seed: int = 2026) -> Path:
-    """Write the demo table to ``path`` (Parquet) block by block, unless it is already there."""
+def write_demo_data(
+    path: Path, rows: int = DEMO_ROWS, seed: int = 2026, progress: Progress | None = None
+) -> Path:
+    """Write the demo table to ``path`` (Parquet) block by block, unless it is already there;
+    ``progress("generate", rows)`` after each block."""
     path = Path(path)
     if path.exists() and pq.read_metadata(path).num_rows == rows:
         return path
@@ -48,43 +54,25 @@ def write_demo_data(path: Path, rows: int = DEMO_ROWS, seed: int = 2026) -> Path
     tmp = path.with_suffix(".tmp")
     with pq.ParquetWriter(tmp, _demo_block(rng, 1).schema) as writer:
         for start in range(0, rows, _BLOCK):
-            writer.write_table(_demo_block(rng, min(_BLOCK, rows - start)))
+            n = min(_BLOCK, rows - start)
+            writer.write_table(_demo_block(rng, n))
+            if progress is not None:
+                progress("generate", n)
     tmp.replace(path)
     return path
 
 
-def run_demo(
-    directory: str | Path = "demo_data",
-    rows: int = DEMO_ROWS,
-    device: str = "auto",
-    max_iter: int = 100,
-    chunk_rows: int = 1 << 20,
+def _round_trip(
+    model: VGM, data: Path, encoded: Path, chunk_rows: int, progress: Progress | None
 ) -> dict[str, Any]:
-    """Generate (once), fit, transform and invert the demo table; return the figures."""
-    directory = Path(directory)
-    t = time.perf_counter()
-    data = write_demo_data(directory / f"demo-{rows}.parquet", rows)
-    gen_seconds = time.perf_counter() - t
-
-    model = VGM(
-        n_components=10, max_iter=max_iter, device=device, chunk_rows=chunk_rows, random_state=0
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        model.fit(data)
-    not_converged = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
-    for message in not_converged:
-        logger.warning(message)
-
-    encoded_path = directory / f"demo-{rows}.encoded.parquet"
-    tx = model.transform_parquet(data, encoded_path, layout="rdt")
-
-    # Round trip, file to file: decode the written codes and compare with the input, by chunks.
-    t = time.perf_counter()
+    """Decode the written codes chunk by chunk and compare every row with the input: the
+    largest error per column over all non-null rows, over the rows the transform did not clip,
+    and the nulls (every null must come back as a null, and nothing else)."""
     names = list(DEMO_COLUMNS)
-    max_err = np.zeros(len(names))
-    n_compared = np.zeros(len(names), dtype=np.int64)
-    with pq.ParquetFile(data) as src, pq.ParquetFile(encoded_path) as enc:
+    clip = math.inf if model.clip is None else float(model.clip)
+    max_err, max_err_kept = np.zeros(len(names)), np.zeros(len(names))
+    rows, nulls, nulls_back, lost = 0, *(np.zeros(len(names), dtype=np.int64) for _ in range(3))
+    with pq.ParquetFile(data) as src, pq.ParquetFile(encoded) as enc:
         batches = zip(
             src.iter_batches(batch_size=chunk_rows, columns=names),
             enc.iter_batches(batch_size=chunk_rows),
@@ -97,18 +85,80 @@ def run_demo(
             )
             comp = np.column_stack([code.column(f"{c}.component").to_numpy() for c in names])
             back = model.inverse_transform((alpha, comp))
-            ok = ~np.isnan(x) & (np.abs(alpha) < 0.99)  # clipped rows do not round trip
-            err = np.where(ok, np.abs(back - x), 0.0)
-            max_err = np.maximum(max_err, err.max(axis=0))
-            n_compared += ok.sum(axis=0)
-    inv_seconds = time.perf_counter() - t
+            null, back_null = np.isnan(x), np.isnan(back)
+            err = np.where(null | back_null, 0.0, np.abs(back - x))
+            max_err = np.maximum(max_err, err.max(axis=0, initial=0.0))
+            kept = np.abs(alpha) < clip  # NaN (a null) is not kept
+            max_err_kept = np.maximum(max_err_kept, np.where(kept, err, 0.0).max(axis=0))
+            rows += len(x)
+            nulls += null.sum(axis=0)
+            nulls_back += (null & back_null).sum(axis=0)
+            lost += (~null & back_null).sum(axis=0)  # a value that came back as a null
+            if progress is not None:
+                progress("round trip", len(x))
     assert model.moments_ is not None  # set by fit
     std = np.sqrt(model.moments_.variance)
+    return {
+        "rows_compared": rows,
+        "nulls_in": nulls.tolist(),
+        "nulls_back": nulls_back.tolist(),
+        "values_lost": lost.tolist(),
+        "round_trip_max_error_over_std": (max_err / std).tolist(),
+        "round_trip_max_error_over_std_unclipped": (max_err_kept / std).tolist(),
+    }
+
+
+def run_demo(
+    directory: str | Path = "demo_data",
+    rows: int = DEMO_ROWS,
+    device: str = "auto",
+    max_iter: int = 100,
+    chunk_rows: int = 1 << 20,
+    clip: float | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Generate (once), fit, transform and invert the demo table; return the figures.
+
+    ``progress`` hears every phase (:mod:`gpuvgm._progress`): ``"generate"``, the fit's,
+    ``"transform"`` and ``"round trip"``. ``clip``: the model's (None: gpuvgm's default, an
+    exact round trip; 0.99 shows what CTGAN's clip does to the tails).
+    """
+    directory = Path(directory)
+    t = time.perf_counter()
+    data = write_demo_data(directory / f"demo-{rows}.parquet", rows, progress=progress)
+    end_phase(progress)
+    gen_seconds = time.perf_counter() - t
+
+    model = VGM(
+        n_components=10,
+        max_iter=max_iter,
+        device=device,
+        chunk_rows=chunk_rows,
+        clip=clip,
+        random_state=0,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(data, progress=progress)
+    not_converged = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    for message in not_converged:
+        logger.warning(message)
+
+    encoded_path = directory / f"demo-{rows}.encoded.parquet"
+    tx = model.transform_parquet(data, encoded_path, layout="full", progress=progress)
+
+    # Round trip, file to file: decode the written codes and compare with the input, by chunks.
+    t = time.perf_counter()
+    check = _round_trip(model, data, encoded_path, chunk_rows, progress)
+    end_phase(progress)
+    inv_seconds = time.perf_counter() - t
     report = model.fit_report_
     return {
         "rows": rows,
-        "columns": names,
+        "columns": list(DEMO_COLUMNS),
         "backend": model.backend_,
+        "seed": model.seed_,
+        "clip": model.clip,
         "generate_seconds": gen_seconds,
         "fit_seconds": report["seconds"]["total"],
         "fit_passes": report["passes"],
@@ -122,8 +172,7 @@ def run_demo(
         "n_iter": model.n_iter_.tolist(),
         "converged": model.converged_.tolist(),
         "n_clipped": tx["n_clipped"],
-        "round_trip_max_error_over_std": (max_err / std).tolist(),
-        "rows_compared": n_compared.tolist(),
+        **check,
         "nulls": report["nulls"],
         "data": str(data),
         "encoded": str(encoded_path),

@@ -249,13 +249,19 @@ def _call_on_chunk(fn: Callable[..., Stats], args: tuple, row_offset: int, chunk
 @dataclass(frozen=True)
 class Passes:
     """Full passes over ``source`` on ``backend``; ``scale`` (n_columns,), when given,
-    multiplies each column's statistics (a sample standing in for all rows: a staged fit)."""
+    multiplies each column's statistics (a sample standing in for all rows: a staged fit).
+
+    ``progress(prefix + phase, rows)`` follows each chunk; with ``priors`` given, a
+    ``progress`` that has a ``pass_done`` method also hears the lower bound per row after each
+    E-step pass (:mod:`gpuvgm._progress`)."""
 
     source: Source
     backend: Backend
     chunk_rows: int
     progress: Progress | None
     scale: np.ndarray | None = None
+    priors: Priors | None = None
+    prefix: str = ""
     compute_dtype: str | None = None  # the E-step's (None: the backend's default)
 
     def run(self, fn: Callable[[int, Any], Stats], phase: str, cols: Any = None) -> Stats:
@@ -265,7 +271,7 @@ class Passes:
             self.chunk_rows,
             stage=self.backend.memory.stage,
             progress=self.progress,
-            phase=phase,
+            phase=self.prefix + phase,
         )
         assert stats is not None  # sources always yield at least one chunk after the pre-pass
         if self.scale is not None:
@@ -277,7 +283,15 @@ class Passes:
             estep = self.backend.estep_stats
             if self.compute_dtype is not None:
                 estep = functools.partial(estep, compute_dtype=np.dtype(self.compute_dtype))
-            return self.run(_on_chunk(estep, params), f"iteration {it}", cols)
+            stats = self.run(_on_chunk(estep, params), f"iteration {it}", cols)
+        pass_done = getattr(self.progress, "pass_done", None)
+        if pass_done is not None and self.priors is not None:
+            # What the caller computes from these statistics (iterate, SQUAREM): the lower
+            # bound of their M-step; K numbers per column, so cheap beside the pass.
+            sub = self.priors.select(cols)
+            lower = _model.lower_bound(stats.h, _model.m_step(stats, sub), sub)
+            pass_done(f"{self.prefix}iteration {it}", cols, lower / stats.nk.sum(axis=1))
+        return stats
 
 
 def _kmeans_rng(seed: int, column: int, restart: int) -> np.random.Generator:
@@ -582,6 +596,31 @@ def encode_chunks(
         to_host = backend.memory.to_host
         outputs = (to_host(normalized), to_host(component), to_host(null), n_clipped)
         yield outputs, passed_along.popleft()
+
+
+def encode_chunks_filled(
+    chunks: Iterator[tuple[int, np.ndarray, Any]],
+    backend: Backend,
+    params: TransformParams,
+    fill: np.ndarray,
+) -> Iterator[tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]]:
+    """:func:`encode_chunks` with each null encoded as ``fill`` (n_columns,) of its column, as
+    RDT encodes a null (its ``NullTransformer`` fills the mean first); ``null`` still marks the
+    rows that were null. A chunk with nulls is filled in float64, RDT's dtype; each filled row
+    draws its own component (the draw is keyed by row)."""
+    fill = np.asarray(fill, dtype=np.float64)
+
+    def filled() -> Iterator[tuple[int, np.ndarray, Any]]:
+        for offset, chunk, passed in chunks:
+            null = np.isnan(chunk) if chunk.dtype.kind == "f" else np.zeros(chunk.shape, bool)
+            if null.any():
+                chunk = np.where(null, fill[None, :], chunk.astype(np.float64))  # (n, c)
+            yield offset, chunk, (passed, null)
+
+    for (normalized, component, _, n_clipped), (passed, null) in encode_chunks(
+        filled(), backend, params
+    ):
+        yield (normalized, component, null, n_clipped), passed
 
 
 def _backend_named(module: str) -> Backend:

@@ -25,10 +25,18 @@ from ._base import Estimator
 from ._dask_source import lazy_inverse
 from ._errors import ParameterError
 from ._inputs import make_source
-from ._layouts import LAYOUTS, decode_batches, decoded_table, encoded_schema, write_encoded
+from ._layouts import (
+    LAYOUTS,
+    RDT_LAYOUTS,
+    decode_batches,
+    decoded_table,
+    encoded_schema,
+    write_encoded,
+)
 from ._model import Encoded, EStepParams, FittedMixture, TransformParams
 from ._parallel import resolve_n_jobs, threads
 from ._persistence import read_model, write_model
+from ._progress import progress_for
 from ._sources import Progress, Source, is_dask_collection, is_path_like
 from ._validation import check_columns_match, check_encoded, resolve_seed, validate_params
 from ._writers import parquet_output
@@ -104,8 +112,13 @@ class VGM(Estimator):
         ``"sample"`` draws the component from the posterior over valid components + 1e-6 (RDT,
         CTGAN) with a counter-based generator keyed by (seed, column, row index); ``"argmax"``
         takes the most probable valid component.
-    clip : float or None, default=0.99
-        ``|alpha|`` is clipped to this on transform (CTGAN/RDT); None keeps the exact value.
+    clip : float or None, default=None
+        None (the default) keeps the exact ``alpha = (x - mean_c) / (4 std_c)``, so
+        ``inverse_transform`` returns every value (float64 rounding aside: at most 1e-12 std).
+        A float clips ``|alpha|`` to it on transform, as CTGAN and RDT do with 0.99 (their
+        generators' ``tanh`` outputs lie in [-1, 1]); the values of a clipped row then decode
+        to at most ``mean_c +- 4 clip std_c`` (``Encoded.n_clipped`` counts them). The CTGAN and
+        RDT integrations keep their 0.99.
     null_policy : {"ignore", "error"}, default="ignore"
         ``"ignore"``: nulls (NaN, missing) are left out of the fit and carried through
         transform and inverse as a mask. ``"error"``: any null raises :class:`DataError`.
@@ -221,7 +234,7 @@ class VGM(Estimator):
         means_init: Any = None,
         weight_threshold: float = 0.005,
         component_selection: str = "sample",
-        clip: float | None = 0.99,
+        clip: float | None = None,
         null_policy: str = "ignore",
         chunk_rows: int = 1 << 20,
         cache_bytes: int | None = None,
@@ -270,7 +283,7 @@ class VGM(Estimator):
         y: Any = None,
         *,
         columns: Sequence[Any] | None = None,
-        progress: Progress | None = None,
+        progress: Progress | bool | None = None,
     ) -> VGM:
         """Fit a mixture to every column of ``X`` in shared passes over the data.
 
@@ -281,10 +294,14 @@ class VGM(Estimator):
         y : ignored
         columns : list, optional
             Columns of ``X`` to fit (names, or positions for arrays).
-        progress : callable, optional
-            Called as ``progress(phase, rows)`` after each chunk of each pass (``phase`` is
-            ``"prepass"``, ``"init"`` or ``"iteration N"``); the command line draws progress
-            bars with it.
+        progress : callable or bool, optional
+            True draws progress bars (tqdm, on stderr): the pre-pass, the initialisation and
+            the iterations with the lower bound per row. A callable is called as
+            ``progress(phase, rows)`` after each chunk of each pass (``phase`` is
+            ``"prepass"``, ``"init"``, ``"iteration N"``, or ``"sample init"`` and ``"sample
+            iteration N"`` on the staged schedule's sample) and, if it has a ``pass_done``
+            method, ``progress.pass_done(phase, columns, lower_bound_per_row)`` after each
+            iteration (:class:`gpuvgm._progress.ProgressBars` draws both).
         """
         validate_params(type(self).__name__, self.get_params())
         if self.init_sample_size < self.n_components:
@@ -302,7 +319,8 @@ class VGM(Estimator):
             )
         config = _engine.FitConfig.from_params(self.get_params(), resolve_seed(self.random_state))
         try:
-            result = _schedule.fit_mixture(source, backend, config, progress)
+            with progress_for(progress, source.n_rows, self.max_iter) as report:
+                result = _schedule.fit_mixture(source, backend, config, report)
         finally:
             # The pools' blocks go back to the device after every fit, failed or not; what they
             # held is in fit_report_["memory"].
@@ -365,12 +383,33 @@ class VGM(Estimator):
         return source
 
     def _encoded_chunks(
-        self, X: Any, columns: Sequence[Any] | None, extra: Sequence[str] = ()
+        self,
+        source: Source,
+        extra: Sequence[str] = (),
+        null_fill: np.ndarray | None = None,
     ) -> Iterator[tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]]:
-        """``((normalized, component, null, n_clipped), extra columns)`` per chunk, in order."""
-        source = self._source(X, columns)
+        """``((normalized, component, null, n_clipped), extra columns)`` per chunk of
+        ``source`` (from :meth:`_source`), in order.
+
+        ``null_fill`` (n_columns,): encode a null as this value (RDT's layouts); ``null`` still
+        marks the rows that were null."""
         chunks = _engine.checked_chunks(source, extra, self.chunk_rows, self.null_policy)
-        return _engine.encode_chunks(chunks, self._backend(), self._transform_params())
+        backend, params = self._backend(), self._transform_params()
+        if null_fill is None:
+            return _engine.encode_chunks(chunks, backend, params)
+        return _engine.encode_chunks_filled(chunks, backend, params, null_fill)
+
+    def _rdt_null_layout(self) -> tuple[np.ndarray, list[bool]]:
+        """RDT's null handling per column: the fill value (the mean of the values seen in fit,
+        0 for a column that was all null, as RDT's ``NullTransformer``) and whether RDT adds an
+        ``is_null`` column (``from_column``: only for a column that had nulls in fit). A mixture
+        from scikit-learn saw no data here: its prior mean (scikit-learn's data mean) fills, and
+        every column gets ``is_null``."""
+        moments = self.moments_
+        if moments is None:
+            return self._fitted.priors.shift.copy(), [True] * len(self._columns)
+        fill = np.where(moments.count > 0, moments.mean, 0.0)
+        return fill, [bool(n > 0) for n in moments.n_null]
 
     @_within_n_jobs
     def transform(self, X: Any, *, columns: Sequence[Any] | None = None) -> Encoded:
@@ -392,7 +431,7 @@ class VGM(Estimator):
             normalized, component, null, n_clipped = source.map_chunks(fn, outputs)
             return Encoded(normalized, component, null, self._columns, n_clipped)
         t = time.perf_counter()
-        parts = [encoded for encoded, _ in self._encoded_chunks(X, columns)]
+        parts = [encoded for encoded, _ in self._encoded_chunks(self._source(X, columns))]
         if parts:
             normalized = np.concatenate([p[0] for p in parts])
             component = np.concatenate([p[1] for p in parts])
@@ -417,12 +456,12 @@ class VGM(Estimator):
         source: Any,
         dst: str | os.PathLike,
         *,
-        layout: str = "rdt",
+        layout: str = "full",
         columns: Sequence[Any] | None = None,
         passthrough: Sequence[str] = (),
         row_group_rows: int = 1 << 20,
         rows_per_file: int | None = None,
-        progress: Progress | None = None,
+        progress: Progress | bool | None = None,
     ) -> dict[str, Any]:
         """Stream ``source`` (files or in-memory data) through :meth:`transform` into Parquet,
         chunk by chunk, in row order.
@@ -438,13 +477,18 @@ class VGM(Estimator):
 
         Parameters
         ----------
-        layout : {"rdt", "compact", "ctgan"}
-            Column layout, see :func:`gpuvgm._layouts.encode`.
+        layout : {"full", "rdt", "rdt_random", "compact", "ctgan"}, default="full"
+            Column layout (README, "Layouts"; :func:`gpuvgm._layouts.encode`). ``"full"``:
+            float64 ``normalized`` (null for a null), int32 ``component`` (-1), bool
+            ``is_null``. ``"rdt"``: exactly what RDT's ``ClusterBasedNormalizer`` with
+            ``missing_value_generation="from_column"`` returns (float64 columns, a null encoded
+            as the column mean, float64 ``is_null`` for columns that had nulls in fit);
+            ``"rdt_random"``: the same without ``is_null`` (RDT's default generation).
         passthrough : list of str
             Other columns of ``source`` copied unchanged into the output, before the encoded ones
             (Parquet, CSV, Arrow or pandas sources).
-        progress : callable, optional
-            ``progress("transform", rows)`` after each chunk.
+        progress : callable or bool, optional
+            ``progress("transform", rows)`` after each chunk; True draws a progress bar.
 
         Returns
         -------
@@ -457,10 +501,19 @@ class VGM(Estimator):
             )
         t = time.perf_counter()
         n_valid = self.valid_components_.sum(axis=1)
-        chunks = self._encoded_chunks(source, columns, passthrough)
-        schema = encoded_schema(self._columns, n_valid, layout)
-        with parquet_output(dst, schema, row_group_rows, rows_per_file, inputs=source) as write:
-            rows, n_clipped = write_encoded(chunks, write, self._columns, n_valid, layout, progress)
+        fill, null_column = None, None
+        if layout in RDT_LAYOUTS:
+            fill, null_column = self._rdt_null_layout()
+        src = self._source(source, columns)
+        chunks = self._encoded_chunks(src, passthrough, null_fill=fill)
+        schema = encoded_schema(self._columns, n_valid, layout, null_column)
+        with (
+            progress_for(progress, src.n_rows) as report,
+            parquet_output(dst, schema, row_group_rows, rows_per_file, inputs=source) as write,
+        ):
+            rows, n_clipped = write_encoded(
+                chunks, write, self._columns, n_valid, layout, report, null_column
+            )
         info = _throughput("transform_parquet", rows, t, f"{dst} ({layout} layout)")
         return {**info, "n_clipped": n_clipped.tolist()}
 
@@ -472,14 +525,15 @@ class VGM(Estimator):
         *,
         row_group_rows: int = 1 << 20,
         rows_per_file: int | None = None,
-        progress: Progress | None = None,
+        progress: Progress | bool | None = None,
     ) -> dict[str, Any]:
         """Decode an encoded Parquet file (or a directory of part files) back to the original
         columns, chunk by chunk.
 
         The layout is recognised from the column names (:func:`gpuvgm._layouts.decode_batches`).
         The output has one float64 column per model column, null where the input was. Written as
-        :meth:`transform_parquet` writes (one file, or part files).
+        :meth:`transform_parquet` writes (one file, or part files). ``progress``: as
+        :meth:`transform_parquet`'s, with the phase ``"inverse"``.
         """
         self._check_is_fitted()
         t = time.perf_counter()
@@ -487,12 +541,15 @@ class VGM(Estimator):
         batches = decode_batches(src, self._columns, n_valid, self.chunk_rows)
         schema = decoded_table(self._columns).schema
         rows = 0
-        with parquet_output(dst, schema, row_group_rows, rows_per_file, inputs=src) as write:
+        with (
+            progress_for(progress, None) as report,
+            parquet_output(dst, schema, row_group_rows, rows_per_file, inputs=src) as write,
+        ):
             for alpha, comp in batches:
                 write(decoded_table(self._columns, self.inverse_transform((alpha, comp))))
                 rows += len(alpha)
-                if progress is not None:
-                    progress("inverse", len(alpha))
+                if report is not None:
+                    report("inverse", len(alpha))
         return _throughput("inverse_parquet", rows, t, str(dst))
 
     def fit_transform(
@@ -510,9 +567,9 @@ class VGM(Estimator):
         encoded : Encoded or (normalized, component)
             What :meth:`transform` returned, or the two arrays of shape (n_rows, n_columns)
             (Dask arrays give a Dask array, blocked as ``normalized``). Rows whose
-            ``normalized`` is NaN (nulls) decode to NaN. With clipping on (the default),
+            ``normalized`` is NaN (nulls) decode to NaN. With clipping on (``clip`` a float),
             ``|normalized|`` may not exceed ``max(1, clip)``: CTGAN's generator outputs lie in
-            [-1, 1].
+            [-1, 1]; with ``clip=None`` (the default) any finite value decodes.
         """
         self._check_is_fitted()
         pair = (encoded.normalized, encoded.component) if isinstance(encoded, Encoded) else encoded
@@ -547,12 +604,17 @@ class VGM(Estimator):
 
     # ------------------------------------------------------------------ diagnostics
     def plot(self, X: Any, path: str | os.PathLike | None = None, **kw: Any) -> Any:
-        """Per column, the histogram of a uniform sample of ``X`` with each component's weighted
-        density (valid and pruned distinguished), the mixture and the clipped fraction.
+        """Per column, the histogram of a uniform sample of ``X`` with each valid component's
+        weighted density labelled with its code (the value :meth:`transform` writes in
+        ``component``; pruned components dashed, without a code), the mixture, and the values
+        the transform clips (red; their share in the title).
 
-        Needs matplotlib (``pip install 'gpuvgm[plot]'``). ``X`` is anything :meth:`transform`
-        accepts, read in one streaming pass; ``path`` (optional) is where the image is written.
-        Options (``columns``, ``sample_rows``, ``max_rows``, ``bins``, ``dpi``...) are those of
+        The x axis spans every value read, min to max: the 0.1 %-99.9 % quantile range at full
+        scale, long tails compressed into grey bands. ``log=True`` draws the density on a log
+        scale. Needs matplotlib (``pip install 'gpuvgm[plot]'``). ``X`` is anything
+        :meth:`transform` accepts, read in one streaming pass; ``path`` (optional) is where the
+        image is written (atomically). Options (``columns``, ``sample_rows``, ``max_rows``,
+        ``bins``, ``quantile_range``, ``log``, ``dpi``...) are those of
         :func:`gpuvgm._plot.plot_mixture`.
 
         Returns
@@ -560,6 +622,27 @@ class VGM(Estimator):
         matplotlib.figure.Figure
         """
         return plot_model(self, X, path, **kw)
+
+    def report(self, X: Any, path: str | os.PathLike, **kw: Any) -> list[dict[str, Any]]:
+        """Write one self-contained HTML page describing this model on the table ``X``.
+
+        A summary table (per column: rows, nulls, valid components and their weights by code,
+        iterations, convergence, lower bound, clipped share, and the round-trip error
+        ``max |x - inverse(transform(x))| / std`` over every row, from one streaming pass) and
+        each column's plot (as :meth:`plot`, with its components' table), inline: no external
+        file, no script. Written under a temporary name and renamed; ``path`` may not be one
+        of the inputs, nor replace a file that is not a report unless ``overwrite=True``.
+
+        Needs matplotlib (``pip install 'gpuvgm[plot]'``). Options (``columns``,
+        ``sample_rows``, ``max_rows``, ``log``, ``dpi``, ``overwrite``...) are those of
+        :func:`gpuvgm._report.write_report`.
+
+        Returns
+        -------
+        list of dict
+            Per column, the summary row (``rows``, ``nulls``, ``weights``, ``round_trip``...).
+        """
+        return report_model(self, X, path, **kw)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -589,6 +672,8 @@ class VGM(Estimator):
             Column names (default ``"0"``, ``"1"``, ...).
         **params
             Other :class:`VGM` parameters (``weight_threshold``, ``component_selection``...).
+            ``clip`` defaults to RDT's 0.99 here, so a mixture taken from an RDT or CTGAN fit
+            transforms as they do; pass ``clip=None`` for the exact round trip.
         """
         ests = _model.sklearn_mixtures(estimators)
         first = ests[0]
@@ -596,7 +681,7 @@ class VGM(Estimator):
             n_components=first.n_components,
             weight_concentration_prior=first.weight_concentration_prior_,
             reg_covar=first.reg_covar,
-            **params,
+            **{"clip": _model.RDT_CLIP, **params},
         )
         seed = resolve_seed(model.random_state)
         fitted = _model.fitted_from_sklearn(ests, columns, seed, model.weight_threshold)
@@ -649,10 +734,49 @@ def plot_model(model: VGM, X: Any, path: str | os.PathLike | None = None, **kw: 
     )
 
 
-def sample_columns(
-    model: VGM, X: Any, *, sample_rows: int, max_rows: int | None
-) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """:func:`gpuvgm._plot.sample_columns` of a fitted model on ``X``."""
+def report_model(model: VGM, X: Any, path: str | os.PathLike, **kw: Any) -> list[dict[str, Any]]:
+    """:func:`gpuvgm._report.write_report` of a fitted model on ``X`` (what it transforms)."""
+    from ._report import write_report
+
+    source = model._source(X, None, frames=True)
+    params = model.get_params()
+    describe = {
+        "title": kw.pop("title", "gpuvgm report"),
+        "data": _describe(X),
+        "model": (
+            f"n_components={params['n_components']}, weight_threshold="
+            f"{params['weight_threshold']}, component_selection={params['component_selection']!r}"
+            f", clip={params['clip']}, seed={model.seed_}, fitted on {model.backend_}"
+        ),
+        **kw.pop("describe", {}),
+    }
+    return write_report(
+        model._fitted,
+        source,
+        model._backend(),
+        path,
+        params=model._transform_params(),
+        chunk_rows=model.chunk_rows,
+        null_policy=model.null_policy,
+        describe=describe,
+        inputs=X if is_path_like(X) else None,
+        **kw,
+    )
+
+
+def _describe(X: Any) -> str:
+    """A short description of the data ``X``, for the report's header."""
+    if is_path_like(X):
+        paths = [X] if isinstance(X, (str, os.PathLike)) else list(X)
+        shown = ", ".join(os.fspath(p) for p in paths[:3])
+        return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    shape = getattr(X, "shape", None)
+    return f"{type(X).__name__}" + (f" of shape {tuple(shape)}" if shape is not None else "")
+
+
+def sample_columns(model: VGM, X: Any, *, sample_rows: int, max_rows: int | None) -> Any:
+    """:func:`gpuvgm._plot.sample_columns` of a fitted model on ``X``: a
+    :class:`gpuvgm._plot.ColumnData`."""
     from ._plot import sample_columns as sample
 
     source = model._source(X, None, frames=True)

@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from threadpoolctl import ThreadpoolController
 
@@ -99,21 +99,49 @@ def _pool(n: int, prefix: str) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=n, thread_name_prefix=prefix)
 
 
-@functools.lru_cache(maxsize=1)
-def _blas() -> ThreadpoolController:
-    return ThreadpoolController()
+class _OneBlasThread(contextlib.ContextDecorator):
+    """BLAS (OpenBLAS, MKL, BLIS) held to one thread while gpuvgm's passes run.
+
+    gpuvgm's parallelism is its own: the thread pool's blocks, or Numba's threads. BLAS
+    threads on top of them oversubscribe the cores: on the shared 2-core VM a NumPy-backend
+    iteration over 1 200 rows (one matrix product) took 16 ms with OpenBLAS's threads and
+    0.9 ms held to one (``bench/cli_startup.py``). OpenBLAS's thread count is one setting
+    for the whole process, so the holds are counted: the first to enter sets it to one and the
+    last to leave restores what it was, whatever order overlapping holds leave in. OpenMP is
+    not limited: gpuvgm does not use it, except through Numba when ``NUMBA_THREADING_LAYER=omp``
+    is chosen, whose threads are the parallelism.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._limiter: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._holders == 0:
+                # A new controller each time (about 1 ms): it finds the BLAS libraries loaded
+                # now, such as SciPy's own OpenBLAS, imported with the first fit.
+                self._limiter = ThreadpoolController().limit(limits=1, user_api="blas")
+            self._holders += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+#: ``with one_blas_thread:`` (or ``@one_blas_thread``) around a pass; holds may nest and overlap.
+one_blas_thread = _OneBlasThread()
 
 
 def parallel_map(fn: Callable[..., T], tasks: Iterable[tuple]) -> list[T]:
-    """``[fn(*t) for t in tasks]`` on the thread pool, in task order.
-
-    BLAS is held to one thread meanwhile: the blocks are the parallelism, and OpenBLAS threads
-    on top of them oversubscribe the cores (measured 3x slower on 2 cores); on one thread too,
-    where BLAS's own threads would spin on every core past an ``n_jobs=1`` budget (measured:
-    a quarter of the rows per CPU-second).
-    """
+    """``[fn(*t) for t in tasks]`` on the thread pool, in task order, BLAS held to one thread
+    (:data:`one_blas_thread`), a single task included."""
     tasks = list(tasks)
-    with _blas().limit(limits=1, user_api="blas"):
+    with one_blas_thread:
         if len(tasks) <= 1 or n_threads() == 1:
             return [fn(*t) for t in tasks]
         ctx = contextvars.copy_context()  # the workers see this call's n_threads()

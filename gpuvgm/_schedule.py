@@ -32,6 +32,7 @@ from ._engine import (
     prepass,
 )
 from ._model import EStepParams, Moments, Posterior, Priors, Stats
+from ._parallel import one_blas_thread
 from ._sampling import pad_columns
 from ._sources import ArraySource, Progress, Source
 
@@ -373,9 +374,11 @@ def _sample_stage(
         ArraySource(pad_columns(samples)),
         passes.backend,
         config.chunk_rows,
-        None,
+        passes.progress,
         moments.count / sizes,
-        config.compute_dtype,
+        priors,
+        prefix="sample ",
+        compute_dtype=config.compute_dtype,
     )
     counts = moments.count
     tol = np.broadcast_to(
@@ -494,14 +497,17 @@ def _polish(
     return state
 
 
+@one_blas_thread  # every pass of the fit, the M-steps and the k-means seeding included
 def fit_mixture(
     source: Source, backend: Backend, config: FitConfig, progress: Progress | None = None
 ) -> FitResult:
     """Fit a mixture to every column of ``source`` in shared passes over the data.
 
     ``progress(phase, rows)`` is called after each chunk of each pass (``phase`` is
-    ``"prepass"``, ``"init"`` or ``"iteration N"``). Warns :class:`ConvergenceWarning` for the
-    columns that did not converge.
+    ``"prepass"``, ``"init"``, ``"iteration N"``, or ``"sample init"`` and ``"sample iteration
+    N"`` for the staged schedule's passes over its sample), and ``progress.pass_done`` where it
+    exists after each iteration's pass (:mod:`gpuvgm._progress`). Warns
+    :class:`ConvergenceWarning` for the columns that did not converge.
     """
     timings: dict[str, float] = {}
     t_start, cpu_start = time.perf_counter(), time.process_time()
@@ -513,10 +519,15 @@ def fit_mixture(
     n_rows = int(moments.count[0] + moments.n_null[0])
     schedule = resolve_schedule(config, n_rows)
     cached = cache.source(source)
-    passes = Passes(
-        cached or source, backend, config.chunk_rows, progress, compute_dtype=config.compute_dtype
-    )
     priors = make_priors(moments, source.columns, config)
+    passes = Passes(
+        cached or source,
+        backend,
+        config.chunk_rows,
+        progress,
+        priors=priors,
+        compute_dtype=config.compute_dtype,
+    )
     init_samples = [part.reservoir.sample(j)[: config.init_sample_size] for j in range(n_cols)]
     staged = None
     if schedule == "staged":

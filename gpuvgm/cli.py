@@ -54,96 +54,133 @@ def _check_output(output: str | None, *inputs: Any) -> None:
 
 
 def _print_demo(result: dict[str, Any]) -> None:
-    rows = result["rows"]
-    print(
-        f"gpuvgm {__version__} demo: {rows:,} rows x {len(result['columns'])} columns, "
-        f"backend {result['backend']}"
-    )
-    print(f"  data: {result['data']}")
+    clip = result["clip"]
     print()
+    print(
+        f"  backend {result['backend']}, seed {result['seed']}, "
+        f"clip {'none (exact codes)' if clip is None else clip}"
+    )
     print(f"  {'phase':<10} {'seconds':>9} {'rows/s':>14}")
     print(
         f"  {'fit':<10} {result['fit_seconds']:>9.2f} {result['fit_rows_per_second']:>14,.0f}"
-        f"   ({result['fit_passes']} passes: pre-pass, init, iterations; "
+        f"   ({result['fit_passes']} full passes; "
         f"{result['fit_row_passes_per_second']:,.0f} row-passes/s)"
     )
     print(
         f"  {'transform':<10} {result['transform_seconds']:>9.2f} "
-        f"{result['transform_rows_per_second']:>14,.0f}   (Parquet -> Parquet, RDT layout)"
+        f"{result['transform_rows_per_second']:>14,.0f}   (Parquet -> Parquet, full layout)"
     )
     print(
         f"  {'inverse':<10} {result['inverse_seconds']:>9.2f} "
-        f"{result['inverse_rows_per_second']:>14,.0f}   (Parquet -> memory, checked)"
+        f"{result['inverse_rows_per_second']:>14,.0f}   (Parquet -> memory, every row checked)"
     )
     print()
     print(
         f"  {'column':<10} {'components':>10} {'iterations':>10} {'converged':>9} "
-        f"{'nulls':>7} {'clipped':>8} {'round-trip max |err| / std':>27}"
+        f"{'nulls':>9} {'clipped':>9} {'max |err| / std':>16}"
     )
     for j, name in enumerate(result["columns"]):
         print(
             f"  {name:<10} {result['components'][j]:>10} {result['n_iter'][j]:>10} "
-            f"{'yes' if result['converged'][j] else 'no':>9} {result['nulls'][j]:>7,} "
-            f"{result['n_clipped'][j]:>8,} "
-            f"{result['round_trip_max_error_over_std'][j]:>27.2e}"
+            f"{'yes' if result['converged'][j] else 'no':>9} {result['nulls_in'][j]:>9,} "
+            f"{result['n_clipped'][j]:>9,} "
+            f"{result['round_trip_max_error_over_std'][j]:>16.2e}"
         )
     print()
+    nulls, back = sum(result["nulls_in"]), sum(result["nulls_back"])
+    lost, clipped = sum(result["values_lost"]), sum(result["n_clipped"])
+    print(
+        f"  round trip: all {result['rows_compared']:,} rows x {len(result['columns'])} columns "
+        f"decoded and compared; {back:,} of {nulls:,} nulls came back as nulls"
+        + (f", {lost:,} values came back as nulls (a bug: please report it)" if lost else "")
+        + "."
+    )
+    if clipped:
+        kept = max(result["round_trip_max_error_over_std_unclipped"])
+        print(
+            f"  {clipped:,} values were clipped (|alpha| capped at {clip}, as CTGAN does): they "
+            f"decode to at most {4 * clip:g} std from their component, hence the error above; "
+            f"the other rows come back to {kept:.2e} std. Without --clip nothing is clipped."
+        )
+    else:
+        print("  nothing was clipped: the error above is float64 rounding, over every row.")
     print(f"  encoded output: {result['encoded']}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
+    from ._demo import DEMO_COLUMNS, run_demo
 
-    result = run_demo(
-        args.dir,
-        rows=args.rows,
-        device=args.device,
-        max_iter=args.max_iter,
-        chunk_rows=args.chunk_rows,
-    )
+    lines = None if args.quiet else lambda line: print(f"  {line}", flush=True)
+    if not args.quiet:
+        print(
+            f"gpuvgm {__version__} demo: {args.rows:,} rows x {len(DEMO_COLUMNS)} columns "
+            f"in {args.dir}/",
+            flush=True,
+        )
+    bars = _progress(args, args.rows, max_iter=args.max_iter, lines=lines)
+    try:
+        result = run_demo(
+            args.dir,
+            rows=args.rows,
+            device=args.device,
+            max_iter=args.max_iter,
+            chunk_rows=args.chunk_rows,
+            clip=args.clip,
+            progress=bars,
+        )
+    finally:
+        bars.close()
     _write_metrics(args.metrics_json, result)
     if not args.quiet:
         _print_demo(result)
     return 0
 
 
-class _Bars:
-    """tqdm progress bars on stderr, one per phase (``progress(phase, rows)`` callbacks); nothing
-    when stderr is not a terminal, ``--quiet`` is given or tqdm is not installed."""
+def _progress(
+    args: argparse.Namespace,
+    total: int | None,
+    max_iter: int | None = None,
+    lines: Any = None,
+) -> Any:
+    """Progress bars on stderr when it is a terminal or ``--progress`` is given, never with
+    ``--quiet``; ``lines(text)`` hears one line per phase as it finishes."""
+    from ._progress import ProgressBars
 
-    def __init__(self, total: int | None, enabled: bool):
-        self.total = total
-        self.bar: Any = None
-        self.phase = ""
-        self.tqdm: Any = None
-        if enabled and sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
+    draw = not args.quiet and (args.progress or sys.stderr.isatty())
+    return ProgressBars(total, max_iter=max_iter, bars=draw, lines=lines)
 
-                self.tqdm = tqdm
-            except ImportError:
-                pass
 
-    def __call__(self, phase: str, rows: int) -> None:
-        if self.tqdm is None:
-            return
-        if phase != self.phase:
-            self.close()
-            self.phase = phase
-            self.bar = self.tqdm(
-                total=self.total,
-                desc=phase,
-                unit="rows",
-                unit_scale=True,
-                leave=False,
-                file=sys.stderr,
-            )
-        self.bar.update(rows)
+def _clip_arg(text: str) -> float | None:
+    """``--clip``: ``none`` (no clip, the default) or a bound on ``|alpha|`` (CTGAN: 0.99)."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'none' or a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected 'none' or a number > 0, got {text!r}")
+    return value
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+
+def _seed_arg(text: str) -> int | None:
+    """``--seed``: an integer >= 0, or ``random`` (a fresh seed drawn from the OS)."""
+    if text.lower() == "random":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 0 or 'random', got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 or 'random', got {text!r}")
+    return value
+
+
+#: ``gpuvgm fit``'s seed without ``--seed``: the same model on every run (``--seed random``
+#: for a fresh one).
+DEFAULT_SEED = 0
 
 
 def _model_columns(model: Any) -> list[str]:
@@ -155,6 +192,44 @@ def _model_columns(model: Any) -> list[str]:
 
 def _columns(text: str | None) -> list[str] | None:
     return None if text is None else [c for c in text.split(",") if c]
+
+
+#: ``--device auto`` runs the NumPy backend on an input of at most this many values (rows x
+#: columns). Every command is a new process, in which the compiled backend first pays for
+#: importing Numba and loading its cached kernels (about 0.5 s of CPU), more than the NumPy
+#: backend's whole fit of such an input. The two are twins: on inputs this small the fitted
+#: parameters agree to about 1e-12 relative and the encoded outputs are identical; the model
+#: records the backend that fitted it (``backend_``, printed). ``--device cpu`` forces Numba.
+#: The library's ``device="auto"`` has no such rule: a process that fits many small columns
+#: (the RDT and CTGAN integrations) loads Numba once and gains from it on every column.
+SMALL_INPUT_VALUES = 1 << 15
+
+#: CSV files up to this size are scanned for their line count (a bound on their rows).
+_CSV_COUNT_BYTES = 4 << 20
+
+
+def _values_bound(source: Any, data: Sequence[str]) -> int | None:
+    """At least the number of values ``source`` (read from the files ``data``) holds, or None
+    when that is not known before reading it: rows x columns, or for plain CSV files, whose
+    rows are known only once parsed, their lines x columns when they are small."""
+    if source.n_rows is not None:
+        return int(source.n_rows) * len(source.columns)
+    from ._files import expand_paths
+
+    paths = expand_paths(data)
+    if not all(p.suffix.lower() in (".csv", ".tsv") for p in paths):
+        return None  # compressed CSV: its bytes do not count lines
+    if sum(p.stat().st_size for p in paths) > _CSV_COUNT_BYTES:
+        return None
+    return sum(p.read_bytes().count(b"\n") + 1 for p in paths) * len(source.columns)
+
+
+def _device(device: str, n_values: int | None) -> str:
+    """The backend a command runs: ``device``, except ``"numpy"`` for ``auto`` on a small
+    input (:data:`SMALL_INPUT_VALUES`)."""
+    if device == "auto" and n_values is not None and n_values <= SMALL_INPUT_VALUES:
+        return "numpy"
+    return device
 
 
 def _write_metrics(path: str | None, metrics: dict[str, Any]) -> None:
@@ -221,12 +296,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         device_cache_fraction=args.device_cache_fraction,
         schedule=args.schedule,
         n_init=args.n_init,
-        device=args.device,
+        clip=args.clip,
+        device=_device(
+            args.device, None if frame is not None else _values_bound(source, args.data)
+        ),
         compute_dtype=args.compute_dtype,
         n_jobs=args.n_jobs,
         random_state=args.seed,
     )
-    bars = _Bars(source.n_rows, not args.quiet)
+    lines = None if args.quiet else lambda line: print(f"  {line}", flush=True)
+    bars = _progress(args, source.n_rows, max_iter=args.max_iter, lines=lines)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         try:
@@ -242,9 +321,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     _write_metrics(args.metrics_json, report)
     if not args.quiet:
         seconds = report["seconds"]["total"]
+        seed = f"seed {model.seed_}"
+        if args.seed is None:
+            seed += f" (drawn for --seed random; --seed {model.seed_} repeats this fit)"
         print(
             f"fitted {report['rows']:,} rows x {len(report['columns'])} columns on "
-            f"{report['backend']} in {seconds:.2f} s ({report['passes']} passes); "
+            f"{report['backend']} in {seconds:.2f} s ({report['passes']} passes), {seed}; "
             f"model written to {args.output}"
         )
         print(f"  {'column':<24} {'components':>10} {'iterations':>10} {'converged':>9}")
@@ -264,6 +346,10 @@ def _load(path: str, device: str, chunk_rows: int, n_jobs: int | None = None) ->
 
 
 _OUTPUT_HELP = "a .parquet file, or (any other name) a directory of part files written in parallel"
+_CLIP_HELP = (
+    "clip |alpha| to this on transform, as CTGAN does with 0.99; 'none' (the default) keeps "
+    "the exact value, so the round trip returns every row"
+)
 
 
 def _cmd_transform(args: argparse.Namespace) -> int:
@@ -274,7 +360,8 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     model = _load(args.model, args.device, args.chunk_rows, args.n_jobs)
     columns = _columns(args.columns) or _model_columns(model)
     source = make_source(args.data, columns)
-    bars = _Bars(source.n_rows, not args.quiet)
+    model.set_params(device=_device(args.device, _values_bound(source, args.data)))
+    bars = _progress(args, source.n_rows)
     try:
         info = model.transform_parquet(
             source,
@@ -309,7 +396,9 @@ def _cmd_inverse(args: argparse.Namespace) -> int:
         total = sum(pq.read_metadata(p).num_rows for p in expand_paths(args.data))
     except Exception:  # the inverse itself reports an unreadable input with a clear error
         pass
-    bars = _Bars(total, not args.quiet)
+    n_values = None if total is None else total * model.n_features_in_
+    model.set_params(device=_device(args.device, n_values))
+    bars = _progress(args, total)
     try:
         info = model.inverse_parquet(
             args.data, args.output, rows_per_file=args.rows_per_file, progress=bars
@@ -336,9 +425,51 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         max_rows=args.max_rows,
         bins=args.bins,
         dpi=args.dpi,
+        log=args.log,
     )
     if not args.quiet:
         print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ._inputs import make_source
+    from ._report import check_report_destination
+
+    _check_output(args.metrics_json, args.model, *args.data, args.output)
+    check_report_destination(args.output, [args.model, *args.data], args.force)
+    model = _load(args.model, args.device, args.chunk_rows)
+    source = make_source(args.data, _model_columns(model))
+    bars = _progress(args, source.n_rows)
+
+    def progress(phase: str, rows: int) -> None:
+        if phase == "report":  # the plots that follow are quick; one bar for the pass
+            bars(phase, rows)
+
+    try:
+        rows = model.report(
+            source,
+            args.output,
+            columns=_columns(args.columns),
+            sample_rows=args.sample_rows,
+            max_rows=args.max_rows,
+            bins=args.bins,
+            dpi=args.dpi,
+            log={"both": None, "log": True, "linear": False}[args.scale],
+            overwrite=args.force,
+            describe={"model file": args.model, "data": ", ".join(args.data)},
+            progress=progress,
+        )
+    finally:
+        bars.close()
+    _write_metrics(args.metrics_json, {"columns": rows})
+    if not args.quiet:
+        exact = sum(r["round_trip"] <= 1e-9 for r in rows)
+        clipped = sum(r["n_clipped"] for r in rows)
+        print(
+            f"wrote {args.output}: {len(rows)} columns, {exact} with an exact round trip, "
+            f"{clipped:,} values clipped"
+        )
     return 0
 
 
@@ -396,23 +527,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    import numpy as np
-    import pyarrow as pa
+def _installed_version(distribution: str) -> str:
+    """A dependency's installed version, read from its metadata: importing NumPy and pyarrow
+    to ask them would cost ``gpuvgm info`` a quarter of a second."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
     from ._backends import get_backend
 
     print(f"gpuvgm {__version__}")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, pyarrow {pa.__version__}")
+    print(
+        f"python {platform.python_version()}, numpy {_installed_version('numpy')}, "
+        f"pyarrow {_installed_version('pyarrow')}"
+    )
     if args.model:
         from ._estimator import load
 
         model = load(args.model)
         print(f"model {args.model}: {model!r}")
-        for j, name in enumerate(_model_columns(model)):
-            valid = model.valid_components_[j]
-            means = ", ".join(f"{m:.6g}" for m in model.means_[j][valid])
-            print(f"  {name}: {int(valid.sum())} components, means [{means}]")
+        _print_components(model)
     try:
         backend = get_backend("cuda")
         print(f"cuda: available ({backend.NAME})")
@@ -421,6 +560,31 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if args.device:
             return 1
     return 0
+
+
+def _print_components(model: Any) -> None:
+    """Per column: every component's weight, then the valid ones by code (the value the
+    transform writes in ``component``) with weight, mean and std."""
+    import numpy as np
+
+    for j, name in enumerate(_model_columns(model)):
+        valid = model.valid_components_[j]
+        weights = model.weights_[j]
+        stds = np.sqrt(model.covariances_[j])
+        n_valid = int(valid.sum())
+        print(
+            f"  {name}: {n_valid} valid of {valid.size} components, iterations "
+            f"{int(model.n_iter_[j])}, converged {'yes' if model.converged_[j] else 'no'}"
+        )
+        print(f"    weights (all {valid.size}): [{', '.join(f'{w:.4g}' for w in weights)}]")
+        print(f"    {'code':>6} {'weight':>10} {'mean':>14} {'std':>12}")
+        for code, k in enumerate(np.flatnonzero(valid)):
+            print(f"    {code:>6} {weights[k]:>10.6f} {model.means_[j][k]:>14.6g} {stds[k]:>12.6g}")
+        if n_valid < valid.size:
+            print(
+                f"    pruned {valid.size - n_valid} (weight <= {model.weight_threshold:g}, no "
+                f"code): total weight {weights[~valid].sum():.6f}"
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -439,7 +603,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="log progress (-v) or every iteration (-vv); show tracebacks",
     )
     common.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    common.add_argument("--device", choices=["auto", "cpu", "numpy", "cuda"], default="auto")
+    common.add_argument(
+        "--device",
+        choices=["auto", "cpu", "numpy", "cuda"],
+        default="auto",
+        help="auto: CUDA when usable, else the compiled CPU backend (cpu); the NumPy backend "
+        f"for inputs of at most {SMALL_INPUT_VALUES:,} values, where loading Numba would take "
+        "longer than the whole run",
+    )
     common.add_argument("--chunk-rows", type=int, default=1 << 20)
     common.add_argument(
         "--n-jobs",
@@ -448,6 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads (default: GPUVGM_NUM_THREADS or one per core; -1: every core)",
     )
     common.add_argument("--metrics-json", metavar="PATH", help="write the figures as JSON")
+    common.add_argument(
+        "--progress",
+        action="store_true",
+        help="draw progress bars on stderr even when it is not a terminal (default: only then)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
@@ -456,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default="demo_data", help="where the demo files go")
     demo.add_argument("--rows", type=int, default=5_000_000)
     demo.add_argument("--max-iter", type=int, default=100)
+    demo.add_argument("--clip", type=_clip_arg, default=None, help=_CLIP_HELP)
     demo.set_defaults(func=_cmd_demo)
 
     fit = sub.add_parser("fit", parents=[common], help="fit a model to Parquet/CSV files")
@@ -484,7 +661,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="E-step precision (default: float64 on the CPU, the data's dtype on CUDA)",
     )
-    fit.add_argument("--seed", type=int, default=None)
+    fit.add_argument("--clip", type=_clip_arg, default=None, help=_CLIP_HELP)
+    fit.add_argument(
+        "--seed",
+        type=_seed_arg,
+        default=DEFAULT_SEED,
+        help=f"seed of the initialisation and of the component draws: an integer (default "
+        f"{DEFAULT_SEED}, so every run gives the same model) or 'random' (a fresh seed, printed "
+        "and stored in the model)",
+    )
     where = fit.add_mutually_exclusive_group()
     where.add_argument(
         "--scheduler", metavar="ADDRESS", help="fit on a running Dask cluster (tcp://head:8786)"
@@ -508,7 +693,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transform.add_argument("model")
     transform.add_argument("data", nargs="+")
-    transform.add_argument("--layout", choices=["rdt", "compact", "ctgan"], default="rdt")
+    transform.add_argument(
+        "--layout",
+        # gpuvgm._layouts.LAYOUTS, spelled here so that --help does not import pyarrow.
+        choices=["full", "rdt", "rdt_random", "compact", "ctgan"],
+        default="full",
+        help="output columns (README, 'Layouts'): full = float64 normalized, int32 component "
+        "(-1 for a null), bool is_null [default]; rdt = RDT ClusterBasedNormalizer's own output "
+        "(float64, a null encoded as the mean, float64 is_null); rdt_random = rdt without "
+        "is_null; compact = float32 + smallest int; ctgan = one-hot float32",
+    )
     transform.add_argument("--columns", help="comma-separated (default: the model's columns)")
     transform.add_argument("--passthrough", help="comma-separated columns copied unchanged")
     transform.set_defaults(func=_cmd_transform)
@@ -535,7 +729,34 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--max-rows", type=int, default=None, help="read at most this many rows")
     plot.add_argument("--bins", type=int, default=100)
     plot.add_argument("--dpi", type=int, default=100)
+    plot.add_argument("--log", action="store_true", help="density on a log scale")
     plot.set_defaults(func=_cmd_plot)
+
+    report = sub.add_parser(
+        "report",
+        parents=[common],
+        help="write one self-contained HTML page: a summary table and each column's plot",
+    )
+    report.add_argument("model", help="a model file written by `gpuvgm fit`")
+    report.add_argument("data", nargs="+", help="Parquet/CSV files or directories (sorted)")
+    report.add_argument("-o", "--output", required=True, help="the HTML page to write")
+    report.add_argument(
+        "--force", action="store_true", help="replace an existing file that is not a report"
+    )
+    report.add_argument("--columns", help="comma-separated columns to report (default: all)")
+    report.add_argument(
+        "--sample-rows", type=int, default=50_000, help="histogram sample per column"
+    )
+    report.add_argument("--max-rows", type=int, default=None, help="read at most this many rows")
+    report.add_argument("--bins", type=int, default=80)
+    report.add_argument("--dpi", type=int, default=96)
+    report.add_argument(
+        "--scale",
+        choices=["both", "linear", "log"],
+        default="both",
+        help="density scale of the plots (both: linear above, log below)",
+    )
+    report.set_defaults(func=_cmd_report)
 
     bench = sub.add_parser("bench", parents=[common], help="time the passes on generated data")
     bench.add_argument("--rows", type=int, default=1_000_000)

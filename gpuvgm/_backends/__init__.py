@@ -5,7 +5,8 @@ seven passes, and a ``memory`` satisfying :class:`~gpuvgm._backends._api.Memory`
 shared argument checks of ``_api`` before it computes: ``"numba"`` (compiled CPU, the default on
 a CPU), ``"numpy"`` (the readable reference twin) and ``"cupy"`` (CUDA). Only the CUDA backend
 imports CuPy and only the compiled backend imports Numba, each only when it is asked for; no
-backend imports another.
+backend imports another. Importing this package imports neither NumPy nor a backend, so
+``gpuvgm info`` can say whether CUDA is usable without them.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from .._errors import BackendUnavailableError
-from ._api import Backend
 
 if TYPE_CHECKING:  # mypy checks here that each backend module satisfies the protocol
     from . import _cuda, _numba, _numpy
+    from ._api import Backend
 
     _numpy_backend: Backend = _numpy
     _numba_backend: Backend = _numba
@@ -46,7 +47,7 @@ def _cuda_backend() -> Backend:
     reason = _cuda.unavailable_reason()
     if reason is not None:
         raise BackendUnavailableError(f"device='cuda' but no usable GPU: {reason}; {_INSTALL_HINT}")
-    return cast(Backend, _cuda)
+    return cast("Backend", _cuda)
 
 
 def _cpu_backend() -> Backend:
@@ -58,7 +59,7 @@ def _cpu_backend() -> Backend:
             f"device='cpu' needs Numba, which could not be imported ({exc}); "
             "reinstall it (`pip install numba`) or use device='numpy'"
         ) from exc
-    return cast(Backend, _numba)
+    return cast("Backend", _numba)
 
 
 def get_backend(device: str) -> Backend:
@@ -67,7 +68,7 @@ def get_backend(device: str) -> Backend:
     if device == "numpy":
         from . import _numpy
 
-        return cast(Backend, _numpy)
+        return cast("Backend", _numpy)
     if device == "cpu":
         return _cpu_backend()
     if device == "cuda":

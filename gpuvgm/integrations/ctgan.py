@@ -14,7 +14,9 @@ here, so every later fit uses gpuvgm::
 
 CTGAN's own arguments (``max_clusters``, ``weight_threshold``,
 ``missing_value_generation="from_column"``) still reach the normalizer; the options given here
-(``device``, ``random_state``, ``rdt_compatible``, ``vgm_params``) are added to them. The
+(``device``, ``random_state``, ``rdt_compatible``, ``vgm_params``) are added to them. CTGAN's
+clip of ``normalized`` to [-0.99, 0.99] is kept unless ``vgm_params={"clip": None}`` (exact
+codes, which a ``tanh`` generator cannot reach beyond [-1, 1]). The
 normalizers pickle, so CTGAN's parallel transform (joblib, 500 rows and more) works; with
 ``device="cuda"`` each joblib worker process opens the GPU itself.
 """

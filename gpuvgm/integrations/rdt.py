@@ -34,22 +34,33 @@ Two modes (``rdt_compatible``):
 
 Both modes fit on what RDT fits on: the column with its nulls replaced by the mean (RDT's
 ``missing_value_replacement="mean"``), and encode null rows as the mean's encoding.
+
+Both modes clip ``normalized`` to [-0.99, 0.99] as RDT does (and ``reverse_transform`` its input
+to [-1, 1], where CTGAN's ``tanh`` outputs lie), unless ``vgm_params={"clip": c}`` says
+otherwise: ``{"clip": None}`` keeps the exact ``normalized`` and ``reverse_transform`` clips
+nothing, so every value comes back (a heavy tail included); a float ``c`` clips the transform to
+``c`` and the reverse to ``max(1, c)``. gpuvgm's own :class:`gpuvgm.VGM` does not clip by
+default.
 """
 
 from __future__ import annotations
 
+import abc
 import copy
+import inspect
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
 
-from .._errors import MissingDependencyError, NotFittedError, ParameterError
+from .._errors import DataTypeError, MissingDependencyError, NotFittedError, ParameterError
 from .._estimator import VGM
-from .._model import SAMPLE_PROB_FLOOR
+from .._model import RDT_CLIP, SAMPLE_PROB_FLOOR
 from .._validation import MAX_COMPONENTS, resolve_seed, validate_params
 
 try:
+    from rdt.transformers.numerical import ClusterBasedNormalizer as _RDTNormalizer
     from rdt.transformers.numerical import FloatFormatter
 except ImportError as exc:  # pragma: no cover - exercised only without rdt
     raise MissingDependencyError(
@@ -60,6 +71,21 @@ __all__ = ["ClusterBasedNormalizer", "rdt_choice"]
 
 # Rows per block of the posterior in rdt_compatible mode: (rows x K) float64 stays ~80 MB.
 _BLOCK_ROWS = 1 << 20
+
+# rdt 1.x's constructor starts with the deprecated ``model_missing_values`` (1.10 to 1.22); 2.0
+# dropped it. This class's constructor takes RDT's arguments in the installed RDT's order.
+RDT_TAKES_MODEL_MISSING_VALUES = (
+    "model_missing_values" in inspect.signature(_RDTNormalizer.__init__).parameters
+)
+
+# RDT's own words (rdt.transformers.base.BaseTransformer._set_model_missing_values, rdt 1.x).
+_MODEL_MISSING_VALUES_WARNING = (
+    "Future versions of RDT will not support the 'model_missing_values' parameter. "
+    "Please switch to using the 'missing_value_generation' parameter to select your strategy."
+)
+
+# What pandas infers for an object column RDT can encode (numbers, possibly with nulls).
+_NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"}
 
 # The VGM parameters this class sets itself (from RDT's constructor or its own options).
 _OWN_VGM_PARAMS = ("n_components", "weight_threshold", "device", "random_state")
@@ -101,11 +127,27 @@ def rdt_choice(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.count_nonzero(cdf <= np.asarray(u, dtype=np.float64)[:, None], axis=1)
 
 
-class ClusterBasedNormalizer(FloatFormatter):
+class ClusterBasedNormalizer(FloatFormatter, abc.ABC):
     """RDT's ``ClusterBasedNormalizer`` with gpuvgm's mixture (see the module docstring).
+
+    ``abc.ABC`` among the bases keeps this class out of RDT's transformer registry: RDT lists
+    ``BaseTransformer``'s subclasses by name (``get_class_by_transformer_name``,
+    ``get_transformers_by_type``, ``HyperTransformer.update_transformers_by_sdtype(...,
+    transformer_name=...)``) and skips those that name ``abc.ABC`` as a direct base (rdt 1.10 to
+    2.0, ``BaseTransformer.get_subclasses``). Without it, importing this module would make RDT's
+    name ``"ClusterBasedNormalizer"`` resolve to this class for the whole process. Use it by
+    passing an instance (``HyperTransformer.update_transformers``) or through
+    :func:`gpuvgm.integrations.ctgan.use_gpuvgm`; it declares no abstract method, so it is
+    instantiated as usual.
+
+    The constructor takes RDT's arguments in the installed RDT's order (rdt 1.x starts with
+    ``model_missing_values``; rdt 2.0 dropped it and takes it here as a keyword), then gpuvgm's.
 
     Parameters
     ----------
+    model_missing_values : bool or None, default=None
+        rdt 1.x's deprecated spelling (a ``FutureWarning``, as RDT): True is
+        ``missing_value_generation="from_column"``, False is ``"random"``.
     learn_rounding_scheme : bool, default=False
         As RDT: round ``reverse_transform``'s output to the decimals seen in ``fit``.
     enforce_min_max_values : bool, default=False
@@ -126,6 +168,8 @@ class ClusterBasedNormalizer(FloatFormatter):
         Reproduce RDT's component draws and arithmetic exactly (see the module docstring).
     vgm_params : dict, optional
         Further :class:`gpuvgm.VGM` parameters (``max_iter``, ``tol``, ``chunk_rows``...).
+        ``clip`` defaults to RDT's 0.99 here; ``{"clip": None}`` makes the round trip exact
+        (``reverse_transform`` then clips nothing either).
 
     Attributes
     ----------
@@ -147,18 +191,86 @@ class ClusterBasedNormalizer(FloatFormatter):
     _means: np.ndarray  # (max_clusters,), data units: RDT's arithmetic reads these
     _stds: np.ndarray
 
-    def __init__(
+    if RDT_TAKES_MODEL_MISSING_VALUES:  # rdt 1.x: RDT's positional order
+
+        def __init__(
+            self,
+            model_missing_values: bool | None = None,
+            learn_rounding_scheme: bool = False,
+            enforce_min_max_values: bool = False,
+            max_clusters: int = 10,
+            weight_threshold: float = 0.005,
+            missing_value_generation: str | None = "random",
+            device: str = "auto",
+            random_state: Any = None,
+            rdt_compatible: bool = False,
+            vgm_params: dict[str, Any] | None = None,
+        ):
+            self._configure(
+                model_missing_values,
+                learn_rounding_scheme,
+                enforce_min_max_values,
+                max_clusters,
+                weight_threshold,
+                missing_value_generation,
+                device,
+                random_state,
+                rdt_compatible,
+                vgm_params,
+            )
+
+    else:  # rdt 2.x
+
+        def __init__(  # type: ignore[misc]  # the variants differ in order, as RDT's do
+            self,
+            learn_rounding_scheme: bool = False,
+            enforce_min_max_values: bool = False,
+            max_clusters: int = 10,
+            weight_threshold: float = 0.005,
+            missing_value_generation: str | None = "random",
+            device: str = "auto",
+            random_state: Any = None,
+            rdt_compatible: bool = False,
+            vgm_params: dict[str, Any] | None = None,
+            *,
+            model_missing_values: bool | None = None,
+        ):
+            self._configure(
+                model_missing_values,
+                learn_rounding_scheme,
+                enforce_min_max_values,
+                max_clusters,
+                weight_threshold,
+                missing_value_generation,
+                device,
+                random_state,
+                rdt_compatible,
+                vgm_params,
+            )
+
+    def _configure(
         self,
-        learn_rounding_scheme: bool = False,
-        enforce_min_max_values: bool = False,
-        max_clusters: int = 10,
-        weight_threshold: float = 0.005,
-        missing_value_generation: str | None = "random",
-        device: str = "auto",
-        random_state: Any = None,
-        rdt_compatible: bool = False,
-        vgm_params: dict[str, Any] | None = None,
-    ):
+        model_missing_values: bool | None,
+        learn_rounding_scheme: bool,
+        enforce_min_max_values: bool,
+        max_clusters: int,
+        weight_threshold: float,
+        missing_value_generation: str | None,
+        device: str,
+        random_state: Any,
+        rdt_compatible: bool,
+        vgm_params: dict[str, Any] | None,
+    ) -> None:
+        name = type(self).__name__
+        if model_missing_values is not None:
+            if not isinstance(model_missing_values, (bool, np.bool_)):
+                raise ParameterError(
+                    f"The 'model_missing_values' parameter of {name} must be a bool or None. "
+                    f"Got {model_missing_values!r} instead."
+                )
+            # RDT 1.x: the deprecated flag overrides missing_value_generation.
+            warnings.warn(_MODEL_MISSING_VALUES_WARNING, FutureWarning, stacklevel=3)
+            missing_value_generation = "from_column" if model_missing_values else "random"
         # RDT's ClusterBasedNormalizer passes missing_value_replacement="mean" too.
         super().__init__(
             missing_value_generation=missing_value_generation,
@@ -166,7 +278,6 @@ class ClusterBasedNormalizer(FloatFormatter):
             learn_rounding_scheme=learn_rounding_scheme,
             enforce_min_max_values=enforce_min_max_values,
         )
-        name = type(self).__name__
         if (
             isinstance(max_clusters, bool)
             or not isinstance(max_clusters, numbers.Integral)
@@ -241,6 +352,14 @@ class ClusterBasedNormalizer(FloatFormatter):
             return resolve_seed(self.random_state)
         return int(self.random_seed)
 
+    def _clip(self) -> float | None:
+        """The bound on ``|normalized|``: RDT's 0.99 unless ``vgm_params`` sets ``clip``."""
+        return (self.vgm_params or {}).get("clip", RDT_CLIP)
+
+    def _vgm_params(self) -> dict[str, Any]:
+        """``vgm_params`` with RDT's clip unless they set one."""
+        return {"clip": RDT_CLIP, **(self.vgm_params or {})}
+
     def _set_mixture(self, model: VGM, means: np.ndarray, stds: np.ndarray, valid: Any) -> None:
         self._model = model
         self._means = np.asarray(means, dtype=np.float64).reshape(-1)  # (K,), data units
@@ -292,7 +411,7 @@ class ClusterBasedNormalizer(FloatFormatter):
             weight_threshold=fitted.weight_threshold,
             device=device,
             random_state=new._seed(),
-            **(vgm_params or {}),
+            **new._vgm_params(),
         )
         new._set_mixture(
             model,
@@ -303,10 +422,36 @@ class ClusterBasedNormalizer(FloatFormatter):
         return new
 
     # ------------------------------------------------------------------ RDT hooks
+    def _check_numeric(self, data: Any) -> None:
+        """A :class:`DataTypeError` naming the column and its dtype (never its values) unless
+        ``data`` holds numbers: RDT's arithmetic on a string, categorical or datetime column
+        fails with pandas' own ``TypeError``/``ValueError``, which quotes the data."""
+        import pandas as pd
+
+        dtype = data.dtype
+        if isinstance(dtype, pd.CategoricalDtype) or not (
+            pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_object_dtype(dtype)
+        ):
+            found = f"dtype {dtype}"
+        else:
+            if not pd.api.types.is_object_dtype(dtype):
+                return
+            inferred = pd.api.types.infer_dtype(data, skipna=True)
+            if inferred in _NUMERIC_INFERRED:
+                return
+            found = f"dtype {dtype} holding {inferred} values"
+        column = self.columns[0] if self.columns else data.name
+        raise DataTypeError(
+            f"column {column!r} has {found}; {type(self).__name__} encodes numbers only. "
+            "Give it a numeric column, or encode this one with a categorical or datetime "
+            "transformer (RDT's UniformEncoder, UnixTimestampEncoder)."
+        )
+
     def _fit(self, data: Any) -> None:
         """Fit to a column (``pandas.Series``); RDT's ``fit`` calls this."""
         import pandas as pd
 
+        self._check_numeric(data)
         super()._fit(data)  # RDT: dtype, min/max, rounding, the null transformer
         values = super()._transform(data)  # nulls replaced by the mean, as RDT fits
         if values.ndim > 1:
@@ -332,7 +477,7 @@ class ClusterBasedNormalizer(FloatFormatter):
             params.update(
                 means_init=km.cluster_centers_[:, 0], tol=1e-3, tol_scale="sum", max_iter=100
             )
-        params.update(self.vgm_params or {})
+        params.update(self._vgm_params())
         model = VGM(**params)
         model.fit(pd.DataFrame({str(self.columns[0]): values}))
         self._set_mixture(
@@ -342,6 +487,7 @@ class ClusterBasedNormalizer(FloatFormatter):
     def _transform(self, data: Any) -> np.ndarray:
         """``[normalized, component(, is_null)]`` per row, float64, as RDT's ``_transform``."""
         model = self.model_
+        self._check_numeric(data)
         values = super()._transform(data)  # nulls replaced by the mean; is_null appended
         is_null = None
         if values.ndim > 1:
@@ -372,13 +518,20 @@ class ClusterBasedNormalizer(FloatFormatter):
             component[block] = rdt_choice(probs, u[block])
         # RDT: (data - means) / (STD_MULTIPLIER * stds), then the chosen one, then the clip.
         normalized = (x - means[component]) / (self.STD_MULTIPLIER * stds[component])
-        return np.clip(normalized, -0.99, 0.99), component
+        clip = self._clip()
+        if clip is None:
+            return normalized, component
+        return np.clip(normalized, -clip, clip), component
 
     def _reverse_transform_helper(self, data: np.ndarray) -> np.ndarray:
         """Decode ``[normalized, component]`` columns (generator outputs welcome)."""
         valid = self._valid()
         n_valid = int(np.sum(valid))
-        normalized = np.clip(np.asarray(data[:, 0], dtype=np.float64), -1, 1)
+        normalized = np.asarray(data[:, 0], dtype=np.float64)
+        clip = self._clip()
+        if clip is not None:  # RDT: generator outputs into [-1, 1]; nothing to undo without
+            bound = max(1.0, float(clip))
+            normalized = np.clip(normalized, -bound, bound)
         rounded = np.round(np.asarray(data[:, 1], dtype=np.float64))
         if self.rdt_compatible:
             # RDT's expression and order: normalized * 4 * std + mean.

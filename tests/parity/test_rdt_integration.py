@@ -6,6 +6,7 @@ and an integer-valued column (int64 dtype, so RDT's dtype and rounding paths run
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import subprocess
 import sys
@@ -15,13 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import five_modes, lognormal
+from conftest import five_modes, lognormal, rtol
 
-from gpuvgm import NotFittedError, ParameterError
+from gpuvgm import DataTypeError, NotFittedError, ParameterError
 
 rdt_numerical = pytest.importorskip("rdt.transformers.numerical")
 RDTNormalizer = rdt_numerical.ClusterBasedNormalizer
 
+from gpuvgm.integrations.rdt import (  # noqa: E402
+    RDT_TAKES_MODEL_MISSING_VALUES as RT_TAKES_MMV,
+)
 from gpuvgm.integrations.rdt import ClusterBasedNormalizer, rdt_choice  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,6 +184,82 @@ def test_default_mode_has_rdts_columns_and_round_trips(table, generation):
     np.testing.assert_allclose(y[kept], x[kept], rtol=1e-12, atol=1e-9)
 
 
+@pytest.fixture(scope="module")
+def heavy_tail() -> pd.DataFrame:
+    """A t(2) column with nulls: 0.1-1 % of its rows lie beyond RDT's 0.99 clip."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_t(2, N_ROWS) * 15 + 5
+    x[rng.random(N_ROWS) < 0.03] = np.nan
+    return pd.DataFrame({"delay": x})
+
+
+def test_default_clip_is_rdts_on_a_heavy_tail(heavy_tail):
+    """Without vgm_params the integration clips as RDT does: bit for bit RDT's output and
+    reverse (from RDT's mixture), and gpuvgm's own fit clips at 0.99 too."""
+    rdt_cbn = _rdt_fit(heavy_tail, "delay", missing_value_generation="from_column")
+    ours = ClusterBasedNormalizer.from_rdt(rdt_cbn, device="cpu", rdt_compatible=True)
+    assert ours.model_.clip == 0.99
+    expected, got = rdt_cbn.transform(heavy_tail), ours.transform(heavy_tail)
+    assert expected["delay.normalized"].abs().max() == 0.99  # the tail is clipped
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    pd.testing.assert_frame_equal(
+        ours.reverse_transform(got), rdt_cbn.reverse_transform(expected), check_exact=True
+    )
+    own = ClusterBasedNormalizer(missing_value_generation="from_column", device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = own.fit_transform(heavy_tail, "delay")
+    assert own.model_.clip == 0.99
+    assert out["delay.normalized"].abs().max() == 0.99
+
+
+@pytest.mark.parametrize("rdt_compatible", [False, True])
+def test_clip_none_round_trips_a_heavy_tail_exactly(heavy_tail, rdt_compatible):
+    """``vgm_params={"clip": None}`` reaches the transform and the reverse: every value of a
+    t(2) column comes back to float64 rounding (1e-12 std), and its nulls as nulls."""
+    ours = ClusterBasedNormalizer(
+        missing_value_generation="from_column",
+        device="cpu",
+        rdt_compatible=rdt_compatible,
+        vgm_params={"clip": None},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = ours.fit_transform(heavy_tail, "delay")
+    assert ours.model_.clip is None
+    assert out["delay.normalized"].abs().max() > 1  # beyond both RDT clips (0.99, then 1)
+    back = ours.reverse_transform(out)["delay"].to_numpy()
+    x = heavy_tail["delay"].to_numpy()
+    null = np.isnan(x)
+    np.testing.assert_array_equal(np.isnan(back), null)
+    err = np.abs(back[~null] - x[~null]) / np.nanstd(x)
+    assert err.max() <= rtol(np.float64, "twin"), err.max()
+
+
+def test_clip_none_from_rdt_gives_rdts_unclipped_values(heavy_tail):
+    """From RDT's mixture with clip=None: RDT's normalized values before its clip, and an exact
+    reverse of them."""
+    rdt_cbn = _rdt_fit(heavy_tail, "delay", missing_value_generation="from_column")
+    ours = ClusterBasedNormalizer.from_rdt(
+        rdt_cbn, device="cpu", rdt_compatible=True, vgm_params={"clip": None}
+    )
+    expected, got = rdt_cbn.transform(heavy_tail), ours.transform(heavy_tail)  # same draws
+    comp = got["delay.component"].to_numpy().astype(int)
+    np.testing.assert_array_equal(comp, expected["delay.component"].to_numpy())
+    bgm, valid = rdt_cbn._bgm_transformer, rdt_cbn.valid_component_indicator
+    means, stds = bgm.means_[:, 0][valid], np.sqrt(bgm.covariances_[:, 0, 0])[valid]
+    x = heavy_tail["delay"].fillna(heavy_tail["delay"].mean()).to_numpy()
+    unclipped = (x - means[comp]) / (4 * stds[comp])  # RDT's expression, without np.clip
+    np.testing.assert_array_equal(got["delay.normalized"].to_numpy(), unclipped)
+    kept = np.abs(unclipped) < 0.99
+    np.testing.assert_array_equal(got["delay.normalized"][kept], expected["delay.normalized"][kept])
+    back = ours.reverse_transform(got)["delay"].to_numpy()
+    x = heavy_tail["delay"].to_numpy()
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(x))
+    ok = ~np.isnan(x)
+    assert np.max(np.abs(back[ok] - x[ok])) / np.nanstd(x) <= rtol(np.float64, "twin")
+
+
 def test_integer_column_rounds_and_keeps_its_dtype(table):
     ours = ClusterBasedNormalizer(
         missing_value_generation=None, device="cpu", learn_rounding_scheme=True, random_state=1
@@ -297,3 +377,160 @@ def test_cuda_backend_gives_the_same_output(table):
     pd.testing.assert_frame_equal(
         compatible.transform(table), rdt_cbn.transform(table), check_exact=True
     )
+
+
+# ---------------------------------------------------------------------- RDT as it was found
+def test_rdts_name_lookups_still_return_rdts_class():
+    """Importing the integration (this module did, and so does ``use_gpuvgm``) leaves RDT's
+    registry alone: every lookup by name gives RDT's own classes, and gpuvgm's class is in none
+    of RDT's lists (the caches are cleared first, so the lists are built after the import)."""
+    import rdt.transformers as rt
+    from rdt import HyperTransformer
+
+    import gpuvgm.integrations.ctgan  # noqa: F401  # use_gpuvgm's module imports the class too
+
+    for cached in (rt.get_class_by_transformer_name, rt.get_transformers_by_type):
+        cached.cache_clear()
+    by_name = rt.get_class_by_transformer_name()
+    assert by_name["ClusterBasedNormalizer"] is RDTNormalizer
+    listed = [*by_name.values(), *rt.TRANSFORMERS.values()]
+    listed += [c for classes in rt.get_transformers_by_type().values() for c in classes]
+    assert not [c for c in listed if c.__module__.startswith("gpuvgm")]
+    path = "rdt.transformers.numerical.ClusterBasedNormalizer"
+    assert rt.get_transformer_class(path) is RDTNormalizer
+    # ...while gpuvgm's class is still found by its own full path, as any transformer is.
+    ours = rt.get_transformer_class("gpuvgm.integrations.rdt.ClusterBasedNormalizer")
+    assert ours is ClusterBasedNormalizer
+
+    data = pd.DataFrame({"a": np.linspace(0, 1, 50), "b": np.arange(50) % 7 * 1.5})
+    ht = HyperTransformer()
+    ht.detect_initial_config(data)
+    ht.update_transformers_by_sdtype("numerical", transformer_name="ClusterBasedNormalizer")
+    chosen = ht.get_config()["transformers"]
+    assert {type(t) for t in chosen.values()} == {RDTNormalizer}
+
+
+def _rdt_parameters() -> list[inspect.Parameter]:
+    return list(inspect.signature(RDTNormalizer.__init__).parameters.values())[1:]
+
+
+def test_constructor_takes_the_installed_rdts_arguments_in_rdts_order():
+    """The installed RDT's parameters, same names, kinds, defaults and positions, come first;
+    gpuvgm's own follow. A positional call means the same to both classes."""
+    ours = list(inspect.signature(ClusterBasedNormalizer.__init__).parameters.values())[1:]
+    theirs = _rdt_parameters()
+    assert [(p.name, p.kind, p.default) for p in ours[: len(theirs)]] == [
+        (p.name, p.kind, p.default) for p in theirs
+    ]
+    rest = {p.name for p in ours[len(theirs) :]}
+    assert {"device", "random_state", "rdt_compatible", "vgm_params"} <= rest
+    # The arguments of every RDT the [rdt] extra allows (rdt>=1.10): rdt 1.10.0 to 1.22 have
+    # exactly these six (model_missing_values first), 2.0 the last five.
+    every = {
+        "model_missing_values",
+        "learn_rounding_scheme",
+        "enforce_min_max_values",
+        "max_clusters",
+        "weight_threshold",
+        "missing_value_generation",
+    }
+    assert {p.name for p in theirs} <= every <= {p.name for p in ours}
+
+    # Each argument has RDT's effect: both classes print the same, built the same way.
+    positional = [True, True, 7, 0.01, "from_column"]
+    if RT_TAKES_MMV:
+        positional = [None, *positional]
+    assert repr(ClusterBasedNormalizer(*positional)) == repr(RDTNormalizer(*positional))
+    keywords = {"max_clusters": 4, "missing_value_generation": None, "weight_threshold": 0.1}
+    assert repr(ClusterBasedNormalizer(**keywords)) == repr(RDTNormalizer(**keywords))
+
+
+@pytest.mark.parametrize(("flag", "generation"), [(True, "from_column"), (False, "random")])
+def test_deprecated_model_missing_values_works_as_in_rdt_1(table, flag, generation):
+    with pytest.warns(FutureWarning, match="model_missing_values"):
+        ours = ClusterBasedNormalizer(model_missing_values=flag, missing_value_generation=None)
+    assert ours.missing_value_generation == generation
+    if RT_TAKES_MMV:  # the installed RDT still has it: the same outcome
+        with pytest.warns(FutureWarning, match="model_missing_values"):
+            theirs = RDTNormalizer(model_missing_values=flag, missing_value_generation=None)
+        assert theirs.missing_value_generation == generation
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours.fit(table, "skewed")
+        out = ours.transform(table)
+    assert ("skewed.is_null" in out) == flag
+    with pytest.raises(ParameterError, match="model_missing_values"):
+        ClusterBasedNormalizer(model_missing_values="yes")
+
+
+# ---------------------------------------------------------------------- non-numeric columns
+SECRET = "s3cr3t-customer-42"
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype_text"),
+    [
+        (pd.Series([SECRET, "b", None] * 10), "dtype object"),
+        (pd.Series([SECRET, "b", None] * 10, dtype="string"), "dtype string"),
+        (pd.Series([1.5, SECRET, None] * 10, dtype=object), "dtype object"),
+        (pd.Series(pd.Categorical([SECRET, "b", "c"] * 10)), "dtype category"),
+        (pd.Series(pd.date_range("2020-01-01", periods=30)), "dtype datetime64"),
+    ],
+)
+def test_non_numeric_column_is_a_typed_error_naming_column_and_dtype(values, dtype_text):
+    data = pd.DataFrame({"amount": np.arange(30.0), "who": values})
+    with pytest.raises(DataTypeError) as info:
+        ClusterBasedNormalizer(device="cpu").fit(data, "who")
+    message = str(info.value)
+    assert "'who'" in message and dtype_text in message
+    assert SECRET not in message and "2020" not in message  # the data stays out of the message
+    assert isinstance(info.value, TypeError)  # still what pandas' error was
+
+
+def test_numbers_in_an_object_column_still_fit_as_in_rdt(table):
+    data = pd.DataFrame({"v": pd.Series(list(table["skewed"]), dtype=object)})
+    ours = ClusterBasedNormalizer(device="cpu", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = ours.fit_transform(data, "v")
+    assert list(out.columns) == ["v.normalized", "v.component"]
+
+
+def test_transforming_a_string_column_after_fitting_numbers_is_a_typed_error(table):
+    ours = ClusterBasedNormalizer(device="cpu", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours.fit(table, "multimodal")
+    bad = pd.DataFrame({"multimodal": [SECRET] * 5})
+    with pytest.raises(DataTypeError, match="'multimodal' has dtype object") as info:
+        ours.transform(bad)
+    assert SECRET not in str(info.value)
+
+
+def test_use_gpuvgm_and_undo_leave_rdts_lookups_alone(monkeypatch):
+    """``use_gpuvgm`` patches CTGAN's module only (a stand-in here: CTGAN is optional), RDT's
+    lookups give RDT's class while the patch is on and after ``undo()``, which puts CTGAN's
+    normalizer back."""
+    import types
+
+    import rdt.transformers as rt
+
+    from gpuvgm.integrations.ctgan import use_gpuvgm
+
+    package, module = types.ModuleType("ctgan"), types.ModuleType("ctgan.data_transformer")
+    module.ClusterBasedNormalizer = RDTNormalizer
+    package.data_transformer = module
+    monkeypatch.setitem(sys.modules, "ctgan", package)
+    monkeypatch.setitem(sys.modules, "ctgan.data_transformer", module)
+
+    def rdt_lookup():
+        rt.get_class_by_transformer_name.cache_clear()
+        return rt.get_class_by_transformer_name()["ClusterBasedNormalizer"]
+
+    patch = use_gpuvgm(device="cpu", rdt_compatible=True)
+    assert module.ClusterBasedNormalizer().rdt_compatible is True  # CTGAN now builds gpuvgm's
+    assert isinstance(module.ClusterBasedNormalizer(), ClusterBasedNormalizer)
+    assert rdt_lookup() is RDTNormalizer
+    patch.undo()
+    assert module.ClusterBasedNormalizer is RDTNormalizer
+    assert rdt_lookup() is RDTNormalizer

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +17,8 @@ import pytest
 from conftest import five_modes
 
 import gpuvgm
-from gpuvgm.cli import main
+from gpuvgm._layouts import LAYOUTS
+from gpuvgm.cli import build_parser, main
 
 
 def test_demo_runs_end_to_end_and_round_trips(tmp_path, capsys):
@@ -35,13 +39,121 @@ def test_demo_runs_end_to_end_and_round_trips(tmp_path, capsys):
         ]
     )
     assert code == 0
-    out = capsys.readouterr().out
-    assert "backend numba" in out and "round-trip" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "backend numba, seed 0, clip none" in out and "round trip" in out
+    # One line per phase, in the order they ran (printed as each finished).
+    phases = ["generate", "pre-pass", "init", "iterations", "transform", "round trip"]
+    lines = out.splitlines()
+    at = [next(i for i, line in enumerate(lines) if line.strip().startswith(p)) for p in phases]
+    assert at == sorted(at), at
+    assert "60,000 rows" in lines[at[1]] and "lower bound/row" in lines[at[3]]
+    assert "\r" not in captured.err  # stderr is not a terminal: no bars without --progress
     result = json.loads(metrics.read_text())
     assert result["rows"] == 60000 and result["columns"] == ["amount", "age", "timestamp"]
-    # float64 all the way (the rdt layout): exact to rounding, even for the 1.7e9 timestamps.
+    # Every row is compared, and nothing is clipped by default: float64 all the way (the rdt
+    # layout), exact to rounding on every row, even for the 1.7e9 timestamps.
+    assert result["rows_compared"] == 60000 and result["clip"] is None
+    assert result["n_clipped"] == [0, 0, 0]
     assert all(e <= 1e-12 for e in result["round_trip_max_error_over_std"])
-    assert result["nulls"][0] > 0 and result["rows_compared"][1] > 59000
+    assert result["nulls_in"][0] > 0 and result["nulls_back"] == result["nulls_in"]
+    assert result["values_lost"] == [0, 0, 0]
+    assert f"all 60,000 rows x 3 columns decoded and compared; {result['nulls_in'][0]:,} of" in out
+
+
+def test_demo_with_ctgans_clip_says_what_the_clip_costs(tmp_path, capsys):
+    metrics = tmp_path / "m.json"
+    argv = ["demo", "--dir", str(tmp_path), "--rows", "30000", "--max-iter", "10",
+            "--device", "cpu", "--clip", "0.99", "--metrics-json", str(metrics)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    result = json.loads(metrics.read_text())
+    clipped = sum(result["n_clipped"])
+    assert result["clip"] == 0.99 and clipped > 0
+    assert f"{clipped:,} values were clipped" in out
+    # The clipped rows are in the error (they decode to at most 3.96 std from their mode)...
+    assert max(result["round_trip_max_error_over_std"]) > 1e-6
+    # ...and every other row still comes back exactly.
+    assert all(e <= 1e-12 for e in result["round_trip_max_error_over_std_unclipped"])
+
+
+def test_progress_bars_draw_on_request_with_the_lower_bound(tmp_path, capsys):
+    data = tmp_path / "d.parquet"
+    _write(data, 5000, np.random.default_rng(1), extra=False)
+    argv = ["fit", str(data), "-o", str(tmp_path / "m.gpuvgm"), "--columns", "v",
+            "--max-iter", "8", "--device", "cpu", "--progress"]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "pre-pass" in captured.err and "iterations" in captured.err
+    assert "lower bound/row" in captured.err and "passes" in captured.err
+    assert [line.split()[0] for line in captured.out.splitlines()[:3]] == [
+        "pre-pass",
+        "init",
+        "iterations",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        assert main([*argv, "-q"]) == 0  # --quiet wins: nothing on either stream
+    captured = capsys.readouterr()
+    assert captured.out == "" and "lower bound/row" not in captured.err
+
+
+def _fit_cli(tmp_path, data, name, *extra):
+    path = tmp_path / name
+    argv = ["fit", str(data), "-o", str(path), "--columns", "v", "--max-iter", "15",
+            "--device", "cpu", *extra]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        assert main(argv) == 0
+    return gpuvgm.load(path)
+
+
+def test_fit_is_reproducible_by_default_and_random_on_request(tmp_path, capsys):
+    data = tmp_path / "d.parquet"
+    _write(data, 6000, np.random.default_rng(2), extra=False)
+    a, b = _fit_cli(tmp_path, data, "a.gpuvgm"), _fit_cli(tmp_path, data, "b.gpuvgm")
+    out = capsys.readouterr().out
+    assert out.count(", seed 0; model written to") == 2  # printed...
+    assert a.seed_ == b.seed_ == 0 and a.random_state == 0  # ...and stored
+    np.testing.assert_array_equal(a.means_, b.means_)
+    x = pq.read_table(data).column("v").to_numpy(zero_copy_only=False)
+    np.testing.assert_array_equal(a.transform(x).component, b.transform(x).component)
+
+    r1 = _fit_cli(tmp_path, data, "r1.gpuvgm", "--seed", "random")
+    r2 = _fit_cli(tmp_path, data, "r2.gpuvgm", "--seed", "random")
+    out = capsys.readouterr().out
+    assert r1.random_state is None and r1.seed_ != r2.seed_  # two draws of 64 bits
+    assert f"seed {r1.seed_} (drawn for --seed random; --seed {r1.seed_} repeats" in out
+    again = _fit_cli(tmp_path, data, "again.gpuvgm", "--seed", str(r1.seed_))
+    np.testing.assert_array_equal(again.means_, r1.means_)
+    np.testing.assert_array_equal(again.transform(x).component, r1.transform(x).component)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--seed", "-1"), ("--seed", "often"), ("--clip", "0"), ("--clip", "x")]
+)
+def test_bad_seed_or_clip_is_a_usage_error(tmp_path, option, value):
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpuvgm", "fit", "x.parquet", "-o", "m", option, value],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and f"argument {option}" in proc.stderr
+
+
+def test_make_demo_passes_rows_through():
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[2]
+    cmd = [make, "-n", "-C", str(root), "demo", "ROWS=12345", "VENV=/nonexistent-venv"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "demo --dir demo_data --rows 12345" in out
+    assert "installing gpuvgm" in out  # first setup says what it installs
+    plain = subprocess.run([*cmd[:-2], cmd[-1]], capture_output=True, text=True, check=True)
+    assert "--rows" not in plain.stdout.splitlines()[-1]
 
 
 def test_errors_exit_1_with_one_line(tmp_path, capsys, monkeypatch):
@@ -61,7 +173,17 @@ def test_usage_errors_exit_2():
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
-@pytest.mark.parametrize("layout", ["rdt", "compact", "ctgan"])
+def test_cli_offers_every_layout_and_defaults_to_full():
+    """The CLI spells the layouts out (so --help imports no pyarrow): the same list."""
+    parser = build_parser()
+    args = parser.parse_args(["transform", "m.gpuvgm", "d.parquet", "-o", "e.parquet"])
+    assert args.layout == "full"
+    (sub,) = [a for a in parser._actions if a.dest == "command" or a.choices]
+    option = next(a for a in sub.choices["transform"]._actions if a.dest == "layout")
+    assert tuple(option.choices) == LAYOUTS
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_transform_parquet_layouts_preserve_rows(tmp_path, layout, rng):
     n = 20_000
     x = five_modes(n, rng)
@@ -87,13 +209,30 @@ def test_transform_parquet_layouts_preserve_rows(tmp_path, layout, rng):
         np.testing.assert_array_equal(np.argmax(onehot[ok], axis=1), enc.component[ok, 0])
         assert np.all(onehot[~ok] == 0) and np.all(onehot.sum(axis=1)[ok] == 1)
         np.testing.assert_allclose(alpha[ok], enc.normalized[ok, 0], rtol=1e-6, atol=1e-7)
+    elif layout in ("rdt", "rdt_random"):  # RDT's: a null is the mean's encoding, float64
+        ok = ~enc.null[:, 0]
+        comp = out.column("v.component").to_numpy()
+        assert out.schema.field("v.component").type == pa.float64()
+        np.testing.assert_array_equal(comp[ok], enc.component[ok, 0])  # row order preserved
+        np.testing.assert_array_equal(alpha[ok], enc.normalized[ok, 0])
+        filled = model.transform(np.where(np.isnan(x), np.nanmean(x), x))
+        np.testing.assert_array_equal(comp[~ok], filled.component[~ok, 0])
+        assert not np.isnan(alpha).any()
+        assert ("v.is_null" in out.column_names) == (layout == "rdt")
+        if layout == "rdt":
+            np.testing.assert_array_equal(out.column("v.is_null").to_numpy(), np.isnan(x) * 1.0)
     else:
         comp = out.column("v.component").to_numpy()
         np.testing.assert_array_equal(comp, enc.component[:, 0])  # row order preserved
         rtol = 1e-6 if layout == "compact" else 0
         np.testing.assert_allclose(alpha, enc.normalized[:, 0], rtol=rtol, equal_nan=True)
-    if layout == "rdt":
+    if layout == "full":
         np.testing.assert_array_equal(out.column("v.is_null").to_numpy(), np.isnan(x))
+    back = tmp_path / "back.parquet"
+    model.inverse_parquet(dst, back)
+    decoded = pq.read_table(back).column("v").to_numpy(zero_copy_only=False)
+    if layout != "rdt_random":  # the one layout that does not mark nulls
+        np.testing.assert_array_equal(np.isnan(decoded), np.isnan(x))
     assert not list(tmp_path.glob(".out.parquet.*"))  # no temporary file left behind
 
 
@@ -170,7 +309,8 @@ def test_cli_fit_transform_inverse_round_trip_in_row_order(tmp_path, rng, capsys
     assert main(["inverse", str(model), str(encoded), "-o", str(back_path), "-q"]) == 0
     back = pq.read_table(back_path).column("v").to_numpy(zero_copy_only=False)
     alpha = out.column("v.normalized").to_numpy(zero_copy_only=False)
-    ok = ~np.isnan(x) & (np.abs(alpha) < 0.99)
+    assert np.nanmax(np.abs(alpha)) > 0.99  # tails beyond CTGAN's clip: none by default
+    ok = ~np.isnan(x)  # every row comes back
     np.testing.assert_array_equal(np.isnan(back), np.isnan(x))
     assert np.max(np.abs(back[ok] - x[ok])) <= 1e-12 * np.nanstd(x)
     assert main(["info", str(model)]) == 0
@@ -475,3 +615,41 @@ def test_n_jobs_and_compute_dtype_flags_reach_the_model(tmp_path, rng, capsys):
     capsys.readouterr()
     assert main([*fit, *common, "--n-jobs", "0", "--force"]) == 2  # a parameter error
     assert "n_jobs" in capsys.readouterr().err
+
+
+def test_info_lists_the_weights_and_the_valid_components_by_code(tmp_path, rng, capsys):
+    x = np.concatenate([rng.normal(m, 0.3, 2000) for m in (-5.0, 0.0, 5.0)])
+    centres = np.array([100.0, -5, 101, 102, 0, 103, 104, 5, 105, 106])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        model = gpuvgm.VGM(means_init=centres, device="cpu", max_iter=20).fit(
+            np.column_stack([x, five_modes(x.size, rng)])
+        )
+    path = tmp_path / "m.gpuvgm"
+    model.save(path)
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    blocks = re.split(r"\n  (?=\S)", out)[1:]  # one block per column
+    for j in range(2):
+        block = next(b for b in blocks if b.startswith(f"{j}: "))
+        valid = model.valid_components_[j]
+        listed = re.search(r"weights \(all 10\): \[(.*)\]", block)[1]
+        weights = [float(w) for w in listed.split(",")]
+        np.testing.assert_allclose(weights, model.weights_[j], rtol=1e-3)
+        assert abs(sum(weights) - 1) < 1e-3
+        table = re.findall(r"^\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)$", block, re.MULTILINE)
+        assert [int(r[0]) for r in table] == list(range(int(valid.sum())))
+        got = np.array([[float(v) for v in r[1:]] for r in table])
+        np.testing.assert_allclose(got[:, 0], model.weights_[j][valid], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got[:, 1], model.means_[j][valid], rtol=1e-5)
+        np.testing.assert_allclose(got[:, 2], np.sqrt(model.covariances_[j][valid]), rtol=1e-5)
+        pruned = re.search(r"pruned (\d+) .*total weight (\S+)", block)
+        if valid.all():
+            assert pruned is None
+        else:
+            assert int(pruned[1]) == int((~valid).sum())
+            # The valid weights and the pruned remainder make the whole mixture.
+            assert abs(got[:, 0].sum() + float(pruned[2]) - 1) < 1e-5
+    # The first column's valid components are 1, 4 and 7 of 10: listed as codes 0, 1, 2.
+    assert np.flatnonzero(model.valid_components_[0]).tolist() == [1, 4, 7]
