@@ -171,9 +171,9 @@ class VGM(Estimator):
         Precision of the E-step's per-value arithmetic (its sums are float64 either way).
         None: the backend's default, float64 on the CPU (``"cpu"``, ``"numpy"``), the data's
         dtype on CUDA. float64 is the CPU default because it keeps the 1e-8 scikit-learn parity
-        and fits a float32 array to the same model as its float64 copy; ``"float32"`` (about
+        and fits a float32 array to the same model as its float64 copy; ``"float32"`` (1e-8 to
         3e-7 relative on the statistics, below the rounding float32 data already carries;
-        twice the SIMD lanes) made the compiled E-step about 1.7x faster than float64 on an
+        twice the SIMD lanes) made the compiled E-step 1.8-2x faster than float64 on an
         AVX-512 VM. The NumPy reference backend computes in float64 only (``"float32"`` with
         ``device="numpy"`` is a :class:`ParameterError`). The initialisation, the transform
         and ``predict_proba`` compute in float64 on the CPU.
