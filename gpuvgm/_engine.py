@@ -40,6 +40,7 @@ from ._model import (
     Stats,
     TransformParams,
 )
+from ._parallel import n_threads
 from ._profiling import annotate, cpu_report, peak_rss_bytes
 from ._sampling import Reservoir, seeding_frame
 from ._sources import Progress, Source
@@ -79,6 +80,8 @@ class FitConfig:
     staged: bool
     schedule: str
     n_init: int
+    compute_dtype: str | None
+    n_jobs: int | None
     seed: int
 
     @classmethod
@@ -260,6 +263,7 @@ class Passes:
     scale: np.ndarray | None = None
     priors: Priors | None = None
     prefix: str = ""
+    compute_dtype: str | None = None  # the E-step's (None: the backend's default)
 
     def run(self, fn: Callable[[int, Any], Stats], phase: str, cols: Any = None) -> Stats:
         """``fn(row_offset, chunk)`` summed over every chunk (of the columns ``cols``)."""
@@ -277,8 +281,10 @@ class Passes:
 
     def estep(self, params: EStepParams, cols: np.ndarray, it: int) -> Stats:
         with annotate("estep"):
-            fn = _on_chunk(self.backend.estep_stats, params)
-            stats = self.run(fn, f"iteration {it}", cols)
+            estep = self.backend.estep_stats
+            if self.compute_dtype is not None:
+                estep = functools.partial(estep, compute_dtype=np.dtype(self.compute_dtype))
+            stats = self.run(_on_chunk(estep, params), f"iteration {it}", cols)
         pass_done = getattr(self.progress, "pass_done", None)
         if pass_done is not None and self.priors is not None:
             # What the caller computes from these statistics (iterate, SQUAREM): the lower
@@ -455,6 +461,8 @@ def fit_result(run: Run, state: Iterations, timings: dict[str, float]) -> FitRes
     _warn_unconverged(source.columns, state, moments.count, config)
     report = _report(run, state, timings)
     report["cpu"] = cpu_report(run.cpu_seconds, timings["total"])
+    report["cpu"]["threads"] = n_threads()
+    report["compute_dtype"] = compute_dtype_name(config.compute_dtype, run.backend.NAME)
     history = FitHistory(
         state.n_iter,
         state.converged,
@@ -474,6 +482,15 @@ def fit_result(run: Run, state: Iterations, timings: dict[str, float]) -> FitRes
         history,
     )
     return FitResult(fitted, run.passes, timings)
+
+
+def compute_dtype_name(compute_dtype: str | None, backend: str) -> str:
+    """The E-step's compute precision, as ``fit_report_["compute_dtype"]`` records it: the
+    ``compute_dtype`` parameter, or the backend's default (float64 on the CPU backends; the
+    data's own dtype on CUDA)."""
+    if compute_dtype is not None:
+        return str(compute_dtype)
+    return "float64" if backend in ("numba", "numpy") else "the data's dtype"
 
 
 def _warn_unconverged(

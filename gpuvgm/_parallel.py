@@ -5,6 +5,7 @@ fixed order and do not depend on the number of threads."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
 import queue
@@ -19,10 +20,52 @@ from ._errors import ParameterError
 
 T = TypeVar("T")
 
+# The thread count of the estimator call in progress (its ``n_jobs``), for the threads that
+# call n_threads() within it; None outside one.
+_n_jobs: contextvars.ContextVar[int | None] = contextvars.ContextVar("gpuvgm_n_jobs", default=None)
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_n_jobs(n_jobs: int | None) -> int:
+    """The thread count of an ``n_jobs`` parameter, scikit-learn's convention: None, the default
+    (:func:`n_threads` outside any call: ``GPUVGM_NUM_THREADS`` or one per core, at most 16);
+    a positive int, that many; -1, every core; -2, all but one, and so on (at least 1)."""
+    if n_jobs is None:
+        return _default_threads()
+    n_jobs = int(n_jobs)
+    if n_jobs == 0:
+        raise ParameterError("n_jobs == 0 has no meaning; use None, a positive int or -1.")
+    return n_jobs if n_jobs > 0 else max(1, cores() + 1 + n_jobs)
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Within the block, :func:`n_threads` is ``n`` in this thread (and in the background
+    threads gpuvgm starts from it): the compute pool, the compiled kernels and the I/O pool."""
+    token = _n_jobs.set(max(1, int(n)))
+    try:
+        yield
+    finally:
+        _n_jobs.reset(token)
+
 
 def n_threads() -> int:
-    """Worker threads: ``GPUVGM_NUM_THREADS`` if set (0 or empty: the default), else the CPU
-    count (at most 16). Anything but a non-negative integer is a :class:`ParameterError`."""
+    """Worker threads: the ``n_jobs`` of the estimator call in progress (:func:`threads`), else
+    :func:`_default_threads`."""
+    n = _n_jobs.get()
+    return _default_threads() if n is None else n
+
+
+def _default_threads() -> int:
+    """``GPUVGM_NUM_THREADS`` if set (0 or empty: the default), else the CPU count (at most
+    16). Anything but a non-negative integer is a :class:`ParameterError`."""
     text = os.environ.get("GPUVGM_NUM_THREADS", "").strip()
     n = 0
     if text:
@@ -38,16 +81,22 @@ def n_threads() -> int:
     return n or min(os.cpu_count() or 1, 16)
 
 
-@functools.lru_cache(maxsize=1)
 def pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=n_threads(), thread_name_prefix="gpuvgm")
+    """The compute pool of :func:`n_threads` workers."""
+    return _pool(n_threads(), "gpuvgm")
 
 
-@functools.lru_cache(maxsize=1)
 def io_pool() -> ThreadPoolExecutor:
     """Threads that decode and encode files (Parquet row groups, part files): not the compute
     pool, so a read or a write never waits behind compute, nor compute behind I/O."""
-    return ThreadPoolExecutor(max_workers=n_threads(), thread_name_prefix="gpuvgm-io")
+    return _pool(n_threads(), "gpuvgm-io")
+
+
+@functools.lru_cache(maxsize=8)
+def _pool(n: int, prefix: str) -> ThreadPoolExecutor:
+    """One pool per thread count (a pool's workers live as long as the process), so that a
+    call with ``n_jobs=2`` never runs on more than two workers."""
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix=prefix)
 
 
 class _OneBlasThread(contextlib.ContextDecorator):
@@ -95,7 +144,8 @@ def parallel_map(fn: Callable[..., T], tasks: Iterable[tuple]) -> list[T]:
     with one_blas_thread:
         if len(tasks) <= 1 or n_threads() == 1:
             return [fn(*t) for t in tasks]
-        return list(pool().map(lambda t: fn(*t), tasks))
+        ctx = contextvars.copy_context()  # the workers see this call's n_threads()
+        return list(pool().map(lambda t: ctx.copy().run(fn, *t), tasks))
 
 
 #: Chunks a source may be read ahead of the pass that consumes them (bounded memory: this many
@@ -142,7 +192,12 @@ def read_ahead(items: Iterable[T], depth: int = READ_AHEAD) -> Iterator[T]:
             if close is not None:
                 close()
 
-    producer = threading.Thread(target=produce, name="gpuvgm-read-ahead", daemon=True)
+    producer = threading.Thread(
+        target=contextvars.copy_context().run,
+        args=(produce,),
+        name="gpuvgm-read-ahead",
+        daemon=True,
+    )
     producer.start()
     try:
         while True:
@@ -172,7 +227,12 @@ class WriteBehind:
         self._items: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._error: BaseException | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gpuvgm-write-behind", daemon=True)
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._run,),
+            name="gpuvgm-write-behind",
+            daemon=True,
+        )
         self._thread.start()
 
     def _run(self) -> None:

@@ -431,6 +431,7 @@ def _sample_stage(
         moments.count / sizes,
         priors,
         prefix="sample ",
+        compute_dtype=config.compute_dtype,
     )
     counts = moments.count
     tol = np.broadcast_to(
@@ -551,7 +552,14 @@ def fit_mixture(
     try:
         cached = cache.source(source)
         priors = make_priors(moments, source.columns, config)
-        passes = Passes(cached or source, backend, config.chunk_rows, progress, priors=priors)
+        passes = Passes(
+            cached or source,
+            backend,
+            config.chunk_rows,
+            progress,
+            priors=priors,
+            compute_dtype=config.compute_dtype,
+        )
         init_samples = [part.reservoir.sample(j)[: config.init_sample_size] for j in range(n_cols)]
         staged = None
         if schedule == "staged":

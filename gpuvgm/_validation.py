@@ -145,6 +145,12 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "schedule": [Options(("auto", "sklearn", "staged"))],
     "n_init": [Interval(numbers.Integral, 1, None, "left")],
     "device": [Options(("auto", "cpu", "numpy", "cuda"))],
+    "compute_dtype": [Options(("float32", "float64")), NONE],
+    "n_jobs": [
+        Interval(numbers.Integral, 1, None, "left"),
+        Interval(numbers.Integral, None, -1, "right"),
+        NONE,
+    ],
     "random_state": [RANDOM_STATE, NONE],
 }
 

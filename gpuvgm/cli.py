@@ -300,6 +300,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         device=_device(
             args.device, None if frame is not None else _values_bound(source, args.data)
         ),
+        compute_dtype=args.compute_dtype,
+        n_jobs=args.n_jobs,
         random_state=args.seed,
     )
     lines = None if args.quiet else lambda line: print(f"  {line}", flush=True)
@@ -336,11 +338,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: str, device: str, chunk_rows: int) -> Any:
+def _load(path: str, device: str, chunk_rows: int, n_jobs: int | None = None) -> Any:
     from ._estimator import load as load_model
 
-    model = load_model(path)
-    return model.set_params(device=device, chunk_rows=chunk_rows)
+    model = load_model(path).set_params(device=device, chunk_rows=chunk_rows)
+    return model if n_jobs is None else model.set_params(n_jobs=n_jobs)
 
 
 _OUTPUT_HELP = "a .parquet file, or (any other name) a directory of part files written in parallel"
@@ -355,7 +357,7 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 
     _check_output(args.output, args.model, *args.data)
     _check_output(args.metrics_json, args.model, *args.data, args.output)
-    model = _load(args.model, args.device, args.chunk_rows)
+    model = _load(args.model, args.device, args.chunk_rows, args.n_jobs)
     columns = _columns(args.columns) or _model_columns(model)
     source = make_source(args.data, columns)
     model.set_params(device=_device(args.device, _values_bound(source, args.data)))
@@ -388,7 +390,7 @@ def _cmd_inverse(args: argparse.Namespace) -> int:
 
     _check_output(args.output, args.model, args.data)
     _check_output(args.metrics_json, args.model, args.data, args.output)
-    model = _load(args.model, args.device, args.chunk_rows)
+    model = _load(args.model, args.device, args.chunk_rows, args.n_jobs)
     total = None
     try:  # a file, or a directory of part files
         total = sum(pq.read_metadata(p).num_rows for p in expand_paths(args.data))
@@ -414,7 +416,7 @@ def _cmd_inverse(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     _check_output(args.output, args.model, *args.data)
-    model = _load(args.model, args.device, args.chunk_rows)
+    model = _load(args.model, args.device, args.chunk_rows, args.n_jobs)
     model.plot(
         args.data,
         args.output,
@@ -610,6 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
         "longer than the whole run",
     )
     common.add_argument("--chunk-rows", type=int, default=1 << 20)
+    common.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        help="CPU threads (default: GPUVGM_NUM_THREADS or one per core; -1: every core)",
+    )
     common.add_argument("--metrics-json", metavar="PATH", help="write the figures as JSON")
     common.add_argument(
         "--progress",
@@ -650,6 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--schedule", choices=["auto", "sklearn", "staged"], default="auto")
     fit.add_argument("--n-init", type=int, default=1)
     fit.add_argument("--device-cache-fraction", type=float, default=0.5)
+    fit.add_argument(
+        "--compute-dtype",
+        choices=["float32", "float64"],
+        default=None,
+        help="E-step precision (default: float64 on the CPU, the data's dtype on CUDA)",
+    )
     fit.add_argument("--clip", type=_clip_arg, default=None, help=_CLIP_HELP)
     fit.add_argument(
         "--seed",

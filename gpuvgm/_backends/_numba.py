@@ -13,32 +13,43 @@ into fixed blocks of :data:`BLOCK_ROWS` rows per column; each block is summed by
 float64 partials, and the partials are reduced in block order, so the statistics are
 bit-identical for any number of threads.
 
-Compute precision (``compute_dtype`` of :func:`estep_stats`, as in the CUDA backend): float64
-by default, for float32 chunks too. Statistics are then within ~1e-15 of the NumPy twin, so a fit
-keeps the 1e-8 scikit-learn parity and a float32 array fits to the same model as its float64 copy
-(``tests/data/test_sources.py``). float32 compute (~3e-7 relative, below the rounding float32 data
-already carries; twice the SIMD lanes) is offered but not the default: measured interleaved on a
-2-core AVX-512 VM it was 1.3-1.6x faster than float64 (``bench/results/throughput-cpu-backends-*``),
-not enough to give up either guarantee. Accumulation is always float64. The transform,
-``log_resp``, ``assign_stats``, ``moments`` and ``inverse`` compute in float64, in the NumPy
-twin's order of operations (no FMA), so argmax components and ``alpha`` are identical to the
-twin's; the sampled components use the inline exp polynomial below, which differs from NumPy's
-exp by at most a few ulps, so a component could differ only where a uniform falls within ulps of
-a CDF boundary (about 1e-15 per row; none in 10**7 rows of the benchmark, which counts them).
+Compute precision (``compute_dtype`` of :func:`estep_stats`, as in the CUDA backend; the
+estimator's ``compute_dtype``): float64 by default, for float32 chunks too. Statistics are then
+within ~1e-15 of the NumPy twin, so a fit keeps the 1e-8 scikit-learn parity and a float32 array
+fits to the same model as its float64 copy (``tests/data/test_sources.py``). float32 compute
+(~1e-8 relative here, within the float32 tolerance; twice the SIMD lanes, and each 256-row tile
+summed in float32 before it joins the float64 sums, as the CUDA kernel's float tiles of 4 rows)
+is offered but not the default: measured interleaved on a 2-core AVX-512 VM it was 1.8-2x faster
+than float64 (``bench/results/throughput-cpu-backends-*``), not enough to give up either
+guarantee. Sums over tiles and blocks are always float64. The transform, ``log_resp``,
+``assign_stats``, ``moments`` and ``inverse`` compute in float64, in the NumPy twin's order of
+operations (no FMA), so argmax components and ``alpha`` are identical to the twin's; the sampled
+components use the inline exp polynomial below, which differs from NumPy's exp by at most a few
+ulps, so a component could differ only where a uniform falls within ulps of a CDF boundary
+(about 1e-15 per row; none in 10**7 rows of the benchmark, which counts them).
 
 Vectorisation: a libm call per value keeps a loop scalar, and Numba's SVML path needs Intel's
 patched LLVM (conda's llvmlite; PyPI's wheels are not, ``numba -s``: "SVML operational: False"),
 so the E-step and the sampled transform evaluate exp and log as inline polynomials, with 2**n
-from the exponent bits (an LLVM intrinsic), over tiles of contiguous rows that LLVM vectorises.
+from the exponent bits (an LLVM intrinsic), over tiles of contiguous rows that LLVM vectorises:
+within a tile K is the outer loop and the tile's rows the inner one. Each component's sums over
+a tile are reductions kept in SIMD registers: ``fastmath={"reassoc"}`` in those small helper
+functions only (``_numba_kernels._tile_sums``), whose summation order is fixed when they are
+compiled, so the sums still do not depend on the number of threads. Everything else keeps IEEE
+semantics, with ``contract`` (FMA) at most: no ``nnan``/``ninf``, so NaN and inf behave as in
+NumPy. The hot loops compile to ``ymm`` code: LLVM's tuning for these CPUs prefers 256-bit
+vectors. 512-bit code (``NUMBA_CPU_FEATURES`` = the host's features plus ``-prefer-256-bit``)
+measured 7-10 % faster here; gpuvgm does not set it, as it is a process-wide Numba setting.
 
 Sampled components draw from the same Philox4x32-10 stream as :mod:`gpuvgm._rng` (compiled here,
 tested bit for bit against it), keyed by (seed, column, global row, stream).
 
-Threads: ``GPUVGM_NUM_THREADS`` (:func:`gpuvgm._parallel.n_threads`), at most Numba's
-``NUMBA_NUM_THREADS``. Numba's threading layer is ``workqueue`` unless ``NUMBA_THREADING_LAYER``
-is set: OpenMP's default spin-waiting made 2-thread passes up to 100x slower than one thread on a
-shared machine (DESIGN.md §5). The workqueue layer must not be entered from two Python threads at
-once, so kernel launches are serialised by a lock (each launch is itself parallel).
+Threads: the estimator's ``n_jobs``, else ``GPUVGM_NUM_THREADS``
+(:func:`gpuvgm._parallel.n_threads`), at most Numba's ``NUMBA_NUM_THREADS``. Numba's threading
+layer is ``workqueue`` unless ``NUMBA_THREADING_LAYER`` is set: OpenMP's default spin-waiting
+made 2-thread passes up to 100x slower than one thread on a shared machine (DESIGN.md §5). The
+workqueue layer must not be entered from two Python threads at once, so kernel launches are
+serialised by a lock (each launch is itself parallel).
 
 Numba is imported with this module, which :func:`gpuvgm._backends.get_backend` imports only when
 the backend is chosen; the kernels compile on their first call (``cache=True``: once per machine,

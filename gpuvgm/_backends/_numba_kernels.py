@@ -17,6 +17,12 @@ from ._numba_math import (
     working,
 )
 
+# Numba's on-disk cache is keyed by the hash of this file's text alone, not of the modules it
+# inlines: the first 16 hex digits of the SHA-256 of ``_numba_math.py``, kept here (and checked by
+# ``tests/backends/test_numba.py``), make every change of the math a change of this file, so that
+# no cached kernel outlives the math it was compiled from.
+MATH_DIGEST = "28b4e0c7df8ba774"
+
 # ---------------------------------------------------------------------------------------------
 # Kernels. Each names its NumPy twin; all loops over a block run on one thread.
 # ---------------------------------------------------------------------------------------------
@@ -71,6 +77,49 @@ def moments_kernel(chunk, block_rows, out):  # pragma: no cover - compiled
 TILE_ROWS = 256
 
 
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _tile_sums(rk, inv, x, x2, r_tiny, zero):  # pragma: no cover - compiled
+    """``(sum r, sum r x', sum r x'^2)`` over one tile's rows, ``r = rk * inv`` (0 below
+    ``r_tiny``), in the compute dtype; the caller adds them to float64 sums.
+
+    ``reassoc`` lets LLVM keep the sums in SIMD registers, several partial sums per lane
+    added at the loop's end (a float32 partial then holds at most a tile's :data:`TILE_ROWS`
+    terms, 1.5e-5 relative in the worst case and ~1e-7 typically: the CUDA kernel's float tiles
+    of 4 rows, at the width of a SIMD loop; float64 compute sums in float64). The order of that
+    reduction is fixed when the loop is compiled, so the sums do not depend on the number of
+    threads. Not inlined by Numba, which would drop these flags: LLVM inlines the compiled
+    function and keeps them.
+    """
+    s0 = zero
+    s1 = zero
+    s2 = zero
+    for i in range(rk.size):
+        r = rk[i] * inv[i]
+        r = r if r >= r_tiny else zero
+        s0 += r
+        s1 += r * x[i]
+        s2 += r * x2[i]
+    return s0, s1, s2
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _tile_rows(s, ls, hs, mx, w, x, x2, inv):  # pragma: no cover - compiled
+    """Per row of a tile: ``inv = w / s`` and ``x2 = x'^2``; returns the tile's
+    ``(sum_k r log r, log p(x))`` sums, float64: ``sum_k r (l_k - max) - log s`` and
+    ``max + log s`` per row (``ls = log s``, ``hs = sum_k exp(l_k - max) (l_k - max)``, ``w``:
+    1 for a value, 0 for padding), as the twin. (The logs are taken by the caller, outside
+    ``reassoc``, which could undo the split of ln 2 in :func:`log_lanes`.)"""
+    h = 0.0
+    lp = 0.0
+    for i in range(s.size):
+        iv = w[i] / s[i]
+        inv[i] = iv
+        h += np.float64(hs[i] * iv - w[i] * ls[i])
+        lp += np.float64(w[i] * (mx[i] + ls[i]))
+        x2[i] = x[i] * x[i]
+    return h, lp
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
 def estep_kernel(
     chunk,
@@ -92,11 +141,11 @@ def estep_kernel(
 
     ``means``/``nhp``/``log_consts`` (n_cols, K) are in the compute dtype, as are ``exp_floor``,
     ``r_tiny``, ``one`` and ``bound``. The block's non-null values are compacted (without a
-    branch), then per tile of :data:`TILE_ROWS` of them: l_k, max over k, exp, sum, 1/sum and
-    log(sum) (:func:`exp_lanes`, :func:`log_lanes`), and the statistics added element-wise
-    into per-row-slot float64 partials (no reduction in the hot loops, so no reassociation: the
-    same sums on any SIMD width); the partials are summed in slot order at the block's end.
-    Every inner loop runs over a tile's contiguous rows: LLVM vectorises them (ymm lanes here).
+    branch), then per tile of :data:`TILE_ROWS` of them, with K the outer loop and the tile's
+    contiguous rows the inner one (SIMD lanes): l_k and their max, exp, its sum and the row's
+    ``sum_k exp (l_k - max)`` (:func:`exp_lanes`), 1/sum and log(sum) (:func:`log_lanes`) with
+    the row's entropy and log p(x) (:func:`_tile_rows`), and each component's three sums over the
+    tile (:func:`_tile_sums`, in registers), added to the block's float64 sums in tile order.
     ``fastmath={"contract"}`` only (FMA): NaN/inf semantics are kept.
     ``out`` (n_cols, n_blocks, K, 3): ``[sum r, sum r x', sum r x'^2]``;
     ``out2`` (n_cols, n_blocks, 3): ``[H, sum log p(x), count]``; both float64.
@@ -118,26 +167,30 @@ def estep_kernel(
         m = 0
         sh = shift[c]
         isc = inv_scale[c]
-        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
-            v = chunk[r, j]
+        col = chunk[r0:r1, j]
+        for i in range(r1 - r0):  # x' of every row (SIMD lanes where the column is contiguous)
+            v = col[i]
             xw = (np.float64(v) - sh) * isc
             xw = xw if xw < bound else bound
-            xs[m] = xw if xw > -bound else -bound
+            xs[i] = xw if xw > -bound else -bound
             m += v == v
+        if m < r1 - r0:  # nulls: compacted without a branch (a null's slot is overwritten)
+            m = 0
+            for i in range(r1 - r0):
+                xs[m] = xs[i]
+                m += col[i] == col[i]
         xs[m] = zero  # the slot a trailing null wrote
         logp = np.empty((k_n, tile), dtype=dt)
-        resp = np.empty((k_n, tile), dtype=dt)
         mx = np.empty(tile, dtype=dt)
         s = np.empty(tile, dtype=dt)
+        hs = np.empty(tile, dtype=dt)
+        ls = np.empty(tile, dtype=dt)
         w = np.empty(tile, dtype=dt)  # 1 for a value, 0 for the last tile's padding
-        a0 = np.zeros((k_n, tile))
-        a1 = np.zeros((k_n, tile))
-        a2 = np.zeros((k_n, tile))
-        ah = np.zeros((k_n, tile))
-        hl = np.zeros(tile)
-        x1 = np.empty(tile)  # x' and x'**2 in float64, for the float64 partials
-        x2 = np.empty(tile)
-        lpl = np.zeros(tile)
+        inv = np.empty(tile, dtype=dt)
+        x2 = np.empty(tile, dtype=dt)
+        acc = np.zeros((k_n, 3))
+        h = 0.0
+        lp = 0.0
         mk_ = means[c]
         hk_ = nhp[c]
         ck_ = log_consts[c]
@@ -145,67 +198,47 @@ def estep_kernel(
             x = xs[t0 : t0 + tile]
             for i in range(tile):
                 w[i] = one if t0 + i < m else zero
-            for k in range(k_n):
+                s[i] = zero
+                hs[i] = zero
+            lk = logp[0]
+            for i in range(tile):
+                d = x[i] - mk_[0]
+                v = d * d * hk_[0] + ck_[0]
+                lk[i] = v
+                mx[i] = v
+            for k in range(1, k_n):
                 mk = mk_[k]
                 hk = hk_[k]
                 ck = ck_[k]
                 lk = logp[k]
                 for i in range(tile):
                     d = x[i] - mk
-                    lk[i] = d * d * hk + ck
-            for i in range(tile):
-                mx[i] = logp[0, i]
-                s[i] = zero
-            for k in range(1, k_n):
-                lk = logp[k]
-                for i in range(tile):
-                    mx[i] = lk[i] if lk[i] > mx[i] else mx[i]
+                    v = d * d * hk + ck
+                    lk[i] = v
+                    mx[i] = v if v > mx[i] else mx[i]
             for k in range(k_n):
                 lk = logp[k]
-                rk = resp[k]
                 for i in range(tile):
                     e = lk[i] - mx[i]
-                    lk[i] = e
-                    rk[i] = exp_lanes(e if e > exp_floor else exp_floor)
-                    s[i] += rk[i]
+                    e = e if e > exp_floor else exp_floor
+                    r = exp_lanes(e)
+                    lk[i] = r  # the unnormalised responsibility, in place of l_k
+                    s[i] += r
+                    hs[i] += r * e
             for i in range(tile):
-                ls = log_lanes(s[i])
-                s[i] = w[i] / s[i]  # 1/sum, 0 on padding
-                hl[i] -= w[i] * ls
-                lpl[i] += w[i] * (mx[i] + ls)
-                x1[i] = np.float64(x[i])
-                x2[i] = x1[i] * x1[i]
+                ls[i] = log_lanes(s[i])
+            dh, dlp = _tile_rows(s, ls, hs, mx, w, x, x2, inv)
+            h += dh
+            lp += dlp
             for k in range(k_n):
-                lk = logp[k]
-                rk = resp[k]
-                b0 = a0[k]
-                b1 = a1[k]
-                b2 = a2[k]
-                bh = ah[k]
-                for i in range(tile):
-                    r = rk[i] * s[i]
-                    r = np.float64(r if r >= r_tiny else zero)
-                    b0[i] += r
-                    b1[i] += r * x1[i]
-                    b2[i] += r * x2[i]
-                    bh[i] += r * np.float64(lk[i])
-        h = 0.0
-        lp = 0.0
-        for i in range(tile):
-            h += hl[i]
-            lp += lpl[i]
+                s0, s1, s2 = _tile_sums(logp[k], inv, x, x2, r_tiny, zero)
+                acc[k, 0] += np.float64(s0)
+                acc[k, 1] += np.float64(s1)
+                acc[k, 2] += np.float64(s2)
         for k in range(k_n):
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            for i in range(tile):
-                s0 += a0[k, i]
-                s1 += a1[k, i]
-                s2 += a2[k, i]
-                h += ah[k, i]
-            out[c, b, k, 0] = s0
-            out[c, b, k, 1] = s1
-            out[c, b, k, 2] = s2
+            out[c, b, k, 0] = acc[k, 0]
+            out[c, b, k, 1] = acc[k, 1]
+            out[c, b, k, 2] = acc[k, 2]
         out2[c, b, 0] = h
         out2[c, b, 1] = lp
         out2[c, b, 2] = m
@@ -353,6 +386,20 @@ def argmax_kernel(
         clipped[c, b] = n_clip
 
 
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _exp_rows(lk, mx, s, exp_floor):  # pragma: no cover - compiled
+    """In place over a tile's rows: ``lk = exp(max(lk - mx, exp_floor))``, ``s += lk``.
+
+    Its own function for the flag: ``contract`` fuses the exp polynomial's multiply-adds (half
+    the instructions) while the caller, the sampled transform, keeps the twin's unfused order
+    for everything else. LLVM inlines it and keeps the flag.
+    """
+    for i in range(lk.size):
+        e = lk[i] - mx[i]
+        lk[i] = exp_lanes(e if e > exp_floor else exp_floor)
+        s[i] += lk[i]
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def sampled_kernel(
     chunk,
@@ -386,8 +433,9 @@ def sampled_kernel(
 
     The block's non-null values (and their uniforms) are compacted, then per tile of
     :data:`TILE_ROWS`: l_k in the twin's order of operations (no FMA), max, exp
-    (:func:`exp_lanes`), the sum and 1/sum, the valid components' CDF cumulated in the twin's
-    order, and the inverse-CDF count, each loop over the tile's rows in SIMD lanes.
+    (:func:`exp_lanes` in :func:`_exp_rows`, the one fused part), the sum and 1/sum, the valid
+    components' CDF cumulated in the twin's order, and the inverse-CDF count, each loop over the
+    tile's rows in SIMD lanes.
     """
     n = chunk.shape[0]
     n_cols = cols.size
@@ -407,16 +455,27 @@ def sampled_kernel(
         us = np.zeros(r1 - r0 + tile)  # their uniforms
         rows = np.zeros(r1 - r0 + tile, dtype=np.int64)
         m = 0
-        for r in range(r0, r1):  # compaction without a branch: a null is overwritten
-            v = np.float64(chunk[r, j])
+        col = chunk[r0:r1, j]
+        col_null = null[r0:r1, c]
+        col_normalized = normalized[r0:r1, c]
+        col_component = component[r0:r1, c]
+        for i in range(r1 - r0):  # every row (SIMD lanes where the columns are contiguous)
+            v = np.float64(col[i])
             isnull = v != v
-            null[r, c] = isnull
-            normalized[r, c] = np.nan  # a null's outputs; a value's are written below
-            component[r, c] = -1
-            xs[m] = v
-            us[m] = (np.float64(words[r - r0]) + 0.5) * TWO_M32  # _rng.uniform
-            rows[m] = r
+            col_null[i] = isnull
+            col_normalized[i] = np.nan  # a null's outputs; a value's are written below
+            col_component[i] = -1
+            xs[i] = v
+            us[i] = (np.float64(words[i]) + 0.5) * TWO_M32  # _rng.uniform
+            rows[i] = r0 + i
             m += not isnull
+        if m < r1 - r0:  # nulls: compacted without a branch (a null's slot is overwritten)
+            m = 0
+            for i in range(r1 - r0):
+                xs[m] = xs[i]
+                us[m] = us[i]
+                rows[m] = rows[i]
+                m += not col_null[i]
         xs[m] = 0.0
         logp = np.empty((k_n, tile))
         mx = np.empty(tile)
@@ -448,29 +507,27 @@ def sampled_kernel(
                     lk[i] = v
                     mx[i] = v if v > mx[i] else mx[i]
             for k in range(k_n):
-                lk = logp[k]
-                for i in range(tile):
-                    e = lk[i] - mx[i]
-                    lk[i] = exp_lanes(e if e > exp_floor else exp_floor)
-                    inv[i] += lk[i]
+                _exp_rows(logp[k], mx, inv, exp_floor)
             for i in range(tile):
                 inv[i] = 1.0 / inv[i]
-            # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order; first the total, then the
-            # count of cdf_q <= u * total
-            for q in range(nv):
+            # cdf_q = cdf_(q-1) + (r_q + floor), the twin's order, kept in the valid rows of
+            # logp; then the count of cdf_q <= u * total
+            lq = logp[valid_idx[c, 0]]
+            for i in range(tile):
+                acc[i] = lq[i] * inv[i] + prob_floor
+                lq[i] = acc[i]
+            for q in range(1, nv):
                 lq = logp[valid_idx[c, q]]
                 for i in range(tile):
-                    term = lq[i] * inv[i] + prob_floor
-                    acc[i] = term if q == 0 else acc[i] + term
+                    acc[i] = acc[i] + (lq[i] * inv[i] + prob_floor)
+                    lq[i] = acc[i]
             for i in range(tile):
                 target[i] = us[t0 + i] * acc[i]
                 cnt[i] = 0
             for q in range(nv):
                 lq = logp[valid_idx[c, q]]
                 for i in range(tile):
-                    term = lq[i] * inv[i] + prob_floor
-                    acc[i] = term if q == 0 else acc[i] + term
-                    cnt[i] += acc[i] <= target[i]
+                    cnt[i] += lq[i] <= target[i]
             lim = min(tile, m - t0)
             for i in range(tile):
                 comp = min(cnt[i], nv - 1)

@@ -10,10 +10,12 @@ of threads.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
 from .. import _rng
+from .._errors import DataTypeError
 from .._model import (
     SAMPLE_PROB_FLOOR,
     EStepParams,
@@ -184,11 +186,15 @@ def _estep_block(
     return stats, h, log_prob
 
 
-def estep_stats(chunk: np.ndarray, params: EStepParams) -> Stats:
+def estep_stats(chunk: np.ndarray, params: EStepParams, *, compute_dtype: Any = None) -> Stats:
     """Sufficient statistics of one chunk for the columns in ``params``.
 
     NumPy twin of ``estep_stats`` in ``kernels/estep.cu``. Statistics are in the working frame.
+    ``compute_dtype``: None or float64, the reference's one precision (the other backends'
+    signature).
     """
+    if compute_dtype is not None and np.dtype(compute_dtype) != np.float64:
+        raise DataTypeError(f"the NumPy backend computes in float64 only, got {compute_dtype}")
     chunk = check_chunk(np.asarray(chunk))
     check_k(params.n_components)
     check_columns(params.columns, chunk.shape[1])

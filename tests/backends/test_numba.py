@@ -24,7 +24,7 @@ from gpuvgm import _rng
 from gpuvgm._backends import _numba as nb
 from gpuvgm._backends import _numpy as ref
 from gpuvgm._backends import get_backend
-from gpuvgm._errors import DataError
+from gpuvgm._errors import DataError, DataTypeError
 from gpuvgm._model import EStepParams, TransformParams
 
 SIZES = (1, 255, 256, 257, 100_003)
@@ -317,8 +317,13 @@ def test_bad_inputs_refused_alike():
             backend.estep_stats(chunk, wide)
         with pytest.raises(ValueError):  # the seed keys the sampler: [0, 2**64)
             backend.transform(chunk, _tparams(p, True, seed=-1), 0)
-    with pytest.raises(gpuvgm.GPUVGMError):
-        nb.estep_stats(chunk, p, compute_dtype=np.float16)
+        with pytest.raises(DataTypeError, match="float"):
+            backend.estep_stats(chunk, p, compute_dtype=np.float16)
+    with pytest.raises(DataTypeError, match="float64 only"):  # the reference has one precision
+        ref.estep_stats(chunk, p, compute_dtype=np.float32)
+    _assert_stats_close(
+        ref.estep_stats(chunk, p, compute_dtype=np.float64), ref.estep_stats(chunk, p), 0.0
+    )
 
 
 # --- reproducibility, selection, import cost ----------------------------------------------------
@@ -361,6 +366,19 @@ def _digest(threads: int) -> str:
 
 def test_statistics_bit_identical_for_one_and_two_threads():
     assert _digest(1) == _digest(2)
+
+
+def test_kernel_cache_follows_the_math():
+    """Numba keys a cached kernel by its own file's text; the digest ties it to the math."""
+    import hashlib
+    from pathlib import Path
+
+    from gpuvgm._backends import _numba_kernels, _numba_math
+
+    digest = hashlib.sha256(Path(_numba_math.__file__).read_bytes()).hexdigest()[:16]
+    assert digest == _numba_kernels.MATH_DIGEST, (
+        f"_numba_math.py changed: set MATH_DIGEST = {digest!r} in _numba_kernels.py"
+    )
 
 
 def test_importing_gpuvgm_imports_no_numba():

@@ -596,6 +596,27 @@ def test_cli_round_trip_through_part_files(tmp_path):
     np.testing.assert_allclose(got[ok], x[ok], rtol=1e-6, atol=1e-5)  # float32 alpha
 
 
+def test_n_jobs_and_compute_dtype_flags_reach_the_model(tmp_path, rng, capsys):
+    data = tmp_path / "data.parquet"
+    _write(data, 6000, rng, extra=False)
+    model, metrics = tmp_path / "m.gpuvgm", tmp_path / "fit.json"
+    common = ["--device", "cpu", "-q"]
+    fit = ["fit", str(data), "-o", str(model), "--columns", "v", "--seed", "1", "--max-iter", "5"]
+    flags = ["--n-jobs", "1", "--compute-dtype", "float32", "--metrics-json", str(metrics)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpuvgm.ConvergenceWarning)
+        assert main([*fit, *common, *flags]) == 0
+    loaded = gpuvgm.load(model)
+    assert (loaded.n_jobs, loaded.compute_dtype) == (1, "float32")
+    encoded = tmp_path / "enc.parquet"
+    transform = ["transform", str(model), str(data), "-o", str(encoded), "--n-jobs", "2"]
+    assert main([*transform, *common]) == 0
+    assert pq.read_metadata(encoded).num_rows == 6000
+    capsys.readouterr()
+    assert main([*fit, *common, "--n-jobs", "0", "--force"]) == 2  # a parameter error
+    assert "n_jobs" in capsys.readouterr().err
+
+
 def test_info_lists_the_weights_and_the_valid_components_by_code(tmp_path, rng, capsys):
     x = np.concatenate([rng.normal(m, 0.3, 2000) for m in (-5.0, 0.0, 5.0)])
     centres = np.array([100.0, -5, 101, 102, 0, 103, 104, 5, 105, 106])
