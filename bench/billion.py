@@ -19,9 +19,9 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,24 +63,25 @@ def generate(path: Path, rows: int, seed: int) -> float:
 
 
 def run(cmd: list[str]) -> dict:
-    """Run one gpuvgm command; its seconds, peak RSS and CPU utilisation."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Run one gpuvgm command; its seconds, and its own peak RSS and CPU (``os.wait4``)."""
+    with tempfile.TemporaryFile("w+") as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        wall = time.perf_counter() - t
+        err.seek(0)
+        stderr = err.read()
     if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        sys.exit(f"{' '.join(cmd)} failed:\n{stderr}")
+    cpu = usage.ru_utime + usage.ru_stime
     return {
         "command": " ".join(cmd),
         "seconds": wall,
         "cpu_seconds": cpu,
         "cpu_utilisation": cpu / wall,  # of one core; os.cpu_count() cores in all
-        # ru_maxrss of the largest child so far (kB on Linux): the commands run in turn, the
-        # largest first is the fit, so a later smaller one does not hide a larger one.
-        "peak_rss_bytes": after.ru_maxrss * 1024,
-        "stderr_tail": proc.stderr[-2000:],
+        "peak_rss_bytes": usage.ru_maxrss * 1024,  # kB on Linux; this command's own
+        "stderr_tail": stderr[-2000:],
     }
 
 
