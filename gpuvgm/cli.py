@@ -551,6 +551,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
         model = load(args.model)
         print(f"model {args.model}: {model!r}")
+        print(
+            f"  seed {model.seed_} (`gpuvgm fit --seed {model.seed_}` with the same data and "
+            "options repeats the fit)"
+        )
         _print_components(model)
     try:
         backend = get_backend("cuda")

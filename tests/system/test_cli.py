@@ -630,6 +630,8 @@ def test_info_lists_the_weights_and_the_valid_components_by_code(tmp_path, rng, 
     capsys.readouterr()
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
+    # No random_state: the drawn seed is stored in the model, and info tells it.
+    assert f"  seed {model.seed_} (`gpuvgm fit --seed {model.seed_}`" in out
     blocks = re.split(r"\n  (?=\S)", out)[1:]  # one block per column
     for j in range(2):
         block = next(b for b in blocks if b.startswith(f"{j}: "))
