@@ -298,7 +298,9 @@ def main() -> None:
     args = p.parse_args()
     if args.compare_cpu:
         sizes = [int(s) for s in (args.sizes or "10000000").split(",")]
+        load_before = os.getloadavg()  # the machine may be shared: the ratios move with it
         results = [compare_cpu(n, args.reps, args.sklearn_rows) for n in sizes]
+        load_after = os.getloadavg()
         for res in results:
             print(f"  {res['rows']:,} rows, {res['reps']} interleaved reps (median):")
             for k, v in res.items():
@@ -325,6 +327,7 @@ def main() -> None:
             "cpu": cpu_info(),
             "threads": os.environ.get("GPUVGM_NUM_THREADS") or os.cpu_count(),
             "command": " ".join(sys.argv),
+            "load_average_1_5_15": {"before": load_before, "after": load_after},
             "results": results,
         }
         (HERE / "results" / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")

@@ -463,13 +463,15 @@ def sampled_kernel(
             v = np.float64(col[i])
             isnull = v != v
             col_null[i] = isnull
-            col_normalized[i] = np.nan  # a null's outputs; a value's are written below
-            col_component[i] = -1
             xs[i] = v
             us[i] = (np.float64(words[i]) + 0.5) * TWO_M32  # _rng.uniform
             rows[i] = r0 + i
             m += not isnull
-        if m < r1 - r0:  # nulls: compacted without a branch (a null's slot is overwritten)
+        if m < r1 - r0:  # nulls: their outputs, then the values compacted without a branch
+            for i in range(r1 - r0):  # (a value's outputs are written once, below)
+                if col_null[i]:
+                    col_normalized[i] = np.nan
+                    col_component[i] = -1
             m = 0
             for i in range(r1 - r0):
                 xs[m] = xs[i]
