@@ -514,7 +514,7 @@ def _polish(
         # What n rows can resolve: an iteration that raises the lower bound by less than
         # _RESOLVED_NATS in all (a likelihood ratio below e) does not change the fit in any
         # way the data can tell; per row that is looser than tol below 10**7 rows only.
-        tol = np.maximum(tol, _RESOLVED_NATS / counts)
+        tol = np.maximum(tol, _RESOLVED_NATS / np.maximum(counts, 1))
     if config.max_iter < 3:
         post = _model.m_step(stats, priors)
         return iterate(passes.estep, priors, post, counts, config, monotone=True)
