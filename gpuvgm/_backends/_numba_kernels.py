@@ -14,6 +14,7 @@ from ._numba_math import (
     exp_lanes,
     fill_words,
     log_lanes,
+    wide_vectors,
     working,
 )
 
@@ -21,7 +22,7 @@ from ._numba_math import (
 # inlines: the first 16 hex digits of the SHA-256 of ``_numba_math.py``, kept here (and checked by
 # ``tests/backends/test_numba.py``), make every change of the math a change of this file, so that
 # no cached kernel outlives the math it was compiled from.
-MATH_DIGEST = "28b4e0c7df8ba774"
+MATH_DIGEST = "48a266767199ebee"
 
 # ---------------------------------------------------------------------------------------------
 # Kernels. Each names its NumPy twin; all loops over a block run on one thread.
@@ -38,6 +39,7 @@ def moments_kernel(chunk, block_rows, out):  # pragma: no cover - compiled
     n, n_cols = chunk.shape
     nb = out.shape[1]
     for t in prange(n_cols * nb):
+        wide_vectors()  # 512-bit lanes where the CPU has them
         j = t // nb
         b = t % nb
         r0 = b * block_rows
@@ -90,6 +92,7 @@ def _tile_sums(rk, inv, x, x2, r_tiny, zero):  # pragma: no cover - compiled
     threads. Not inlined by Numba, which would drop these flags: LLVM inlines the compiled
     function and keeps them.
     """
+    wide_vectors()
     s0 = zero
     s1 = zero
     s2 = zero
@@ -109,6 +112,7 @@ def _tile_rows(s, ls, hs, mx, w, x, x2, inv):  # pragma: no cover - compiled
     ``max + log s`` per row (``ls = log s``, ``hs = sum_k exp(l_k - max) (l_k - max)``, ``w``:
     1 for a value, 0 for padding), as the twin. (The logs are taken by the caller, outside
     ``reassoc``, which could undo the split of ln 2 in :func:`log_lanes`.)"""
+    wide_vectors()
     h = 0.0
     lp = 0.0
     for i in range(s.size):
@@ -158,6 +162,7 @@ def estep_kernel(
     tile = TILE_ROWS
     zero = one - one
     for t in prange(n_cols * nb):
+        wide_vectors()  # 512-bit lanes where the CPU has them
         c = t // nb
         b = t % nb
         j = cols[c]
@@ -254,6 +259,7 @@ def assign_kernel(
     k_n = centers.shape[1]
     nb = out.shape[1]
     for t in prange(n_cols * nb):
+        wide_vectors()  # 512-bit lanes where the CPU has them
         c = t // nb
         b = t % nb
         j = cols[c]
@@ -292,6 +298,7 @@ def log_resp_kernel(
     k_n = means.shape[1]
     nb = blocks_of(n, block_rows)
     for t in prange(n_cols * nb):
+        wide_vectors()  # 512-bit lanes where the CPU has them
         c = t // nb
         j = cols[c]
         r0 = (t % nb) * block_rows
@@ -350,6 +357,7 @@ def argmax_kernel(
     k_n = means.shape[1]
     nb = clipped.shape[1]
     for t in prange(n_cols * nb):
+        wide_vectors()  # 512-bit lanes where the CPU has them
         c = t // nb
         b = t % nb
         j = cols[c]
@@ -394,6 +402,7 @@ def _exp_rows(lk, mx, s, exp_floor):  # pragma: no cover - compiled
     the instructions) while the caller, the sampled transform, keeps the twin's unfused order
     for everything else. LLVM inlines it and keeps the flag.
     """
+    wide_vectors()
     for i in range(lk.size):
         e = lk[i] - mx[i]
         lk[i] = exp_lanes(e if e > exp_floor else exp_floor)
@@ -435,7 +444,8 @@ def sampled_kernel(
     :data:`TILE_ROWS`: l_k in the twin's order of operations (no FMA), max, exp
     (:func:`exp_lanes` in :func:`_exp_rows`, the one fused part), the sum and 1/sum, the valid
     components' CDF cumulated in the twin's order, and the inverse-CDF count, each loop over the
-    tile's rows in SIMD lanes.
+    tile's rows in SIMD lanes. A block without nulls writes its outputs in place; one with nulls
+    keeps the compacted values' rows.
     """
     n = chunk.shape[0]
     n_cols = cols.size
@@ -443,6 +453,7 @@ def sampled_kernel(
     nb = clipped.shape[1]
     tile = TILE_ROWS
     for t in prange(n_cols * nb):
+        wide_vectors()  # 512-bit lanes where the CPU has them
         c = t // nb
         b = t % nb
         j = cols[c]
@@ -451,9 +462,9 @@ def sampled_kernel(
         nv = n_valid[c]
         words = np.empty(r1 - r0, dtype=np.uint32)
         fill_words(seed, column_keys[c], stream, row_offset + np.uint64(r0), words)
-        xs = np.zeros(r1 - r0 + tile)  # the non-null values (data units), padded
-        us = np.zeros(r1 - r0 + tile)  # their uniforms
-        rows = np.zeros(r1 - r0 + tile, dtype=np.int64)
+        xs = np.empty(r1 - r0 + tile)  # the non-null values (data units), padded
+        us = np.empty(r1 - r0 + tile)  # their uniforms
+        rows = np.empty(r1 - r0, dtype=np.int64)  # their rows in the block, if any null
         m = 0
         col = chunk[r0:r1, j]
         col_null = null[r0:r1, c]
@@ -465,9 +476,9 @@ def sampled_kernel(
             col_null[i] = isnull
             xs[i] = v
             us[i] = (np.float64(words[i]) + 0.5) * TWO_M32  # _rng.uniform
-            rows[i] = r0 + i
             m += not isnull
-        if m < r1 - r0:  # nulls: their outputs, then the values compacted without a branch
+        dense = m == r1 - r0
+        if not dense:  # nulls: their outputs, then the values compacted without a branch
             for i in range(r1 - r0):  # (a value's outputs are written once, below)
                 if col_null[i]:
                     col_normalized[i] = np.nan
@@ -476,15 +487,18 @@ def sampled_kernel(
             for i in range(r1 - r0):
                 xs[m] = xs[i]
                 us[m] = us[i]
-                rows[m] = rows[i]
+                rows[m] = i
                 m += not col_null[i]
-        xs[m] = 0.0
+        xs[m : m + tile] = 0.0
+        us[m : m + tile] = 0.0
         logp = np.empty((k_n, tile))
         mx = np.empty(tile)
         inv = np.empty(tile)
         acc = np.empty(tile)
         target = np.empty(tile)
         cnt = np.empty(tile, dtype=np.int64)
+        sel_m = np.empty(tile)
+        sel_s = np.empty(tile)
         n_clip = 0
         sh = shift[c]
         isc = inv_scale[c]
@@ -523,25 +537,42 @@ def sampled_kernel(
                 for i in range(tile):
                     acc[i] = acc[i] + (lq[i] * inv[i] + prob_floor)
                     lq[i] = acc[i]
+            # the CDF never decreases (each term >= prob_floor > 0), so the q with cdf_q <= u *
+            # total are a prefix: the count is the component, and the last q counted carries its
+            # mean and 4 sigma (a blend per q in SIMD lanes, where an indexed read is a gather)
+            m0 = vm[0]
+            s0 = vs[0]
             for i in range(tile):
                 target[i] = us[t0 + i] * acc[i]
                 cnt[i] = 0
+                sel_m[i] = m0
+                sel_s[i] = s0
             for q in range(nv):
                 lq = logp[valid_idx[c, q]]
+                qn = min(q + 1, nv - 1)
+                mq = vm[qn]
+                sq = vs[qn]
                 for i in range(tile):
-                    cnt[i] += lq[i] <= target[i]
+                    hit = lq[i] <= target[i]
+                    cnt[i] += hit
+                    sel_m[i] = mq if hit else sel_m[i]
+                    sel_s[i] = sq if hit else sel_s[i]
             lim = min(tile, m - t0)
             for i in range(tile):
-                comp = min(cnt[i], nv - 1)
-                cnt[i] = comp
-                a = (x[i] - vm[comp]) / vs[comp]
+                cnt[i] = min(cnt[i], nv - 1)
+                a = (x[i] - sel_m[i]) / sel_s[i]
                 big = abs(a) > clip
                 n_clip += big & (i < lim)
                 mx[i] = (clip if a > 0 else -clip) if big else a  # alpha, clipped
-            for i in range(lim):
-                r = rows[t0 + i]
-                normalized[r, c] = mx[i]
-                component[r, c] = cnt[i]
+            if dense:
+                for i in range(lim):
+                    col_normalized[t0 + i] = mx[i]
+                    col_component[t0 + i] = cnt[i]
+            else:
+                for i in range(lim):
+                    r = rows[t0 + i]
+                    col_normalized[r] = mx[i]
+                    col_component[r] = cnt[i]
         clipped[c, b] = n_clip
 
 
@@ -555,6 +586,7 @@ def inverse_kernel(
     nb = blocks_of(n, block_rows)
     bad = np.full(n_cols * nb, -1, dtype=np.int64)
     for t in prange(n_cols * nb):
+        wide_vectors()  # 512-bit lanes where the CPU has them
         i = t // nb
         r0 = (t % nb) * block_rows
         r1 = min(r0 + block_rows, n)

@@ -27,6 +27,37 @@ def working(v, shift, inv_scale, bound):  # pragma: no cover - compiled
 
 
 # ---------------------------------------------------------------------------------------------
+# The vector width. LLVM vectorises for 256-bit registers on Intel's AVX-512 cores by default
+# (its "prefer-256-bit" tuning, https://reviews.llvm.org/D67259, made for Skylake-SP's clock
+# drop under 512-bit work), so an AVX-512 core runs the loops at half its lanes. Numba's own
+# switch is the process-wide NUMBA_CPU_FEATURES (its tests set "-prefer-256-bit"), which would
+# recompile every other library's kernels too; the function attribute below is the per-function
+# form of clang's -mprefer-vector-width=512. On a core without AVX-512 it changes nothing.
+# ---------------------------------------------------------------------------------------------
+
+_WIDE_VECTORS = '"prefer-vector-width"="512"'
+
+
+@intrinsic
+def wide_vectors(typingctx):  # pragma: no cover - compiled
+    """Let LLVM vectorise the calling function (the one being compiled, a prange body
+    included) with 512-bit registers where the CPU has them; a no-op at run time.
+
+    llvmlite's IR builder lists only LLVM's enum attributes, so the string attribute is added
+    to the function's attribute set directly; it is a speed hint only, so where a later llvmlite
+    keeps attributes another way the kernels compile as before, at the default width.
+    """
+
+    def codegen(context, builder, signature, args):
+        attributes = builder.function.attributes
+        if isinstance(attributes, set):
+            set.add(attributes, _WIDE_VECTORS)
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+# ---------------------------------------------------------------------------------------------
 # exp and log in SIMD lanes. A libm call per value keeps a loop scalar (Numba has no vector math
 # library unless its LLVM is Intel's SVML-patched build, which PyPI's llvmlite is not), so the hot
 # loops evaluate these inline polynomials instead; LLVM then vectorises them.
@@ -241,6 +272,7 @@ def fill_words(seed, column, stream, start, words):  # pragma: no cover - compil
     lanes: 32x32 -> 64-bit products), their 4 words each into a scratch, which ``words`` is
     then copied from at the first row's lane.
     """
+    wide_vectors()
     n = words.size
     if n == 0:
         return
@@ -268,6 +300,7 @@ def words_kernel(seed, column, stream, start, block_rows, words):  # pragma: no 
     n = words.size
     nb = blocks_of(n, block_rows)
     for b in prange(nb):
+        wide_vectors()
         r0 = b * block_rows
         r1 = min(r0 + block_rows, n)
         fill_words(seed, column, stream, start + np.uint64(r0), words[r0:r1])

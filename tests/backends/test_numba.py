@@ -381,6 +381,38 @@ def test_kernel_cache_follows_the_math():
     )
 
 
+def test_wide_vectors_reach_the_compiled_loop():
+    """The kernels' 512-bit hint is in the compiled function's IR, leaves its results as they
+    are, and on a core with AVX-512 the loop runs in 512-bit registers."""
+    import llvmlite.binding as llvm
+    from numba import njit
+
+    from gpuvgm._backends._numba_math import exp_lanes, wide_vectors
+
+    @njit(cache=False, error_model="numpy")
+    def wide_exp(x, y):
+        wide_vectors()
+        for i in range(x.size):
+            y[i] = exp_lanes(-x[i])
+
+    @njit(cache=False, error_model="numpy")
+    def plain_exp(x, y):
+        for i in range(x.size):
+            y[i] = exp_lanes(-x[i])
+
+    x = np.linspace(0.0, 700.0, 10_007)
+    y_wide, y_plain = np.empty_like(x), np.empty_like(x)
+    wide_exp(x, y_wide)
+    plain_exp(x, y_plain)
+    np.testing.assert_array_equal(y_wide, y_plain)
+    np.testing.assert_allclose(y_wide, np.exp(-x), rtol=F64_RTOL, atol=0)
+    ir_text = next(iter(wide_exp.inspect_llvm().values()))
+    assert '"prefer-vector-width"="512"' in ir_text
+    assert '"prefer-vector-width"' not in next(iter(plain_exp.inspect_llvm().values()))
+    if llvm.get_host_cpu_features().get("avx512f"):
+        assert "zmm" in next(iter(wide_exp.inspect_asm().values()))
+
+
 def test_importing_gpuvgm_imports_no_numba():
     code = "import sys, gpuvgm; print('numba' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
