@@ -138,7 +138,12 @@ def _two_columns(n: int) -> pa.Table:
 def test_auto_runs_small_inputs_on_the_numpy_backend_and_agrees_with_numba(tmp_path, fmt):
     """``--device auto`` fits a 1 000-row file on the NumPy backend (a new process would spend
     most of its time loading Numba), says so in the model, and agrees with ``--device cpu``
-    within the twin tolerance; the encoded outputs are identical."""
+    within the fit-level tolerance; the encoded outputs are identical.
+
+    A whole fit iterates the E-step map a hundred times, and this data's three near-equal
+    components amplify the last-bit differences of the two backends' sums (the twin tolerance
+    bounds one pass: ``tests/backends/test_numba.py``), so the fits are compared as the
+    scikit-learn parity suite compares whole fits."""
     import pyarrow.csv as pacsv
     from conftest import rtol
 
@@ -154,7 +159,7 @@ def test_auto_runs_small_inputs_on_the_numpy_backend_and_agrees_with_numba(tmp_p
         assert main(argv) == 0
         models[device] = gpuvgm.load(out)
     assert models["auto"].backend_ == "numpy" and models["cpu"].backend_ == "numba"
-    tol = rtol(np.float64, "twin")
+    tol = rtol(np.float64, "parity")
     np.testing.assert_allclose(models["auto"].means_, models["cpu"].means_, rtol=tol)
     np.testing.assert_allclose(models["auto"].covariances_, models["cpu"].covariances_, rtol=tol)
     np.testing.assert_allclose(models["auto"].weights_, models["cpu"].weights_, atol=tol)
