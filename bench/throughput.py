@@ -99,15 +99,19 @@ def cpu_info() -> dict:
     return info
 
 
+FLOOR_BLOCK = 16384  # values per block of the bare NumPy K-exp pass
+FLOOR_MAX_BLOCKS = 2000  # blocks it times; a longer pass is scaled from these
+
+
 def cpu_floor_seconds(n: int) -> float:
     """A plain NumPy pass evaluating K exponentials per value, in cache-sized blocks."""
-    block = np.linspace(-50, 0, K * 16384).reshape(K, -1)
+    block = np.linspace(-50, 0, K * FLOOR_BLOCK).reshape(K, -1)
     out = np.empty_like(block)
-    reps = max(1, n // 16384)
+    reps = max(1, n // FLOOR_BLOCK)
     t = time.perf_counter()
-    for _ in range(min(reps, 2000)):
+    for _ in range(min(reps, FLOOR_MAX_BLOCKS)):
         np.exp(block, out=out)
-    return (time.perf_counter() - t) * reps / min(reps, 2000)  # scaled past 2000 blocks
+    return (time.perf_counter() - t) * reps / min(reps, FLOOR_MAX_BLOCKS)
 
 
 def fit(x, iterations: int, device: str) -> gpuvgm.VGM:
@@ -213,7 +217,8 @@ def compare_cpu(n: int, reps: int, sklearn_rows: int) -> dict:
     for name, ts in times.items():
         wall = float(np.median([w for w, _ in ts]))
         cpu = float(np.median([c for _, c in ts]))
-        rows = min(n, 2000 * 16384) if name == "numpy_k_exp_pass" else n  # its 2000-block cap
+        # the K-exp floor times at most FLOOR_MAX_BLOCKS blocks: its rows are those it ran
+        rows = min(n, FLOOR_MAX_BLOCKS * FLOOR_BLOCK) if name == "numpy_k_exp_pass" else n
         out[name] = {"rows_per_second": rows / wall, "rows_per_cpu_second": rows / max(cpu, 1e-9)}
     out["numpy_k_exp_pass"]["note"] = (
         "timed on one thread over at most 2000 blocks of 16384 values; rows/s = rows per CPU-second"
